@@ -1,0 +1,16 @@
+package io.guestmem.sys;
+
+/** arm64 syscall numbers (include/uapi/asm-generic/unistd.h). */
+public record Aarch64() implements Arch {
+    @Override public String name() { return "aarch64"; }
+    @Override public long sysMemfdSecret() { return 447; }
+    @Override public long sysUserfaultfd() { return 282; }
+    @Override public long sysMlock2() { return 284; }
+    @Override public long sysMemfdCreate() { return 279; }
+    @Override public long sysCapget() { return 90; }
+    @Override public long sysPrlimit64() { return 261; }
+    @Override public long sysMbind() { return 235; }
+    @Override public long sysGetMempolicy() { return 236; }
+    @Override public long sysPerfEventOpen() { return 241; }
+    @Override public boolean isX86() { return false; }
+}

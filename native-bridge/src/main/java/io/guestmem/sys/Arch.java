@@ -1,0 +1,46 @@
+package io.guestmem.sys;
+
+import org.apache.commons.lang3.ArchUtils;
+import org.apache.commons.lang3.arch.Processor;
+
+/**
+ * The architecture-specific numbers the bridge needs: system calls without a libc wrapper and the
+ * few constants that differ. One implementation per architecture ({@link X86_64}, {@link Aarch64});
+ * nothing outside those two classes spells an architecture's number.
+ */
+public sealed interface Arch permits X86_64, Aarch64 {
+
+    /** The architecture this JVM runs on. */
+    Arch CURRENT = detect();
+
+    String name();
+
+    long sysMemfdSecret();
+
+    long sysUserfaultfd();
+
+    long sysMlock2();
+
+    long sysMemfdCreate();
+
+    long sysCapget();
+
+    long sysPrlimit64();
+
+    long sysMbind();
+
+    long sysGetMempolicy();
+
+    long sysPerfEventOpen();
+
+    /** True where KVM's x86 ioctls (REGS/SREGS, TSS) and real-mode guests exist. */
+    boolean isX86();
+
+    private static Arch detect() {
+        Processor p = ArchUtils.getProcessor();
+        if (p != null && p.is64Bit() && p.isX86()) return new X86_64();
+        if (p != null && p.is64Bit() && p.isAarch64()) return new Aarch64();
+        throw new UnsupportedOperationException("guestmem supports x86-64 and arm64; this JVM reports os.arch="
+                + System.getProperty("os.arch"));
+    }
+}
