@@ -19,7 +19,7 @@ import java.util.List;
  * {@link #regionCategories} and {@link #walkEnd}. An instance is for one thread at a time.
  *
  * <p>Where the kernel lacks the ioctl (ENOTTY/EINVAL on the probe) the same question is answered from
- * pagemap reads, smaps (VM_PFNMAP ranges are skipped, as the kernel does; a VMA with a file is FILE) and,
+ * pagemap reads, smaps (VM_PFNMAP ranges are skipped, as the kernel does) and,
  * for {@link #PFNZERO} and {@link #HUGE}, kpageflags of visible pfns. The fallback cannot express
  * {@link #WPALLOWED}, {@link #WRITTEN} or the write-protecting flags and throws
  * {@link UnsupportedOperationException} when asked for them. Its HUGE means "the page belongs to a hugetlb
@@ -277,7 +277,10 @@ public final class PagemapScan implements AutoCloseable {
         long[] kflags = new long[raw.length];
         for (Vma vma : Smaps.overlapping(pid, start, end)) {
             if (vma.pfnMap()) continue; // the kernel's walk skips VM_PFNMAP
-            long vmaCategory = vma.mapping().hasFile() ? FILE : 0;
+            // FILE comes from the page, as the ioctl's PTE walk reports it (6.18: an empty PTE in a file VMA
+            // is not FILE). Where a whole range has no page table the ioctl reports the VMA's file-ness
+            // instead; the fallback cannot see page tables and does not.
+            long vmaCategory = 0;
             long from = Math.max(vma.start(), start), to = Math.min(vma.end(), end);
             for (long chunk = from; chunk < to; ) {
                 int n = (int) Math.min(raw.length, (to - chunk) / pageSize);

@@ -47,7 +47,7 @@ abstract class ProcFile implements AutoCloseable {
             f = Posix.open(path, Posix.O_RDONLY);
         } catch (SyscallException e) {
             // /proc/<pid>/... of a pid that does not exist: ENOENT (ESRCH while the task is being reaped).
-            if (pid > 0 && (e.is(Errno.ENOENT) || e.is(Errno.ESRCH)))
+            if (pid > 0 && (e.is(Errno.ENOENT) || e.is(Errno.ESRCH)) && !Files.exists(Path.of("/proc/" + pid)))
                 throw new NoSuchProcessException(pid, Path.of(path).getFileName().toString(), e);
             throw e;
         }
