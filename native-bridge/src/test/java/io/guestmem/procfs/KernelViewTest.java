@@ -118,6 +118,10 @@ class KernelViewTest {
             List<PagemapScan.Region> r = scan.scanAll(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE);
             assertEquals(List.of(new PagemapScan.Region(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE)), r);
         }
+        try (PagemapScan fb = PagemapScan.fallback(pm, kpf, 16)) {
+            assertEquals(List.of(new PagemapScan.Region(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE)),
+                    fb.scanAll(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE));
+        }
         System.out.println("hugetlb " + Fmt.size(hugeSize) + ": head pfn " + Fmt.hex(head) + " " + KPageFlag.decode(hf)
                 + "; next " + KPageFlag.decode(tf) + "; smaps " + vma.vmFlagCodes());
     }
@@ -146,6 +150,10 @@ class KernelViewTest {
                     long f = flags[(int) ((a - m.address) / PAGE)];
                     assertTrue(KPageFlag.THP.in(f) && KPageFlag.ANON.in(f), Fmt.hex(a) + " " + KPageFlag.decode(f));
                 }
+            }
+            try (PagemapScan fb = PagemapScan.fallback(pm, kpf, 64)) {
+                assertEquals(regions, fb.scanAll(m.address, m.address + m.length,
+                        PagemapScan.PRESENT | PagemapScan.HUGE | PagemapScan.PFNZERO), "fallback agrees on a PMD-mapped THP");
             }
             Vma vma = Smaps.vmaOf(m.address);
             assertTrue(vma.has(VmFlag.HUGEPAGE), vma.vmFlagCodes().toString());
@@ -199,6 +207,10 @@ class KernelViewTest {
                                 PagemapScan.PRESENT | PagemapScan.PFNZERO, 0, mask),
                         fallback.scanAll(t.address, t.address + t.length, 0, PagemapScan.PFNZERO,
                                 PagemapScan.PRESENT | PagemapScan.PFNZERO, 0, mask));
+            }
+            try (TestMemory untouched = TestMemory.sharedAnon(4 * PAGE)) {
+                assertEquals(ioctl.scanAll(untouched.address, untouched.address + untouched.length, mask),
+                        fallback.scanAll(untouched.address, untouched.address + untouched.length, mask));
             }
             System.out.println("fallback == ioctl: " + ioctl.scanAll(shared.address, shared.address + shared.length, mask));
             org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOperationException.class,
