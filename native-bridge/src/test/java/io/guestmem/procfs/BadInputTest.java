@@ -103,6 +103,15 @@ class BadInputTest {
             assertThrows(IllegalArgumentException.class, () -> s.scan(PAGE + 1, 4 * PAGE, PagemapScan.PRESENT));
             assertThrows(IllegalArgumentException.class, () -> s.scan(4 * PAGE, PAGE, PagemapScan.PRESENT));
             assertThrows(IllegalArgumentException.class, () -> s.scan(PAGE, 4 * PAGE, 1L << 20));
+            // The write-protect flags reach the kernel: CHECK_WPASYNC over memory not registered with
+            // userfaultfd async-WP is refused by the kernel itself (EPERM).
+            try (TestMemory m = TestMemory.anon(4 * PAGE)) {
+                m.touchWrite(PAGE);
+                var w = assertThrows(io.guestmem.sys.SyscallException.class, () -> s.scan(m.address, m.address + m.length,
+                        PagemapScan.WP_MATCHING | PagemapScan.CHECK_WPASYNC, 0, PagemapScan.WRITTEN, 0, PagemapScan.WRITTEN, 0));
+                assertEquals("EPERM", w.errnoName(), w.getMessage());
+                System.out.println(w.getMessage());
+            }
         }
     }
 }
