@@ -294,6 +294,11 @@ public final class MemslotSet {
         return dir.length - 1;
     }
 
+    /** True when buckets are scanned linearly, false when some bucket is crowded and they are binary-searched. */
+    boolean directoryScans() {
+        return dirScan;
+    }
+
     /** This set minus the slot with id {@code removeId} (if any) plus {@code add} (if not null). */
     MemslotSet with(int removeId, Memslot add, long newGeneration) {
         List<Memslot> l = new ArrayList<>(slots.length + 1);
