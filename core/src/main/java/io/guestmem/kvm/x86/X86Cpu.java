@@ -55,6 +55,15 @@ public final class X86Cpu {
         }
     }
 
+    /**
+     * Enters {@code program}'s mode at its entry and runs it to HLT within {@code maxExits} exits. The caller
+     * has loaded {@code program.code()} at {@code program.loadGpa()} (and, for FLAT32, the GDT at {@code gdtGpa}).
+     */
+    public static java.util.List<io.guestmem.kvm.VcpuExit> run(Vcpu vcpu, X86Program program, long gdtGpa, int maxExits) {
+        enter(vcpu, program, gdtGpa);
+        return vcpu.runToHlt(maxExits);
+    }
+
     public static X86Regs regs(Vcpu vcpu) {
         return X86Kvm.getRegs(vcpu.vcpuFd());
     }
