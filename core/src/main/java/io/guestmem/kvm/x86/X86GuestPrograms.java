@@ -79,6 +79,21 @@ public final class X86GuestPrograms {
                 X86Mode.FLAT32, loadGpa, code);
     }
 
+    /**
+     * Flat 32-bit: read the u32 at {@code gpa} and {@code out} it (4 bytes) to {@code port}, then {@code hlt}.
+     * Shows the host what the guest sees at an address. Exits: IO(OUT, port, 4 bytes), HLT.
+     */
+    public static X86Program readU32ThenOut(long loadGpa, long gpa, int port) {
+        checkFlat(gpa, 4);
+        byte[] code = {
+                (byte) 0xBA, lo(port), hi(port), 0, 0,            // mov edx, port      (B8+2 id)
+                (byte) 0xA1, b(gpa, 0), b(gpa, 1), b(gpa, 2), b(gpa, 3), // mov eax, [moffs32] (A1)
+                (byte) 0xEF,                                      // out dx, eax        (EF, 32-bit operand)
+                (byte) 0xF4,                                      // hlt
+        };
+        return new X86Program("read u32 at " + Long.toHexString(gpa) + " then out", X86Mode.FLAT32, loadGpa, code);
+    }
+
     /** The u64 {@link #writeGfnToEveryPage} leaves at offset 0 of the page with this gfn. */
     public static long pageValue(long gfn, int tag) {
         return ((long) tag << 32) | (gfn & 0xffffffffL);
