@@ -120,12 +120,10 @@ final class InspectCommand implements Callable<Integer> {
     /** Pages of every selected VMA that has a page view (the rest are reported as such, with no pages). */
     private void forEachPage(ProcessMemoryView view, List<ProcessMemoryView.Selected> selected,
                              List<InspectReport.Vma> rows, java.util.function.Consumer<InspectReport.Page> sink) {
-        long total = 0;
-        for (int i = 0; i < selected.size(); i++) if (rows.get(i).pagemapView()) total += selected.get(i).pages();
-        try (Progress progress = Progress.start("pages", total, "pages")) {
-            for (int i = 0; i < selected.size(); i++)
-                if (rows.get(i).pagemapView()) view.pages(selected.get(i), sink, progress::step);
-        }
+        // No progress bar here: pages stream to stdout as they are read, so on a terminal the rows themselves
+        // show progress and a bar on stderr would only garble them.
+        for (int i = 0; i < selected.size(); i++)
+            if (rows.get(i).pagemapView()) view.pages(selected.get(i), sink, done -> { });
     }
 
     private static String flagsText(InspectReport.Page pg) {
