@@ -188,7 +188,7 @@ final class Report {
         }
         // issue 11: guest memory access
         for (String backing : List.of("4k", "thp")) {
-            Row rd = row("AccessBench.readU64", "slots", "512", "backing", backing, "flavour", "plain");
+            Row rd = row("AccessBench.readU64", "slots", "512", "backing", backing);
             t.add(within("readU64 512 slots " + backing + " vs C limit load", rd,
                     refs.ns(References.LIMIT, "read_u64", backing, 512), "C limit", 2.0));
             Row wr = row("AccessBench.write4k", "slots", "512", "backing", backing);
@@ -198,7 +198,7 @@ final class Report {
         Row s512 = row("AccessBench.gpaToSlot", "slots", "512");
         Row s1 = row("AccessBench.gpaToSlot", "slots", "1");
         t.add(within("gpa->slot step, 512 slots vs 1 slot", s512, s1 == null ? Double.NaN : s1.ns(), "AccessBench.gpaToSlot 1", 1.5));
-        Row rd4k = row("AccessBench.readU64", "slots", "512", "backing", "4k", "flavour", "plain");
+        Row rd4k = row("AccessBench.readU64", "slots", "512", "backing", "4k");
         t.add(info("readU64 512 slots 4k vs vm-memory read_obj::<u64> (512, 4K pages)", rd4k,
                 refs.ns(References.VM_MEMORY, "read_obj_u64", null, 512)));
         Row wr4k = row("AccessBench.write4k", "slots", "512", "backing", "4k");
