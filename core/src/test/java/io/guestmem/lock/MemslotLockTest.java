@@ -286,12 +286,19 @@ class MemslotLockTest {
         HostRegion r = anon(size);
         Memslot s = slot(1, 0x40000000L, r);
         AtomicReference<String> invalidated = new AtomicReference<>();
+        java.util.concurrent.atomic.AtomicLong rssAtInvalidation = new java.util.concurrent.atomic.AtomicLong();
         CompletableFuture<Void> invalidator = CompletableFuture.runAsync(() -> {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             while (lock.lockInProgress() == null) {
                 if (System.nanoTime() > deadline) throw new IllegalStateException("the lock never started");
                 Thread.onSpinWait();
             }
+            // Strike in the middle of faulting in: once the kernel shows 64 MiB more of the slot resident.
+            while (Smaps.vmaOf(r.address()).rss() < 64 * MiB && lock.lockInProgress() != null) {
+                if (System.nanoTime() > deadline) throw new IllegalStateException("the slot never became resident");
+                Thread.onSpinWait();
+            }
+            rssAtInvalidation.set(Smaps.vmaOf(r.address()).rss());
             long hva = r.address() + size / 2;
             try (Invalidation inv = notifier.invalidate(hva, hva + PS)) {
                 invalidated.set(inv.toString());
@@ -300,6 +307,8 @@ class MemslotLockTest {
         KvmException e = kvmError(Errno.EAGAIN, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
         invalidator.get(60, TimeUnit.SECONDS);
         assertNotNull(invalidated.get());
+        System.out.println("invalidated with " + rssAtInvalidation.get() / MiB + " MiB of 512 resident: " + e.getMessage());
+        assertTrue(rssAtInvalidation.get() >= 64 * MiB && rssAtInvalidation.get() < size, "hit while faulting in");
         assertTrue(e.getMessage().contains("nothing is left locked"), e.getMessage());
         assertEquals(baseline, vmLck(), "VmLck at its baseline after EAGAIN");
         assertEquals(0, Smaps.vmaOf(r.address()).locked());
