@@ -109,7 +109,11 @@ public final class MemslotLock implements AutoCloseable {
         }
 
         static void set(AtomicLongArray bits, long i) {
-            bits.getAndUpdate((int) (i >>> 6), w -> w | (1L << i));
+            int w = (int) (i >>> 6);
+            long old;
+            do {
+                old = bits.get(w);
+            } while (!bits.compareAndSet(w, old, old | (1L << i))); // a CAS loop: no capturing lambda on the fault path
         }
 
         BitSet toBitSet(AtomicLongArray bits) {
