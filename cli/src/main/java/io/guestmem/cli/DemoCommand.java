@@ -81,7 +81,7 @@ final class DemoCommand implements Callable<Integer> {
                 TablePrinter.Column.left("locked"), TablePrinter.Column.right("pinned MiB"));
         for (DemoReport.Slot s : r.slots()) {
             t.row(s.id(), Fmt.hex(s.gfnStart()) + "-" + Fmt.hex(s.gfnEnd()), s.backing(), Fmt.size(s.sizeBytes()),
-                    s.pfnObservable() ? s.pagesPresent() : "hidden", s.refcounted(), s.nonRefcounted(),
+                    s.pfnObservable() ? s.pagesPresent() : s.backing().equals("pfnmap") ? "n/a" : "hidden", s.refcounted(), s.nonRefcounted(),
                     levels(s.levels()), s.locked() ? "yes" : "no", s.pinnedBytes() >> 20);
         }
         t.print(out);
@@ -90,7 +90,7 @@ final class DemoCommand implements Callable<Integer> {
         out.println("kvm: " + (k.available() ? "available" : "not available") + ", guest "
                 + (k.guestRan() ? "ran (" + k.exits() + " exits)" : "did not run") + (k.reason() != null ? " — " + k.reason() : ""));
         if (k.dirtyExpected() != null)
-            out.println("kvm dirty log: " + k.dirtyLogged() + "/" + k.dirtyExpected() + " guest-written pages of the logged slot");
+            out.println("kvm dirty log: " + k.dirtyLogged() + "/" + k.dirtyExpected() + " guest-written pages of the dirty-logged slots");
         DemoReport.Memlock m = r.memlock();
         out.println("memlock: RLIMIT_MEMLOCK " + (m.limitBytes() < 0 ? "unlimited" : Fmt.size(m.limitBytes()))
                 + (m.capIpcLock() ? " (CAP_IPC_LOCK: bypassed)" : "") + ", VmLck " + Fmt.size(m.vmLckBeforeBytes())
