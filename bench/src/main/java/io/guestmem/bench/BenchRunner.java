@@ -121,8 +121,10 @@ public final class BenchRunner {
                 .result(json.toString())
                 .resultFormat(ResultFormatType.JSON);
         if (args.quick()) {
-            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(200))
-                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(300));
+            // Warmup long enough for C2 to have compiled the hot path even with the cores shared; SingleShot
+            // benches (prefault) count iterations as invocations: 2 warmup + 3 measured maps of 1 GiB.
+            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(500))
+                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(500));
         } else {
             o.forks(2).warmupIterations(3).warmupTime(TimeValue.seconds(1))
                     .measurementIterations(5).measurementTime(TimeValue.seconds(2));
