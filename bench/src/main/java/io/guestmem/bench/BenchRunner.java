@@ -123,8 +123,10 @@ public final class BenchRunner {
         if (args.quick()) {
             // Warmup long enough for C2 to have compiled the hot path even with the cores shared; SingleShot
             // benches (prefault) count iterations as invocations: 2 warmup + 3 measured maps of 1 GiB.
-            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(500))
-                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(500));
+            // The reduced param set: slot counts 1 and 512 only (the two the targets name).
+            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(400))
+                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(400))
+                    .param("slots", "1", "512");
         } else {
             o.forks(2).warmupIterations(3).warmupTime(TimeValue.seconds(1))
                     .measurementIterations(5).measurementTime(TimeValue.seconds(2));
