@@ -43,6 +43,19 @@ public final class Native {
         return LINKER.downcallHandle(address, descriptor, Linker.Option.captureCallState("errno"));
     }
 
+    /**
+     * A libc function called as a {@linkplain Linker.Option#critical(boolean) critical} downcall that may
+     * take heap segments (a {@code long[]}) as pointer arguments: the kernel copies straight into the Java
+     * array, no native staging buffer. Only for short calls that cannot block for long ({@code pread} of
+     * procfs tables in bounded chunks): the JVM cannot reach a safepoint during the call.
+     */
+    public static MethodHandle errnoCallCritical(String symbol, FunctionDescriptor descriptor) {
+        MemorySegment address = LIBC.find(symbol)
+                .orElseThrow(() -> new UnsatisfiedLinkError("libc has no " + symbol));
+        return LINKER.downcallHandle(address, descriptor,
+                Linker.Option.captureCallState("errno"), Linker.Option.critical(true));
+    }
+
     /** A variadic libc function ({@code syscall}, {@code ioctl}, {@code open}) with errno capture. */
     public static MethodHandle errnoCallVariadic(String symbol, FunctionDescriptor descriptor, int firstVariadic) {
         MemorySegment address = LIBC.find(symbol)

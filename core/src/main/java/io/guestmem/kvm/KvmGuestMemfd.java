@@ -1,0 +1,85 @@
+package io.guestmem.kvm;
+
+import io.guestmem.KvmException;
+import io.guestmem.kvmapi.KvmIoctls;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Memfd;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+
+/**
+ * A guest_memfd created by {@link KvmVm#createGuestMemfd}: its fd, size and creation flags. The host may map
+ * it only when it was created with both MMAP and INIT_SHARED: without INIT_SHARED a host touch raises SIGBUS,
+ * which would kill the JVM, so {@link #mmapShared} refuses. Closing is idempotent; the VM closes the
+ * guest_memfds it created when it closes.
+ */
+public final class KvmGuestMemfd implements AutoCloseable {
+    private final int fd;
+    private final long size;
+    private final long flags;
+    private volatile boolean closed;
+
+    KvmGuestMemfd(int fd, long size, long flags) {
+        this.fd = fd;
+        this.size = size;
+        this.flags = flags;
+    }
+
+    public int fd() {
+        checkOpen();
+        return fd;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public long flags() {
+        return flags;
+    }
+
+    public boolean mmapShared() {
+        long both = KvmIoctls.GUEST_MEMFD_FLAG_MMAP | KvmIoctls.GUEST_MEMFD_FLAG_INIT_SHARED;
+        return (flags & both) == both;
+    }
+
+    /**
+     * Maps the whole file MAP_SHARED read-write and returns the address; the caller unmaps it
+     * ({@link Mman#munmap}). Use that address as the slot's userspace_addr too: KVM's instruction emulator
+     * reads guest memory through it.
+     */
+    public long mapShared() {
+        checkOpen();
+        if (!mmapShared())
+            throw new KvmException(Errno.EINVAL, "mmap(guest_memfd " + fd + ")",
+                    "created with flags " + Fmt.hex(flags) + ": host access needs GUEST_MEMFD_FLAG_MMAP|INIT_SHARED");
+        return Mman.mmap(0, size, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, fd, 0);
+    }
+
+    /** fallocate(PUNCH_HOLE|KEEP_SIZE): frees the pages; the next touch (host or guest) sees zeros. */
+    public void punchHole(long offset, long length) {
+        checkOpen();
+        Memfd.punchHole(fd, offset, length);
+    }
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("guest_memfd " + fd + " is closed");
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        Posix.close(fd);
+    }
+
+    @Override
+    public String toString() {
+        return "KvmGuestMemfd[fd=" + fd + " size=" + Fmt.size(size) + " flags=" + Fmt.hex(flags) + (closed ? " closed" : "") + "]";
+    }
+}

@@ -1,0 +1,199 @@
+package io.guestmem.host;
+
+import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.OptionalInt;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * A range of real host memory mapped into this process: the memory a guest's RAM lives in.
+ *
+ * <p>Create one through the factories ({@link #anonymous}, {@link #hugetlb}, {@link #memfd}, ...), which
+ * return a {@link RegionBuilder} for the options (prefault, mlock, guard pages, NUMA policy, DONTDUMP,
+ * MERGEABLE). A failed creation leaves nothing behind: no mapping, lock or fd.
+ *
+ * <p>{@link #segment()} is bound to a shared {@link Arena}: {@link #close()} closes the arena, whose
+ * cleanup unmaps the whole span (guards included) exactly once and closes the fds the region owns; any
+ * later access through the segment, from any thread, throws {@link IllegalStateException} instead of
+ * touching unmapped memory. Thread-safe.
+ */
+public final class HostRegion implements AutoCloseable {
+    private final Backing backing;
+    private final long address;
+    private final long size;
+    private final long pageSize;
+    private final long guardBytes;
+    private final int fd;          // -1 when the region has no fd
+    private final long fdOffset;
+    private final boolean shareable;
+    private final Arena arena;
+    private final MemorySegment segment;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    HostRegion(Backing backing, long address, long size, long pageSize, long guardBytes, int fd, long fdOffset,
+               boolean shareable, Runnable cleanup) {
+        this.backing = backing;
+        this.address = address;
+        this.size = size;
+        this.pageSize = pageSize;
+        this.guardBytes = guardBytes;
+        this.fd = fd;
+        this.fdOffset = fdOffset;
+        this.shareable = shareable;
+        this.arena = Arena.ofShared();
+        MemorySegment seg = MemorySegment.ofAddress(address).reinterpret(size, arena, ignored -> cleanup.run());
+        // The kernel maps a perf ring's data pages read-only: a write would fault, so Java may only read.
+        this.segment = backing == Backing.PFNMAP ? seg.asReadOnly() : seg;
+    }
+
+    // ---- factories: one per kind of backing ----
+
+    /** Private anonymous memory of base pages. */
+    public static RegionBuilder anonymous(long size) {
+        return new RegionBuilder(Backing.ANON, size);
+    }
+
+    /** Shared anonymous memory (shmem): survives fork as shared, can be MADV_REMOVEd. */
+    public static RegionBuilder anonymousShared(long size) {
+        return new RegionBuilder(Backing.ANON_SHARED, size);
+    }
+
+    /** Private anonymous memory, PMD-aligned and advised MADV_HUGEPAGE so the kernel can back it with THPs. */
+    public static RegionBuilder thp(long size) {
+        return new RegionBuilder(Backing.THP, size);
+    }
+
+    /** hugetlb pages of {@code pageSize}, reserved at creation (fails then if the pool is short). */
+    public static RegionBuilder hugetlb(long size, HugePageSize pageSize) {
+        return new RegionBuilder(Backing.hugetlb(pageSize), size).hugePageSize(pageSize);
+    }
+
+    /** A memfd (shmem file) mapped MAP_SHARED; shareable with another process by its fd. */
+    public static RegionBuilder memfd(long size) {
+        return new RegionBuilder(Backing.MEMFD, size);
+    }
+
+    /** A hugetlbfs memfd of {@code pageSize}, reserved at creation; shareable by fd. */
+    public static RegionBuilder memfdHugetlb(long size, HugePageSize pageSize) {
+        return new RegionBuilder(Backing.MEMFD_HUGETLB, size).hugePageSize(pageSize);
+    }
+
+    /** memfd_secret memory: absent from the kernel's direct map. */
+    public static RegionBuilder secret(long size) {
+        return new RegionBuilder(Backing.SECRET, size);
+    }
+
+    /**
+     * A MAP_SHARED mapping of a caller's fd (a guest_memfd, a file) at {@code offset}. The caller keeps
+     * ownership of the fd: closing the region unmaps but does not close it. A guest_memfd must have been
+     * created with INIT_SHARED before it is touched from Java (otherwise host access raises SIGBUS).
+     */
+    public static RegionBuilder ofFd(int fd, long offset, long size, Backing kind) {
+        if (kind != Backing.GUEST_MEMFD && kind != Backing.FD)
+            throw new IllegalArgumentException("a caller's fd maps as " + Backing.GUEST_MEMFD + " or " + Backing.FD + ", not " + kind);
+        return new RegionBuilder(kind, size).callerFd(fd, offset);
+    }
+
+    /**
+     * The ring buffer of a perf software event (1 + {@code dataPages} pages): a real VM_PFNMAP | VM_IO
+     * range, the kind of memory (device BARs) that has no struct page and that KVM must not refcount.
+     */
+    public static RegionBuilder perfRing(int dataPages) {
+        return new RegionBuilder(Backing.PFNMAP, io.guestmem.sys.PerfEvent.ringSize(dataPages));
+    }
+
+    // ---- accessors ----
+
+    public Backing backing() {
+        return backing;
+    }
+
+    /** The first byte of the region (guard pages are outside it). */
+    public long address() {
+        return address;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    /**
+     * The page size of this region: the huge page size for hugetlb kinds, else the base page size (THP
+     * regions are made of base pages the kernel may collapse; pagemap/kpageflags tell which are huge).
+     */
+    public long pageSize() {
+        return pageSize;
+    }
+
+    /** Bytes of PROT_NONE guard directly before and after the region (0 when disabled). */
+    public long guardBytes() {
+        return guardBytes;
+    }
+
+    /**
+     * The fd another process can map to see this memory (memfd, hugetlb memfd, guest_memfd, caller fd),
+     * at {@link #fdOffset()}; empty for kinds without one.
+     */
+    public OptionalInt fd() {
+        checkOpen();
+        return shareable ? OptionalInt.of(fd) : OptionalInt.empty();
+    }
+
+    /** The file offset the region starts at in {@link #fd()}. */
+    public long fdOffset() {
+        return fdOffset;
+    }
+
+    /**
+     * The memory, bound to this region's lifetime: access after {@link #close()} throws
+     * IllegalStateException. Read-only for {@link Backing#PFNMAP} (writes throw IllegalArgumentException).
+     */
+    public MemorySegment segment() {
+        checkOpen();
+        return segment;
+    }
+
+    /** Whether {@code [addr, addr+len)} lies inside the region. */
+    public boolean contains(long addr, long len) {
+        return len >= 0 && addr >= address && addr + len <= address + size && addr + len >= addr;
+    }
+
+    public boolean isOpen() {
+        return !closed.get();
+    }
+
+    private void checkOpen() {
+        if (closed.get()) throw new IllegalStateException("host region " + this + " is closed");
+    }
+
+    /** Unmaps the region and its guards and closes owned fds, exactly once; later calls do nothing. */
+    @Override
+    public void close() {
+        if (closed.compareAndSet(false, true)) arena.close();
+    }
+
+    @Override
+    public String toString() {
+        return backing + " " + Fmt.hex(address) + "+" + Fmt.size(size) + " (pages of " + Fmt.size(pageSize) + ")";
+    }
+
+    /** Unmaps a span quietly: used on cleanup paths, where a second exception would hide the first. */
+    static void unmapQuietly(long addr, long len) {
+        try {
+            if (len > 0) Mman.munmap(addr, len);
+        } catch (RuntimeException ignored) {
+            // munmap of a range we mapped can only fail if someone else unmapped it already
+        }
+    }
+
+    static void closeQuietly(int fd) {
+        try {
+            if (fd >= 0) Posix.close(fd);
+        } catch (RuntimeException ignored) {
+            // EBADF: already closed; nothing else to do on a cleanup path
+        }
+    }
+}
