@@ -7,6 +7,9 @@ import io.guestmem.KvmException;
 import io.guestmem.host.HostRegion;
 import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
+import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnRequest;
+import io.guestmem.mmu.FollowPfnResult;
 import io.guestmem.mmu.Invalidation;
 import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.procfs.Pagemap;
@@ -38,8 +41,8 @@ import org.junit.jupiter.api.extension.ExtendWith;
  *
  * <p>The hole punches and DONTNEEDs are wrapped in {@link MmuNotifier#invalidate} explicitly: the memslot
  * helper's userfaultfd invalidation source, which would catch a DONTNEED made behind the library's back, is not
- * in main. follow_pfn and the pfn cache (branch {@code mmu}) are not in main either: the readers' "result" is
- * the pagemap entry itself, as follow_pfn's would be.
+ * in main. One reader runs follow_pfn (FOLL_NOWAIT reads) and checks its pfn the same way; the pfn cache is not in
+ * main yet, so there are no pfn-cache hits.
  *
  * <p>Duration: {@code -Dguestmem.soak.seconds} (default 60).
  */
@@ -57,8 +60,11 @@ class ConcurrencySoakTest {
     final ConcurrentLinkedQueue<String> staleSamples = new ConcurrentLinkedQueue<>();
     final ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
 
+    final LongAdder follows = new LongAdder(), followPassed = new LongAdder(), followVerified = new LongAdder();
+
     Memslots memslots;
     MmuNotifier notifier;
+    FollowPfn followPfn;
     Pagemap pagemap;
     HostRegion memfd, anon;
 
@@ -99,6 +105,40 @@ class ConcurrencySoakTest {
             return;
         }
         throw new AssertionError("gfn " + gfn + " retried 100000 times");
+    }
+
+    /**
+     * One follow_pfn step (FOLL_NOWAIT read, so it never faults): a pfn that passed {@code retryGfn} with the
+     * result's own sequence must be the pfn pagemap shows right after; the reference is released either way.
+     */
+    void follow(long gfn) {
+        follows.increment();
+        FollowPfnResult r = followPfn.follow(FollowPfnRequest.read(gfn).withNoWait(true));
+        try {
+            if (!r.ok() || r.pfn() < 0) return; // NOSLOT, NEEDS_IO (not present): nothing to verify
+            if (notifier.retryGfn(gfn, r.sequence())) {
+                retries.increment();
+                return;
+            }
+            followPassed.increment();
+            long raw2 = pagemap.readRaw(r.hva());
+            long hvaNow = memslots.current().gfnToHva(gfn);
+            if (notifier.retryGfn(gfn, r.sequence())) {
+                sequenceMovedBeforeVerify.increment();
+                return;
+            }
+            followVerified.increment();
+            String why = hvaNow != r.hva() ? "slot set now maps it at " + Long.toHexString(hvaNow)
+                    : !PagemapEntry.isPresent(raw2) ? "follow_pfn said pfn " + Long.toHexString(r.pfn()) + ", page now not present"
+                    : pagemap.pfnOf(raw2) != r.pfn() ? "follow_pfn said pfn " + Long.toHexString(r.pfn()) + ", pagemap "
+                    + Long.toHexString(pagemap.pfnOf(raw2)) : null;
+            if (why != null) {
+                stale.increment();
+                if (staleSamples.size() < 10) staleSamples.add("follow_pfn gfn " + Long.toHexString(gfn) + ": " + why);
+            }
+        } finally {
+            if (r.reference() != null) followPfn.releaseFaultinPage(r, false, false);
+        }
     }
 
     /** Null when the verified result agrees with what was read right after it. */
@@ -172,7 +212,8 @@ class ConcurrencySoakTest {
         notifier = new MmuNotifier(memslots);
         try (HostRegion m = HostRegion.memfd(CHUNKS * CHUNK * PAGE).name("soak").prefault(io.guestmem.host.Prefault.Mode.WRITE).create();
              HostRegion a = HostRegion.anonymous(CHUNKS * CHUNK * PAGE).prefault(io.guestmem.host.Prefault.Mode.WRITE).create();
-             Pagemap pm = Pagemap.openSelf()) {
+             Pagemap pm = Pagemap.openSelf(); FollowPfn fp = new FollowPfn(notifier)) {
+            followPfn = fp;
             memfd = m;
             anon = a;
             pagemap = pm;
@@ -197,7 +238,14 @@ class ConcurrencySoakTest {
             // sequence for all gfns, so writers changing memory back to back would starve the readers, as they
             // would starve KVM's faults.
             Step mutator = paced(this::slotMutator), punch = paced(this::puncher), dn = paced(this::dontneed);
-            for (Step s : List.<Step>of(reader, reader, mutator, punch, dn, this::toucher)) {
+            Step follower = rnd -> {
+                MemslotSet set = memslots.current();
+                if (set.size() > 0) {
+                    var slot = set.slotAt(rnd.nextInt(set.size()));
+                    follow(slot.baseGfn() + rnd.nextLong(slot.npages()));
+                }
+            };
+            for (Step s : List.<Step>of(reader, reader, follower, mutator, punch, dn, this::toucher)) {
                 Thread t = new Thread(() -> {
                     ThreadLocalRandom rnd = ThreadLocalRandom.current();
                     try {
@@ -214,25 +262,28 @@ class ConcurrencySoakTest {
             while (!stop.get() && System.nanoTime() < end) Thread.sleep(100);
             stop.set(true);
             for (Thread t : threads) t.join();
+            assertEquals(List.of(), fp.leakReports(), "follow_pfn references not released");
         }
         long migrated = vmstat("pgmigrate_success") - migratedBefore;
         long ops = lookups.sum() + slotOps.sum() + refusals.sum() + punches.sum() + dontneeds.sum() + touches.sum();
-        String summary = String.format("soak %d s: %d operations (%d gfn lookups: %d passed the retry check, %d retries, %d no slot; "
+        ops += follows.sum();
+        String summary = String.format("soak %d s: %d operations (%d follow_pfn: %d passed the retry check, %d verified; "
+                        + "%d gfn lookups: %d passed the retry check, %d retries (both kinds), %d no slot; "
                         + "%d verified against pagemap, %d not verifiable because the sequence moved first), %d slot changes "
                         + "(+%d EEXIST refusals), %d hole punches, %d DONTNEEDs, %d faults-in, %d hva invalidations "
                         + "(notifier sequence %d), stale results %d; kernel page migrations meanwhile %d",
-                seconds, ops, lookups.sum(), passed.sum(), retries.sum(), noSlot.sum(), verified.sum(),
+                seconds, ops, follows.sum(), followPassed.sum(), followVerified.sum(), lookups.sum(), passed.sum(), retries.sum(), noSlot.sum(), verified.sum(),
                 sequenceMovedBeforeVerify.sum(), slotOps.sum(), refusals.sum(), punches.sum(), dontneeds.sum(),
                 touches.sum(), invalidations.sum(), notifier.sequence(), stale.sum(), migrated);
         System.out.println(summary);
-        String area = "concurrency soak (" + seconds + " s, 2 readers vs slot delete/move/create, hole punch, DONTNEED, faults)";
+        String area = "concurrency soak (" + seconds + " s, 2 gfn→hva readers + 1 follow_pfn reader vs slot delete/move/create, hole punch, DONTNEED, faults)";
         ReliabilityReport.put(area, "operations", ops);
         ReliabilityReport.put(area, "invalidations (hva ranges; notifier sequence incl. slot changes)", invalidations.sum() + " (" + notifier.sequence() + ")");
         ReliabilityReport.put(area, "lookups passing the retry check / retries", passed.sum() + " / " + retries.sum());
-        ReliabilityReport.put(area, "passed results verified against pagemap right after", verified.sum());
+        ReliabilityReport.put(area, "passed results verified against pagemap right after (gfn→hva+pagemap / follow_pfn)", verified.sum() + " / " + followVerified.sum());
         ReliabilityReport.put(area, "stale results caught", stale.sum());
         assertTrue(unexpected.isEmpty(), "undocumented exceptions: " + unexpected);
-        assertTrue(verified.sum() > 1000, summary);
+        assertTrue(verified.sum() > 1000 && followVerified.sum() > 100, summary);
         assertTrue(retries.sum() > 0 && invalidations.sum() > 0, "the soak raced nothing: " + summary);
         assertEquals(0, stale.sum(), "stale results (kernel page migrations meanwhile: " + migrated + "): " + staleSamples);
     }
