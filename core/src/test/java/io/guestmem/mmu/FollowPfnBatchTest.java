@@ -57,7 +57,9 @@ class FollowPfnBatchTest {
         for (int k = 0; k < 20; k++) b.translate(0, s.baseGfn(), n, false, w, 0);
         long bytes = MX.getCurrentThreadAllocatedBytes() - before;
         System.out.println("20 warm batches of " + n + " allocated " + bytes + " B");
-        assertTrue(bytes < 1024, "warm batches allocated " + bytes);
+        // Nothing per page (kpageflags per scattered pfn used to cost ~150 B/page). Once C2 has compiled the
+        // bridge's pread this is 0; before that the bridge's heap-slice costs ~150 B per pread (4 per batch).
+        assertTrue(bytes < 20L * n, "warm batches allocated " + bytes + " B: per-page garbage");
     }
 
     @Test

@@ -2,7 +2,6 @@ package io.guestmem.mmu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -57,7 +56,8 @@ class PfnCacheTest {
             assertNull(c.refresh());
             assertTrue(c.check());
             assertEquals(f.pagemapPfn(r.address() + 2 * PAGE), c.pfn(), "refresh follows the new page");
-            assertNotEquals(old, c.pfn());
+            // (the kernel may hand the freed page straight back: the pfn can be the old one; pagemap decides)
+            assertTrue(old > 0);
 
             // a memslot change elsewhere bumps the generation: stale until refreshed
             HostRegion r2 = f.own(HostRegion.anonymous(PAGE).create());
