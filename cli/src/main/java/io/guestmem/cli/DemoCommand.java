@@ -1,14 +1,110 @@
 package io.guestmem.cli;
 
+import io.guestmem.procfs.ProcStatus;
+import io.guestmem.sys.Fmt;
+import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
 
 /** {@code guestmem demo}: build a VM memory map over every backing the machine offers and verify it. */
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Map guest RAM over every backing this machine offers, run a tiny KVM guest, follow every gfn to its pfn and verify it.")
+        description = {"Map guest RAM over every backing this machine offers, register the memslots with a real KVM VM,",
+                "run a tiny guest that writes every page, follow every gfn to its pfn, lock one slot within",
+                "RLIMIT_MEMLOCK, and verify every guest page against pagemap and kpageflags.",
+                "Exit 0 only when every guest page agrees."})
 final class DemoCommand implements Callable<Integer> {
+
+    static final String BACKINGS = "anon, thp, hugetlb-2M, hugetlb-1G, memfd, guest_memfd, pfnmap, secret";
+    static final List<String> DEFAULT_BACKINGS = List.of("anon", "thp", "hugetlb-2M", "memfd", "guest_memfd", "pfnmap");
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--backings", split = ",", paramLabel = "NAME",
+            description = "Backings to map, one slot each (default: ${DEFAULT-VALUE}). Known: " + BACKINGS + ".",
+            defaultValue = "anon,thp,hugetlb-2M,memfd,guest_memfd,pfnmap")
+    List<String> backings = new ArrayList<>(DEFAULT_BACKINGS);
+
+    @Option(names = "--slot-size", paramLabel = "MiB", defaultValue = "8",
+            description = "Size of each data slot in MiB, a multiple of 2 (default: ${DEFAULT-VALUE}; hugetlb-1G rounds up to 1024).")
+    long slotSizeMiB;
+
+    @Option(names = "--json", description = "Print one JSON document instead of the table.")
+    boolean json;
+
     @Override
     public Integer call() {
-        throw new UnsupportedOperationException("demo is not implemented yet");
+        if (slotSizeMiB < 2 || slotSizeMiB % 2 != 0 || slotSizeMiB > 64 * 1024)
+            throw new UsageException("--slot-size must be an even number of MiB from 2 to 65536, got " + slotSizeMiB);
+        for (String b : backings)
+            if (!BACKINGS.contains(b) || b.isBlank())
+                throw new UsageException("unknown backing '" + b + "' (known: " + BACKINGS + ")");
+        PrintWriter out = spec.commandLine().getOut();
+        long vmLckBefore = ProcStatus.self().vmLck();
+        DemoReport report;
+        try (DemoVm vm = new DemoVm()) {
+            try (Progress p = Progress.start("mapping", backings.size(), "slots")) {
+                vm.map(backings, slotSizeMiB << 20, p);
+            }
+            DemoReport.Kvm kvm;
+            try (Progress p = Progress.start("guest", backings.size(), "slots")) {
+                kvm = vm.runGuest(p);
+            }
+            DemoReport.Memlock memlock = vm.lockOne(vmLckBefore);
+            List<String> disagreements = new ArrayList<>();
+            long[] agreeTotal = new long[2];
+            List<DemoReport.Slot> slots;
+            try (Progress p = Progress.start("follow_pfn", backings.size() + 1, "slots")) {
+                slots = vm.verify(disagreements, agreeTotal, p);
+            }
+            report = new DemoReport(slots, kvm, memlock,
+                    new DemoReport.Verified(agreeTotal[0], agreeTotal[1], disagreements), vm.notes());
+        }
+        if (json) Json.write(out, report);
+        else print(out, report);
+        out.flush();
+        DemoReport.Verified v = report.verified();
+        return v.total() > 0 && v.agree() == v.total() ? 0 : 1;
+    }
+
+    private static void print(PrintWriter out, DemoReport r) {
+        TablePrinter t = new TablePrinter(TablePrinter.Column.right("slot"), TablePrinter.Column.left("gfn range"),
+                TablePrinter.Column.left("backing"), TablePrinter.Column.right("size"),
+                TablePrinter.Column.right("present"), TablePrinter.Column.right("refcounted"),
+                TablePrinter.Column.right("not"), TablePrinter.Column.left("levels (pages)"),
+                TablePrinter.Column.left("locked"), TablePrinter.Column.right("pinned MiB"));
+        for (DemoReport.Slot s : r.slots()) {
+            t.row(s.id(), Fmt.hex(s.gfnStart()) + "-" + Fmt.hex(s.gfnEnd()), s.backing(), Fmt.size(s.sizeBytes()),
+                    s.pfnObservable() ? s.pagesPresent() : s.backing().equals("pfnmap") ? "n/a" : "hidden", s.refcounted(), s.nonRefcounted(),
+                    levels(s.levels()), s.locked() ? "yes" : "no", s.pinnedBytes() >> 20);
+        }
+        t.print(out);
+        DemoReport.Kvm k = r.kvm();
+        out.println();
+        out.println("kvm: " + (k.available() ? "available" : "not available") + ", guest "
+                + (k.guestRan() ? "ran (" + k.exits() + " exits)" : "did not run") + (k.reason() != null ? " — " + k.reason() : ""));
+        if (k.dirtyExpected() != null)
+            out.println("kvm dirty log: " + k.dirtyLogged() + "/" + k.dirtyExpected() + " guest-written pages of the dirty-logged slots");
+        DemoReport.Memlock m = r.memlock();
+        out.println("memlock: RLIMIT_MEMLOCK " + (m.limitBytes() < 0 ? "unlimited" : Fmt.size(m.limitBytes()))
+                + (m.capIpcLock() ? " (CAP_IPC_LOCK: bypassed)" : "") + ", VmLck " + Fmt.size(m.vmLckBeforeBytes())
+                + " before, " + Fmt.size(m.vmLckAfterBytes()) + " after locking "
+                + (m.lockedSlot() != null ? m.lockedSlot() : "nothing"));
+        if (m.refused() != null) out.println("memlock refused: " + m.refused());
+        for (String n : r.notes()) out.println("note: " + n);
+        for (String d : r.verified().disagreements()) out.println("disagrees: " + d);
+        out.println("verified: " + r.verified().agree() + "/" + r.verified().total() + " guest pages agree");
+    }
+
+    private static String levels(Map<String, Long> levels) {
+        StringBuilder sb = new StringBuilder();
+        levels.forEach((k, v) -> sb.append(sb.isEmpty() ? "" : " ").append(k).append(':').append(v));
+        return sb.toString();
     }
 }

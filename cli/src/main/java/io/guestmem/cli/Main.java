@@ -1,5 +1,6 @@
 package io.guestmem.cli;
 
+import java.io.PrintWriter;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -24,9 +25,19 @@ public final class Main implements Runnable {
         System.exit(execute(args));
     }
 
-    /** Runs the command line and returns its exit code (tests call this). */
+    /** Runs the command line on System.out/System.err and returns its exit code. */
     public static int execute(String... args) {
+        return execute(null, null, args);
+    }
+
+    /**
+     * Runs the command line writing to {@code out} and {@code err} (null: System.out / System.err) and returns
+     * its exit code. Tests call this to capture what a user would see.
+     */
+    public static int execute(PrintWriter out, PrintWriter err, String... args) {
         CommandLine cl = new CommandLine(new Main());
+        if (out != null) cl.setOut(out);
+        if (err != null) cl.setErr(err);
         cl.setParameterExceptionHandler((ex, a) -> {
             // One clear line, not a usage dump: the user asked for --help if they want it.
             ex.getCommandLine().getErr().println("guestmem: " + ex.getMessage()
@@ -42,6 +53,11 @@ public final class Main implements Runnable {
             if (System.getenv("GUESTMEM_DEBUG") != null) ex.printStackTrace(c.getErr());
             return 1;
         });
-        return cl.execute(args);
+        try {
+            return cl.execute(args);
+        } finally {
+            cl.getOut().flush();
+            cl.getErr().flush();
+        }
     }
 }

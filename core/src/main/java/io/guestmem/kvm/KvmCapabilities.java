@@ -10,10 +10,12 @@ import io.guestmem.kvmapi.VmFd;
  *
  * @param dirtyLogRingMaxBytes KVM_CAP_DIRTY_LOG_RING: the largest ring in bytes, 0 if the ring is not offered
  * @param manualDirtyLogProtect KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: the mask of supported modes, 0 if absent
+ * @param addressSpaces KVM_CAP_MULTI_ADDRESS_SPACE (1 where the capability is absent)
  */
 public record KvmCapabilities(int apiVersion, boolean userMemory2, boolean guestMemfd, long guestMemfdFlags,
                               boolean readonlyMem, int nrMemslots, long dirtyLogRingMaxBytes,
-                              int manualDirtyLogProtect, boolean syncMmu, boolean memoryFaultInfo) {
+                              int manualDirtyLogProtect, boolean syncMmu, boolean memoryFaultInfo,
+                              int addressSpaces) {
 
     static KvmCapabilities read(int apiVersion, VmFd vm) {
         return new KvmCapabilities(apiVersion,
@@ -25,7 +27,8 @@ public record KvmCapabilities(int apiVersion, boolean userMemory2, boolean guest
                 Integer.toUnsignedLong(vm.checkExtension(KvmCap.DIRTY_LOG_RING)),
                 vm.checkExtension(KvmCap.MANUAL_DIRTY_LOG_PROTECT2),
                 vm.checkExtension(KvmCap.SYNC_MMU) > 0,
-                vm.checkExtension(KvmCap.MEMORY_FAULT_INFO) > 0);
+                vm.checkExtension(KvmCap.MEMORY_FAULT_INFO) > 0,
+                Math.max(1, vm.checkExtension(KvmCap.MULTI_ADDRESS_SPACE)));
     }
 
     /** guest_memfd can be created with MMAP and INIT_SHARED, so the host can map and touch it. */

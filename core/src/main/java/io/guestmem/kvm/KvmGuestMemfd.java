@@ -1,10 +1,10 @@
 package io.guestmem.kvm;
 
 import io.guestmem.KvmException;
-import io.guestmem.kvmapi.GuestMemfdFiles;
 import io.guestmem.kvmapi.KvmIoctls;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Memfd;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
 
@@ -60,7 +60,7 @@ public final class KvmGuestMemfd implements AutoCloseable {
     /** fallocate(PUNCH_HOLE|KEEP_SIZE): frees the pages; the next touch (host or guest) sees zeros. */
     public void punchHole(long offset, long length) {
         checkOpen();
-        GuestMemfdFiles.punchHole(fd, offset, length);
+        Memfd.punchHole(fd, offset, length);
     }
 
     private void checkOpen() {

@@ -10,6 +10,8 @@ import io.guestmem.kvmapi.VmFd;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotObserver;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
@@ -134,6 +136,18 @@ public final class KvmVm implements AutoCloseable {
         return observer;
     }
 
+    /**
+     * A configuration for the library's memslot writer ({@link Memslots}) that matches this VM: host page
+     * geometry, KVM's slot limit and address spaces, READONLY where KVM_CAP_READONLY_MEM is offered and
+     * GUEST_MEMFD where guest_memfd slots can be installed (KVM_CAP_GUEST_MEMFD through region v2). With it,
+     * the writer refuses up front what this KVM would refuse, and the mirror sees only the rest.
+     */
+    public Memslots.Config memslotsConfig() {
+        checkOpen();
+        return new Memslots.Config(PageGeometry.host(), Math.min(caps.nrMemslots(), 65535), caps.addressSpaces(),
+                caps.readonlyMem(), caps.guestMemfd() && region2);
+    }
+
     /** The slots KVM has from this VM's mirror, by KVM slot number ({@code as_id << 16 | id}). */
     public synchronized Map<Integer, Memslot> mirroredSlots() {
         checkOpen();
@@ -141,8 +155,8 @@ public final class KvmVm implements AutoCloseable {
     }
 
     /**
-     * Rollbacks that KVM refused (the two sides may differ since): empty in a healthy VM. A rollback runs
-     * while another error propagates, so it is recorded here rather than thrown over that error.
+     * Rollbacks that KVM refused (the two sides may differ since): empty in a healthy VM. Such a failure is
+     * also thrown from {@code rolledBack}, where the memslot writer attaches it to the veto as suppressed.
      */
     public synchronized List<String> mirrorFaults() {
         return List.copyOf(mirrorFaults);
@@ -296,6 +310,7 @@ public final class KvmVm implements AutoCloseable {
                     undo(change);
                 } catch (RuntimeException e) {
                     mirrorFaults.add("rollback of " + change + " failed: " + e.getMessage());
+                    throw e;
                 }
             }
         }

@@ -5,7 +5,11 @@ import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.OptionalInt;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -32,6 +36,9 @@ public final class HostRegion implements AutoCloseable {
     private final Arena arena;
     private final MemorySegment segment;
     private final AtomicBoolean closed = new AtomicBoolean();
+    // Guarded by themselves: what must be closed before the memory is unmapped.
+    private final List<Runnable> closeHooks = new ArrayList<>();
+    private final Set<RegionView> views = new LinkedHashSet<>();
 
     HostRegion(Backing backing, long address, long size, long pageSize, long guardBytes, int fd, long fdOffset,
                boolean shareable, Runnable cleanup) {
@@ -169,10 +176,74 @@ public final class HostRegion implements AutoCloseable {
         if (closed.get()) throw new IllegalStateException("host region " + this + " is closed");
     }
 
-    /** Unmaps the region and its guards and closes owned fds, exactly once; later calls do nothing. */
+    /**
+     * A view of {@code [offset, offset + size)} of this region with its own lifetime: its segment throws
+     * IllegalStateException after {@link RegionView#close()} or after this region closes, whichever comes
+     * first (the region closes its open views before it unmaps). What a memslot user needs for a per-slot
+     * window that dies when the slot is deleted or moved, while the memory stays mapped.
+     */
+    public RegionView view(long offset, long size) {
+        if (offset < 0 || size <= 0 || offset > this.size - size)
+            throw new IndexOutOfBoundsException("view " + Fmt.hex(offset) + "+" + Fmt.hex(size) + " outside " + this);
+        synchronized (views) {
+            checkOpen();
+            RegionView v = new RegionView(this, offset, size, address + offset, backing == Backing.PFNMAP);
+            views.add(v);
+            return v;
+        }
+    }
+
+    void viewClosed(RegionView v) {
+        synchronized (views) {
+            views.remove(v);
+        }
+    }
+
+    /**
+     * Runs {@code hook} when this region starts closing, before its views are closed and its memory is
+     * unmapped (on a closed region: now). Hooks run once, in registration order, on the closing thread; an
+     * exception from a hook is ignored, since the unmap must happen anyway.
+     */
+    public void onClose(Runnable hook) {
+        synchronized (views) {
+            if (!closed.get()) {
+                closeHooks.add(hook);
+                return;
+            }
+        }
+        hook.run();
+    }
+
+    /**
+     * Unmaps the region and its guards and closes owned fds, exactly once; later calls do nothing. Runs the
+     * {@link #onClose} hooks and closes the open {@link #view}s first. If some thread still holds the memory
+     * (an I/O call on a buffer over it has the arena acquired), the IllegalStateException of the arena reaches
+     * the caller and the memory stays mapped: a later close() tries again.
+     */
     @Override
     public void close() {
-        if (closed.compareAndSet(false, true)) arena.close();
+        if (!closed.compareAndSet(false, true)) return;
+        List<Runnable> hooks;
+        List<RegionView> open;
+        synchronized (views) {
+            hooks = List.copyOf(closeHooks);
+            closeHooks.clear();
+            open = List.copyOf(views);
+        }
+        for (Runnable h : hooks) {
+            try {
+                h.run();
+            } catch (RuntimeException ignored) {
+                // a user's hook must not keep the memory mapped
+            }
+        }
+        try {
+            for (RegionView v : open) v.close();
+            arena.close();
+        } catch (IllegalStateException busy) {
+            closed.set(false); // still mapped and usable; never unmap under an in-flight access
+            throw busy;
+        }
     }
 
     @Override

@@ -12,6 +12,7 @@ public final class KvmCap {
     public static final int SYNC_MMU = 16;
     public static final int INTERNAL_ERROR_DATA = 40;
     public static final int READONLY_MEM = 81;
+    public static final int MULTI_ADDRESS_SPACE = 92;
     public static final int MANUAL_DIRTY_LOG_PROTECT2 = 168;
     public static final int DIRTY_LOG_RING = 192;
     public static final int DIRTY_LOG_RING_ACQ_REL = 223;
@@ -34,6 +35,7 @@ public final class KvmCap {
             case SYNC_MMU -> "KVM_CAP_SYNC_MMU";
             case INTERNAL_ERROR_DATA -> "KVM_CAP_INTERNAL_ERROR_DATA";
             case READONLY_MEM -> "KVM_CAP_READONLY_MEM";
+            case MULTI_ADDRESS_SPACE -> "KVM_CAP_MULTI_ADDRESS_SPACE";
             case MANUAL_DIRTY_LOG_PROTECT2 -> "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2";
             case DIRTY_LOG_RING -> "KVM_CAP_DIRTY_LOG_RING";
             case DIRTY_LOG_RING_ACQ_REL -> "KVM_CAP_DIRTY_LOG_RING_ACQ_REL";

@@ -1,5 +1,7 @@
 package io.guestmem.kvmapi;
 
+import io.guestmem.sys.Ioc;
+
 /**
  * The architecture-neutral KVM ioctl numbers, each computed from its {@code _IO/_IOR/_IOW/_IOWR}
  * definition in {@code include/uapi/linux/kvm.h} and the size of its layout in {@link KvmLayouts}; the

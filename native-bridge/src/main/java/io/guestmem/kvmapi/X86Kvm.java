@@ -1,5 +1,7 @@
 package io.guestmem.kvmapi;
 
+import io.guestmem.sys.Ioc;
+
 import static io.guestmem.kvmapi.KvmLayouts.offset;
 import static java.lang.foreign.MemoryLayout.sequenceLayout;
 import static java.lang.foreign.MemoryLayout.structLayout;

@@ -20,8 +20,9 @@ import java.nio.file.Path;
  * A procfs table of 8-byte entries ({@code pagemap}, {@code kpageflags}, {@code kpagecount}) opened once and
  * read with {@code pread}. The kernel wants reads that are 8-byte aligned and sized (else EINVAL), so every
  * read here is in whole entries. Reads go straight into the caller's memory: a native segment through the
- * ordinary {@code pread}, a {@code long[]} through a critical {@code pread} that may write into the Java
- * heap (bounded chunks, see {@link #MAX_CHUNK_ENTRIES}).
+ * ordinary {@code pread}, a large {@code long[]} through a critical {@code pread} that may write into the Java
+ * heap (bounded chunks, see {@link #MAX_CHUNK_ENTRIES}), a small one through a per-thread scratch buffer
+ * (see {@link #SCRATCH_ENTRIES}).
  */
 abstract class ProcFile implements AutoCloseable {
     /**
@@ -33,6 +34,16 @@ abstract class ProcFile implements AutoCloseable {
 
     private static final MethodHandle PREAD_HEAP = Native.errnoCallCritical("pread",
             FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_LONG, C_LONG));
+
+    /**
+     * Reads of up to this many entries into a {@code long[]} go through a per-thread native scratch buffer
+     * and a copy: wrapping the array in a heap segment for the critical pread allocates a small object per
+     * call that escape analysis does not reliably remove (measured: 112 B per call), and the hot paths
+     * (follow_pfn, pfn-cache refresh) read a handful of entries. A 4 KiB copy is noise next to the syscall.
+     */
+    static final int SCRATCH_ENTRIES = 512;
+    private static final ThreadLocal<MemorySegment> SCRATCH =
+            ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH_ENTRIES * 8L, 8));
 
     final String path;
     final int pid; // 0 when the file is not per process
@@ -85,6 +96,12 @@ abstract class ProcFile implements AutoCloseable {
 
     /** As {@link #readEntries(long, long, MemorySegment)} into {@code out[off..off+entries)}. */
     final int readEntries(long index, long[] out, int off, int entries) {
+        if (entries <= SCRATCH_ENTRIES) {
+            MemorySegment scratch = SCRATCH.get();
+            int n = (int) readEntries(index, entries, scratch);
+            MemorySegment.copy(scratch, ValueLayout.JAVA_LONG, 0, out, off, n);
+            return n;
+        }
         int f = fd();
         int done = 0;
         try {

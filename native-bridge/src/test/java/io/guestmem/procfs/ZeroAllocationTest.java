@@ -35,11 +35,20 @@ class ZeroAllocationTest {
         }
     }
 
+    /**
+     * Bytes allocated by n calls, the least of up to 20 rounds: the claim is about the compiled steady
+     * state, and on a loaded machine the JIT may not have finished compiling the path after the warm-up
+     * (interpreted code boxes and allocates). Real per-call garbage shows in every round.
+     */
     private static long allocated(Runnable r, int n) {
-        long before = MX.getCurrentThreadAllocatedBytes();
-        for (int i = 0; i < n; i++) r.run();
-        // Tolerate a few bytes of accounting noise (the MXBean call itself), not per-call garbage.
-        long d = MX.getCurrentThreadAllocatedBytes() - before;
-        return d < 1024 ? 0 : d;
+        long best = Long.MAX_VALUE;
+        for (int round = 0; round < 20 && best != 0; round++) {
+            long before = MX.getCurrentThreadAllocatedBytes();
+            for (int i = 0; i < n; i++) r.run();
+            // Tolerate a few bytes of accounting noise (the MXBean call itself), not per-call garbage.
+            long d = MX.getCurrentThreadAllocatedBytes() - before;
+            best = Math.min(best, d < 1024 ? 0 : d);
+        }
+        return best;
     }
 }

@@ -1,0 +1,383 @@
+package io.guestmem.cli;
+
+import io.guestmem.access.GuestMemory;
+import io.guestmem.host.Backing;
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.HugePagePools;
+import io.guestmem.host.HugePageSize;
+import io.guestmem.kvm.KvmDirtyLog;
+import io.guestmem.kvm.KvmGuestMemfd;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.kvm.Vcpu;
+import io.guestmem.kvm.VcpuExit;
+import io.guestmem.kvm.x86.X86Cpu;
+import io.guestmem.kvm.x86.X86GuestPrograms;
+import io.guestmem.kvm.x86.X86Program;
+import io.guestmem.lock.LockMode;
+import io.guestmem.lock.MemslotLock;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnRequest;
+import io.guestmem.mmu.FollowPfnResult;
+import io.guestmem.mmu.LevelSizes;
+import io.guestmem.mmu.MappingLevel;
+import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.vm.VmMemory;
+import io.guestmem.mmu.PfnObservability;
+import io.guestmem.mmu.RefcountedPage;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.procfs.ProcStatus;
+import io.guestmem.sys.Arch;
+import io.guestmem.sys.Capabilities;
+import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Rlimit;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The demo's VM: maps one slot per backing the machine can give, mirrors the slots into a real KVM VM, lets
+ * a tiny guest write a distinct value into every page, then checks each page three ways against the kernel:
+ * the value read through gfn → hva is the guest's, follow_pfn's pfn equals pagemap's for that hva (under the
+ * notifier's retry check), and the page is classified refcounted as the kernel's kpageflags say. One slot is
+ * locked within RLIMIT_MEMLOCK.
+ *
+ * <p>Closes everything it made, in reverse order, hugetlb pool included.
+ */
+final class DemoVm implements AutoCloseable {
+
+    /** Slot 0 holds the guest's code and GDT; data slots start at this gpa, one every {@link #SLOT_STRIDE}. */
+    static final long FIRST_DATA_GPA = 16L << 20;
+    static final long SLOT_STRIDE_MIN = 16L << 20;
+    static final int TAG = 0x6e6d656d; // "memn": marks values the guest wrote
+    private static final long CODE_GPA = 0x1000, GDT_GPA = 0x0, BOOT_SIZE = 64 << 10;
+
+    private final List<AutoCloseable> resources = new ArrayList<>();
+    private final List<SlotPlan> plans = new ArrayList<>();
+    private final List<String> notes = new ArrayList<>();
+    private final Memslots memslots;
+    private final MmuNotifier notifier;
+    private final FollowPfn follow;
+    private final MemslotLock locks;
+    private final GuestMemory memory;
+    private final KvmVm vm;
+    private final String kvmReason;
+
+    /** One data or boot slot: its backing name, the region behind it, and whether the guest writes it. */
+    private record SlotPlan(int id, String backing, HostRegion region, Memslot slot, boolean guestWrites,
+                            KvmDirtyLog dirtyLog) {}
+
+    DemoVm() {
+        KvmVm opened = null;
+        String reason = null;
+        if (!Arch.CURRENT.isX86()) {
+            reason = "the demo's tiny guest is x86 code; on " + Arch.CURRENT.name() + " the host writes the pages";
+        }
+        try {
+            opened = KvmVm.open();
+        } catch (RuntimeException e) {
+            reason = "/dev/kvm: " + e.getMessage();
+        }
+        vm = opened;
+        kvmReason = reason;
+        if (vm != null) resources.add(vm);
+        // The library's composition (io.guestmem.vm): memslots mirrored into the VM, follow_pfn, lock and
+        // accessors wired together; closed before the VM and after the regions (reverse order of resources).
+        VmMemory vmMemory = new VmMemory(vm);
+        resources.add(vmMemory);
+        memslots = vmMemory.memslots();
+        notifier = vmMemory.notifier();
+        follow = vmMemory.followPfn();
+        locks = vmMemory.lock();
+        memory = vmMemory.memory();
+    }
+
+    boolean kvmAvailable() {
+        return vm != null;
+    }
+
+    /**
+     * Maps and registers one slot per backing in {@code backings} of {@code sizeBytes} each (a PFNMAP slot is
+     * the perf ring's size). A backing the machine cannot give is left out with a note.
+     */
+    void map(List<String> backings, long sizeBytes, Progress progress) {
+        addBootSlot();
+        long stride = Math.max(SLOT_STRIDE_MIN, Long.highestOneBit(sizeBytes - 1) << 1);
+        long gpa = FIRST_DATA_GPA;
+        int id = 1;
+        for (String b : backings) {
+            HostRegion region;
+            try {
+                region = create(b, sizeBytes);
+            } catch (RuntimeException e) {
+                notes.add(b + ": not mapped: " + e.getMessage());
+                progress.step(1);
+                continue;
+            }
+            if (region == null) {
+                progress.step(1);
+                continue;
+            }
+            resources.add(region);
+            long align = Math.max(region.pageSize(), 2L << 20);
+            gpa = (gpa + align - 1) & -align;
+            if (b.equals("hugetlb-1G")) gpa = Math.max(gpa, 1L << 30);
+            try {
+                plans.add(register(id, b, region, gpa));
+                id++;
+                gpa += Math.max(stride, (region.size() + align - 1) & -align);
+            } catch (RuntimeException e) {
+                notes.add(b + ": slot refused: " + e.getMessage());
+            }
+            progress.step(1);
+        }
+    }
+
+    private void addBootSlot() {
+        HostRegion boot = HostRegion.anonymous(BOOT_SIZE).create();
+        resources.add(boot);
+        Memslot s = memory.addRam(0, 0, boot);
+        plans.add(new SlotPlan(0, "anon (boot)", boot, s, false, null));
+    }
+
+    private HostRegion create(String backing, long size) {
+        return switch (backing) {
+            case "anon" -> HostRegion.anonymous(size).create();
+            case "thp" -> HostRegion.thp(size).create();
+            case "memfd" -> HostRegion.memfd(size).create();
+            case "hugetlb-2M", "hugetlb-1G" -> hugetlb(backing, size);
+            case "guest_memfd" -> guestMemfd(size);
+            case "pfnmap" -> HostRegion.perfRing(8).create();
+            case "secret" -> HostRegion.secret(size).create();
+            default -> throw new UsageException("unknown backing '" + backing + "' (known: " + DemoCommand.BACKINGS + ")");
+        };
+    }
+
+    /** A hugetlb region on a pool raised by exactly what it needs; the reservation is closed after the region. */
+    private HostRegion hugetlb(String backing, long size) {
+        long bytes = backing.equals("hugetlb-1G") ? 1L << 30 : 2L << 20;
+        HugePageSize hs = HugePagePools.sizes().stream().filter(s -> s.bytes() == bytes).findFirst().orElse(null);
+        if (hs == null) {
+            notes.add(backing + ": this kernel has no " + Fmt.size(bytes) + " hugetlb pool");
+            return null;
+        }
+        long pageSize = hs.bytes();
+        long rounded = (size + pageSize - 1) / pageSize * pageSize;
+        long need = rounded / pageSize - HugePagePools.pool(hs).available();
+        if (need > 0) {
+            // Closed after the region (resources close in reverse order), so the pool goes back exactly.
+            resources.add(HugePagePools.raise(hs, need));
+        }
+        return HostRegion.hugetlb(rounded, hs).create();
+    }
+
+    private HostRegion guestMemfd(long size) {
+        if (vm == null || !vm.capabilities().guestMemfdMmapShared()) {
+            notes.add("guest_memfd: " + (vm == null ? "no KVM" : "this KVM cannot mmap guest_memfd (GUEST_MEMFD_FLAGS)")
+                    + "; a memfd stands in, reported as backing 'memfd (guest_memfd stand-in)'");
+            return null;
+        }
+        KvmGuestMemfd g = vm.createGuestMemfd(size);
+        resources.add(g);
+        return HostRegion.ofFd(g.fd(), 0, size, Backing.GUEST_MEMFD).create();
+    }
+
+    private SlotPlan register(int id, String backing, HostRegion region, long gpa) {
+        boolean pfnmap = backing.equals("pfnmap");
+        Memslot slot;
+        KvmDirtyLog log = null;
+        if (backing.equals("guest_memfd")) {
+            memory.register(region);
+            memslots.setMemslot(0, id, Memslot.GUEST_MEMFD, gpa, region.size(), region.address(),
+                    region.fd().orElseThrow(), region.fdOffset());
+            slot = memslots.current().byId(id);
+        } else {
+            // Guest-written slots log dirty pages (KVM refuses it only for guest_memfd), so the demo can hold
+            // KVM's log of the guest's writes against the pages it wrote, backing by backing.
+            int flags = pfnmap ? Memslot.READONLY
+                    : vm != null && !backing.equals("secret") ? Memslot.LOG_DIRTY_PAGES : 0;
+            slot = memory.addRam(id, gpa, region, 0, region.size(), flags);
+            if ((flags & Memslot.LOG_DIRTY_PAGES) != 0) {
+                log = KvmDirtyLog.of(vm, slot);
+                resources.add(log);
+            }
+        }
+        return new SlotPlan(id, backing, region, slot, !pfnmap && !backing.equals("secret"), log);
+    }
+
+    /** Runs the guest over every guest-written slot (or, without KVM, writes the same values from the host). */
+    DemoReport.Kvm runGuest(Progress progress) {
+        List<SlotPlan> targets = plans.stream().filter(SlotPlan::guestWrites).toList();
+        long expected = 0, logged = 0;
+        boolean anyLog = false;
+        if (vm == null || !Arch.CURRENT.isX86()) {
+            for (SlotPlan p : targets) {
+                for (long gfn = p.slot.baseGfn(); gfn < p.slot.endGfn(); gfn++)
+                    memory.writeU64(gfn << shift(), X86GuestPrograms.pageValue(gfn, TAG));
+                progress.step(1);
+            }
+            return new DemoReport.Kvm(vm != null, false, kvmReason, 0, null, null);
+        }
+        X86Cpu.prepareVm(vm);
+        Vcpu vcpu = vm.createVcpu(0);
+        memory.write(GDT_GPA, X86GuestPrograms.flatGdt());
+        long exits = 0;
+        for (SlotPlan p : targets) {
+            long guestPages = p.slot.npages() * (1L << shift()) / X86GuestPrograms.GUEST_PAGE;
+            X86Program prog = X86GuestPrograms.writeGfnToEveryPage(CODE_GPA, p.slot.baseGfn() << shift(), guestPages, TAG);
+            memory.write(CODE_GPA, prog.code());
+            List<VcpuExit> ex = X86Cpu.run(vcpu, prog, GDT_GPA, 16);
+            exits += ex.size();
+            if (p.dirtyLog != null) {
+                // The guest wrote every page of the slot, so the log is exact iff it names each gfn once.
+                anyLog = true;
+                expected += p.slot.npages();
+                long[] gfns = p.dirtyLog.collect();
+                logged += java.util.Arrays.stream(gfns).filter(p.slot::containsGfn).distinct().count();
+            }
+            progress.step(1);
+        }
+        return new DemoReport.Kvm(true, true, null, exits, anyLog ? logged : null, anyLog ? expected : null);
+    }
+
+    private int shift() {
+        return memslots.geometry().shift();
+    }
+
+    /** Follows every gfn to its pfn, checks the guest's pages against the kernel, and fills the table. */
+    List<DemoReport.Slot> verify(List<String> disagreements, long[] agreeTotal, Progress progress) {
+        List<DemoReport.Slot> rows = new ArrayList<>();
+        LevelSizes sizes = follow.levels().sizes();
+        try (Pagemap pm = Pagemap.openSelf()) {
+            for (SlotPlan p : plans) {
+                Memslot s = p.slot;
+                long present = 0, ref = 0, nonRef = 0;
+                boolean observable = true;
+                for (long gfn = s.baseGfn(); gfn < s.endGfn(); gfn++) {
+                    FollowPfnResult r = follow.follow(FollowPfnRequest.read(gfn).withSlot(s).withGuarded(true));
+                    try {
+                        if (r.ok() && r.observability() == PfnObservability.NOT_OBSERVABLE) {
+                            observable = false;
+                            nonRef++;
+                            continue;
+                        }
+                        if (!r.ok()) {
+                            if (p.guestWrites) disagreements.add("gfn " + Fmt.hex(gfn) + ": follow_pfn " + r.error());
+                            continue;
+                        }
+                        long raw = pm.readRaw(r.hva());
+                        if (PagemapEntry.isPresent(raw)) present++;
+                        RefcountedPage page = r.page();
+                        boolean refcounted = page != null && page.linux613Rule(RefcountedPage.Path.GUP).refcounted();
+                        if (refcounted) ref++; else nonRef++;
+                        if (r.observability() == PfnObservability.HIDDEN) observable = false;
+                        if (p.guestWrites) {
+                            agreeTotal[1]++;
+                            String why = check(p, gfn, r, raw, pm, refcounted);
+                            if (why == null) agreeTotal[0]++;
+                            else if (disagreements.size() < 20) disagreements.add("gfn " + Fmt.hex(gfn) + " (" + p.backing + "): " + why);
+                        }
+                    } finally {
+                        follow.releaseFaultinPage(r, false, false);
+                    }
+                }
+                Map<String, Long> levels = observable || !p.backing.equals("pfnmap") ? levels(p, sizes) : zeroLevels(sizes);
+                boolean locked = locks.isLocked(s.id());
+                long pinned = locked ? s.npages() << shift() : 0;
+                rows.add(new DemoReport.Slot(s.id(), s.baseGfn(), s.endGfn(), p.backing, s.npages() << shift(), present,
+                        ref, nonRef, levels, locked, pinned, p.guestWrites, observable,
+                        p.backing.equals("pfnmap") ? "VM_PFNMAP: the kernel's page walk hides these pfns" : null));
+                progress.step(1);
+            }
+        }
+        return rows;
+    }
+
+    /** Why page {@code gfn} disagrees with the kernel, or null when it agrees. */
+    private String check(SlotPlan p, long gfn, FollowPfnResult r, long raw, Pagemap pm, boolean refcounted) {
+        long want = X86GuestPrograms.pageValue(gfn, TAG);
+        long got = memory.readU64(gfn << shift());
+        if (got != want) return "value " + Fmt.hex(got) + ", the guest wrote " + Fmt.hex(want);
+        if (notifier.retryGfn(gfn, r.sequence())) return "invalidated while checked";
+        if (r.observability() == PfnObservability.VISIBLE && pm.pfnOf(raw) != r.pfn())
+            return "follow_pfn " + Fmt.hex(r.pfn()) + " but pagemap " + Fmt.hex(pm.pfnOf(raw));
+        if (!refcounted) return "a page the guest wrote is not a refcounted page (" + r.page() + ")";
+        return null;
+    }
+
+    /**
+     * Base pages by host mapping level. A PMD or PUD mapping covers its whole aligned block, so asking the
+     * level once per block is exact and costs one lookup per block, not per page.
+     */
+    private Map<String, Long> levels(SlotPlan p, LevelSizes sizes) {
+        Map<String, Long> out = zeroLevels(sizes);
+        long page = memslots.geometry().pageSize();
+        long block = Math.max(sizes.size(MappingLevel.PMD), p.region.pageSize());
+        long start = p.slot.userspaceAddr(), end = start + (p.slot.npages() << shift());
+        for (long b = start & -block; b < end; b += block) {
+            long from = Math.max(b, start), to = Math.min(b + block, end);
+            MappingLevel level = follow.levels().hostMappingLevel(from);
+            out.merge(label(sizes.size(level)), (to - from) / page, Long::sum);
+        }
+        return out;
+    }
+
+    private static Map<String, Long> zeroLevels(LevelSizes sizes) {
+        Map<String, Long> m = new LinkedHashMap<>();
+        for (MappingLevel l : MappingLevel.values()) m.put(label(sizes.size(l)), 0L);
+        return m;
+    }
+
+    static String label(long bytes) {
+        if (bytes >= 1L << 30) return (bytes >> 30) + "G";
+        if (bytes >= 1L << 20) return (bytes >> 20) + "M";
+        return (bytes >> 10) + "K";
+    }
+
+    /** Locks the first guest-written slot that fits RLIMIT_MEMLOCK (all fit with CAP_IPC_LOCK). */
+    DemoReport.Memlock lockOne(long vmLckBefore) {
+        long limit = Rlimit.getrlimit(Rlimit.RLIMIT_MEMLOCK).soft();
+        boolean cap = Capabilities.has(Capabilities.CAP_IPC_LOCK);
+        String locked = null;
+        List<String> refused = new ArrayList<>();
+        for (SlotPlan p : plans) {
+            if (!p.guestWrites || p.backing.equals("guest_memfd")) continue;
+            try {
+                locks.lockMemslot(p.id, LockMode.READ_WRITE);
+                locked = "slot " + p.id + " (" + p.backing + ", " + Fmt.size(p.slot.npages() << shift()) + ")";
+                break;
+            } catch (RuntimeException e) {
+                refused.add("slot " + p.id + " (" + p.backing + "): " + e.getMessage());
+            }
+        }
+        long after = ProcStatus.self().vmLck();
+        return new DemoReport.Memlock(limit, cap, vmLckBefore, after, locked,
+                refused.isEmpty() ? null : String.join("; ", refused));
+    }
+
+    List<String> notes() {
+        return notes;
+    }
+
+    @Override
+    public void close() {
+        RuntimeException first = null;
+        try {
+            locks.unlockAll();
+        } catch (RuntimeException e) {
+            first = e;
+        }
+        for (int i = resources.size() - 1; i >= 0; i--) {
+            try {
+                resources.get(i).close();
+            } catch (Exception e) {
+                if (first == null) first = e instanceof RuntimeException r ? r : new IllegalStateException(e);
+                else first.addSuppressed(e);
+            }
+        }
+        if (first != null) throw first;
+    }
+}

@@ -1,0 +1,23 @@
+package io.guestmem.access;
+
+import io.guestmem.memslot.Memslot;
+
+/**
+ * "May the host access this guest frame now?", asked by {@link GuestMemory} before it touches a page of a
+ * {@link Memslot#GUEST_MEMFD} slot, and only of those (other slots take the fast path without asking). The
+ * guest_memfd state machine answers it (shared pages yes; private or unmapped ones no), so that a device
+ * model touching private memory gets a {@link PrivateMemoryException} instead of a SIGBUS.
+ *
+ * <p>The answer is a point in time: the implementation must not let a page turn private while a host access
+ * it allowed can still be in flight (the conversion waits, as KVM's conversions wait for the invalidation
+ * lock). Implementations must be thread-safe and should not allocate.
+ */
+@FunctionalInterface
+public interface PageAccessPolicy {
+
+    /** Allows everything: the default, right for VMs without private memory. */
+    PageAccessPolicy ALLOW_ALL = (slot, gfn, write) -> true;
+
+    /** True if the host may read ({@code write} false) or write gfn {@code gfn} of {@code slot}. */
+    boolean mayAccess(Memslot slot, long gfn, boolean write);
+}

@@ -1,0 +1,11 @@
+package io.guestmem.gmem;
+
+/**
+ * Hears a deferred conversion finish: the library's last reference to a {@link Mappability#NONE} page was
+ * released and the page became {@code now} (the seed's {@code kvm_gmem_handle_folio_put}). Called on the
+ * releasing thread, after the page's state changed; must be quick and must not throw.
+ */
+@FunctionalInterface
+public interface FinalPutListener {
+    void conversionCompleted(GuestMemfdRegion region, long offset, Mappability now);
+}

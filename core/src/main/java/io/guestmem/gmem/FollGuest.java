@@ -1,0 +1,45 @@
+package io.guestmem.gmem;
+
+/**
+ * The FOLL_GUEST rules of seed 004 as one decision: a private page ({@link Mappability#GUEST}) is returned by
+ * follow_pfn only to a lookup with the {@code guest} flag, a shared page ({@link Mappability#ALL}) only to one
+ * without it, so private memory can never be mapped into the shared view (and the host's view never holds a
+ * private page); a converting page ({@link Mappability#NONE}) to nobody. The write check is orthogonal: a page
+ * must be host-writable to be mapped writable, private or not. Allocation-free.
+ */
+public final class FollGuest {
+    private FollGuest() {}
+
+    /** The outcome of {@link #check}. */
+    public enum Verdict {
+        OK,
+        /** A private page asked for without FOLL_GUEST. */
+        PRIVATE_NEEDS_FOLL_GUEST,
+        /** A shared page asked for with FOLL_GUEST: it belongs to the shared view only. */
+        SHARED_WITHOUT_FOLL_GUEST_ONLY,
+        /** The page is converting: retry once the conversion finished. */
+        CONVERTING,
+        /** A write lookup of a page the host may not write. */
+        NOT_WRITABLE;
+
+        public boolean ok() {
+            return this == OK;
+        }
+    }
+
+    /**
+     * @param m            the page's mappability (ordinary, non-guest_memfd memory is {@link Mappability#ALL})
+     * @param guest        the lookup carries FOLL_GUEST (it maps the page into the private view)
+     * @param write        the lookup wants a writable mapping (FOLL_WRITE)
+     * @param hostWritable the host mapping (or slot) allows writes
+     */
+    public static Verdict check(Mappability m, boolean guest, boolean write, boolean hostWritable) {
+        Verdict v = switch (m) {
+            case ALL -> guest ? Verdict.SHARED_WITHOUT_FOLL_GUEST_ONLY : Verdict.OK;
+            case GUEST -> guest ? Verdict.OK : Verdict.PRIVATE_NEEDS_FOLL_GUEST;
+            case NONE -> Verdict.CONVERTING;
+        };
+        if (v == Verdict.OK && write && !hostWritable) return Verdict.NOT_WRITABLE;
+        return v;
+    }
+}

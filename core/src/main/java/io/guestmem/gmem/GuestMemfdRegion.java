@@ -1,0 +1,661 @@
+package io.guestmem.gmem;
+
+import io.guestmem.KvmException;
+import io.guestmem.host.Backing;
+import io.guestmem.host.HostRegion;
+import io.guestmem.kvm.KvmGuestMemfd;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.kvmapi.KvmIoctls;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.mmu.Invalidation;
+import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Memfd;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * A guest_memfd (or, where KVM cannot give one, a memfd standing in: see {@link #backing()}), its MAP_SHARED
+ * host mapping, and the library's per-page {@link Mappability} with the shared/private conversion state
+ * machine of the guest_memfd mappability series (seed 001). Upstream dropped that series' final-put callback
+ * and in-place conversion ({@code KVM_SET_MEMORY_ATTRIBUTES2}) has not merged, so the state machine lives here,
+ * over the real guest_memfd; where the later series settled a question it is followed (a conversion blocked by
+ * a host mapping fails with {@code EAGAIN} and the offset of the first such page).
+ *
+ * <h2>The per-page state word</h2>
+ * One {@code long} per page in an {@link AtomicLongArray}: bits 0-1 the mappability, bits 2-3 the target of a
+ * pending conversion (meaningful in {@link Mappability#NONE}), bits 32-62 the number of references the library
+ * holds on the page (follow_pfn results not yet released, pfn caches, an accessor in the middle of a copy).
+ * References belong to the view they were taken in: shared ({@code guest=false}) in {@code ALL}, private
+ * ({@code guest=true}) in {@code GUEST}; a {@code NONE} page still carries those of the view it is leaving.
+ *
+ * <h2>Linearization</h2>
+ * Every per-page event is one successful CAS of that page's word: taking a reference (only in the view the
+ * page is in), releasing one, and converting. A conversion of a page with no reference goes straight to its
+ * target; with references it goes to {@code NONE} (no new reference can be taken from that CAS on), and the CAS
+ * that drops the last reference also sets the target: the final put. So a reference taken concurrently with a
+ * conversion is either ordered before the conversion's CAS (and defers it) or after (and is refused); none is
+ * lost. Conversions of a region are serialized among themselves by a lock (so a range is checked and converted
+ * by one caller at a time); reference operations never take that lock.
+ *
+ * <h2>Host access</h2>
+ * Java never touches a page that is not {@code ALL}: the accessors ({@link #getLong}, {@link #read}, ...) take a
+ * shared reference for the duration of the copy, so a page cannot turn private under them, and a page that is
+ * not {@code ALL} is refused with {@link HostAccessRefusedException}. Converting to private zaps the host
+ * mapping of the range (MADV_DONTNEED on the shared mapping: the contents stay in the file, the page-table
+ * entries go; pagemap shows the pages not present) and the final put of a deferred conversion zaps that page
+ * again, since an accessor that held the reference may have faulted it in meanwhile. A guest_memfd created
+ * without INIT_SHARED is never mapped: any host touch would raise SIGBUS and kill the JVM.
+ *
+ * <p>Host mappings other than the library's own (a caller's mmap of {@link #fd()}) are invisible to it.
+ */
+public final class GuestMemfdRegion implements AutoCloseable {
+    private static final long M_MASK = 3;
+    private static final int T_SHIFT = 2;
+    private static final int R_SHIFT = 32;
+    private static final long ONE_REF = 1L << R_SHIFT;
+    private static final long MAX_REFS = (1L << 31) - 1;
+
+    private static final int ALL = 0, GUEST = 1, NONE = 2;
+
+    private final GuestMemfdBacking backing;
+    private final KvmGuestMemfd gmem;         // null for the stand-in
+    private final int fd;
+    private final long size;
+    private final long pageSize;
+    private final int shift;
+    private final HostRegion mapping;         // null when the host may not map it
+    private final MemorySegment segment;      // the mapping's segment (closes with it), or null
+    private final Pagemap pagemap;            // null when there is no mapping
+    private final AtomicLongArray state;
+    private final Object conversionLock = new Object();
+    private final CopyOnWriteArrayList<FinalPutListener> listeners = new CopyOnWriteArrayList<>();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private volatile MmuNotifier notifier;
+
+    private GuestMemfdRegion(GuestMemfdBacking backing, KvmGuestMemfd gmem, int fd, long size, HostRegion mapping) {
+        this.backing = backing;
+        this.gmem = gmem;
+        this.fd = fd;
+        this.size = size;
+        this.pageSize = Posix.PAGE_SIZE;
+        this.shift = Long.numberOfTrailingZeros(pageSize);
+        this.mapping = mapping;
+        this.segment = mapping == null ? null : mapping.segment();
+        this.pagemap = mapping == null ? null : Pagemap.openSelf();
+        this.state = new AtomicLongArray(Math.toIntExact(size >>> shift));
+        // INIT_SHARED (and the stand-in) start shared; without it every page is private to the guest.
+        int initial = backing == GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY ? GUEST : ALL;
+        if (initial != ALL) for (int i = 0; i < state.length(); i++) state.set(i, initial);
+    }
+
+    // ------------------------------------------------------------------ creation
+
+    /**
+     * A guest_memfd of {@code size} bytes for {@code vm}: with MMAP|INIT_SHARED and mapped MAP_SHARED when KVM
+     * reports both flags ({@link GuestMemfdBacking#GUEST_MEMFD}); with no flags and no host mapping when it
+     * offers guest_memfd without them ({@link GuestMemfdBacking#GUEST_MEMFD_GUEST_ONLY}); and a memfd
+     * standing in when {@code vm} is null or has no KVM_CAP_GUEST_MEMFD. KVM refuses a size that is not
+     * page-aligned ({@code EINVAL} from KVM_CREATE_GUEST_MEMFD); the stand-in refuses it the same way.
+     */
+    public static GuestMemfdRegion create(KvmVm vm, long size) {
+        if (vm == null || !vm.capabilities().guestMemfd()) return standIn(size);
+        long both = KvmIoctls.GUEST_MEMFD_FLAG_MMAP | KvmIoctls.GUEST_MEMFD_FLAG_INIT_SHARED;
+        KvmGuestMemfd g = vm.createGuestMemfd(size, vm.capabilities().guestMemfdMmapShared() ? both : 0);
+        try {
+            return adopt(g);
+        } catch (RuntimeException | Error e) {
+            g.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Wraps a guest_memfd the caller created; the region owns it from now on (closing the region closes it).
+     * It is mapped only if it was created with MMAP|INIT_SHARED.
+     */
+    public static GuestMemfdRegion adopt(KvmGuestMemfd g) {
+        if (!g.mmapShared())
+            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY, g, g.fd(), g.size(), null);
+        HostRegion m = HostRegion.ofFd(g.fd(), 0, g.size(), Backing.GUEST_MEMFD).create();
+        try {
+            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD, g, g.fd(), g.size(), m);
+        } catch (RuntimeException | Error e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    /** A memfd standing in for a guest_memfd ({@link GuestMemfdBacking#MEMFD_STAND_IN}), mapped MAP_SHARED. */
+    public static GuestMemfdRegion standIn(long size) {
+        if (size <= 0 || size % Posix.PAGE_SIZE != 0)
+            throw new KvmException(Errno.EINVAL, "guest_memfd stand-in(" + size + ")",
+                    "size must be a positive multiple of the page size " + Fmt.size(Posix.PAGE_SIZE)
+                            + ", as KVM_CREATE_GUEST_MEMFD requires");
+        HostRegion m = HostRegion.memfd(size).name("guestmem-gmem-stand-in").create();
+        try {
+            return new GuestMemfdRegion(GuestMemfdBacking.MEMFD_STAND_IN, null, m.fd().getAsInt(), size, m);
+        } catch (RuntimeException | Error e) {
+            m.close();
+            throw e;
+        }
+    }
+
+    // ------------------------------------------------------------------ facts
+
+    public GuestMemfdBacking backing() {
+        return backing;
+    }
+
+    /** The guest_memfd (or stand-in memfd) descriptor. */
+    public int fd() {
+        checkOpen();
+        return fd;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public long pageSize() {
+        return pageSize;
+    }
+
+    public long pages() {
+        return state.length();
+    }
+
+    /** The KVM guest_memfd, or null for the stand-in. */
+    public KvmGuestMemfd guestMemfd() {
+        return gmem;
+    }
+
+    /** Whether the library maps this region for the host (false for a guest_memfd without INIT_SHARED). */
+    public boolean hostMapped() {
+        return mapping != null;
+    }
+
+    /**
+     * The address of the host mapping: use it as the memslot's userspace_addr (KVM's instruction emulator reads
+     * guest memory through it). Touching it directly bypasses the mappability checks: use the accessors.
+     */
+    public long hostAddress() {
+        checkOpen();
+        if (mapping == null) throw noMapping("hostAddress", 0);
+        return mapping.address();
+    }
+
+    /**
+     * The host mapping as a {@link HostRegion} (for {@code GuestMemory.register}, whose accesses then ask
+     * {@link GuestMemfdPages#hostMayAccess}), or null when there is none.
+     */
+    public HostRegion hostRegion() {
+        checkOpen();
+        return mapping;
+    }
+
+    /**
+     * The memslot binding this region at {@code gpa}: a {@link Memslot#GUEST_MEMFD} slot over the guest_memfd
+     * with the host mapping as userspace_addr (0 when there is none). A stand-in memfd is no guest_memfd (KVM
+     * refuses it as one with EINVAL), so its slot is a plain slot over the host mapping.
+     */
+    public Memslot memslot(int addressSpace, int id, long gpa) {
+        checkOpen();
+        if (gpa % pageSize != 0) throw new IllegalArgumentException("gpa " + Fmt.hex(gpa) + " is not page-aligned");
+        long hva = mapping == null ? 0 : mapping.address();
+        if (backing == GuestMemfdBacking.MEMFD_STAND_IN)
+            return new Memslot(addressSpace, id, gpa >>> shift, pages(), hva, 0, -1, 0);
+        return new Memslot(addressSpace, id, gpa >>> shift, pages(), hva, Memslot.GUEST_MEMFD, fd, 0);
+    }
+
+    /**
+     * Conversions, hole punches and zaps run inside an invalidation of this notifier covering the host
+     * mapping's range (and so the gfns of any slot whose userspace_addr is that mapping), so translations
+     * cached from the old view die, as KVM zaps SPTEs and invalidates gfn_to_pfn caches.
+     */
+    public void attach(MmuNotifier n) {
+        checkOpen();
+        this.notifier = n;
+    }
+
+    public void addFinalPutListener(FinalPutListener l) {
+        listeners.add(l);
+    }
+
+    public void removeFinalPutListener(FinalPutListener l) {
+        listeners.remove(l);
+    }
+
+    // ------------------------------------------------------------------ state queries (allocation-free)
+
+    /** The mappability of the page holding {@code offset}. */
+    public Mappability mappability(long offset) {
+        return Mappability.of((int) (state.get(page(offset)) & M_MASK));
+    }
+
+    /** The mappability of page {@code index}. */
+    public Mappability mappabilityOfPage(long index) {
+        return Mappability.of((int) (state.get(checkIndex(index)) & M_MASK));
+    }
+
+    /** The target of the pending conversion of a {@link Mappability#NONE} page, else null. */
+    public Mappability pendingTarget(long offset) {
+        long w = state.get(page(offset));
+        return (w & M_MASK) == NONE ? Mappability.of((int) ((w >>> T_SHIFT) & 3)) : null;
+    }
+
+    /** How many references the library holds on the page holding {@code offset}. */
+    public long references(long offset) {
+        return state.get(page(offset)) >>> R_SHIFT;
+    }
+
+    // ------------------------------------------------------------------ references (the follow_pfn side)
+
+    /**
+     * Takes a reference on page {@code index} in the view {@code guest} asks for (FOLL_GUEST: private pages
+     * only; without it: shared pages only). False, and nothing taken, when the page is not in that view (or is
+     * converting). One CAS; allocates nothing.
+     */
+    public boolean tryGetPage(long index, boolean guest) {
+        int i = checkIndex(index);
+        int want = guest ? GUEST : ALL;
+        for (;;) {
+            long w = state.get(i);
+            if ((w & M_MASK) != want) return false;
+            if ((w >>> R_SHIFT) >= MAX_REFS) throw new IllegalStateException("reference count of page " + index + " overflows");
+            if (state.compareAndSet(i, w, w + ONE_REF)) return true;
+        }
+    }
+
+    /**
+     * Releases a reference taken by {@link #tryGetPage} with the same {@code guest}. If it is the last one on a
+     * {@link Mappability#NONE} page, the pending conversion finishes in this CAS (the final put): the page
+     * becomes its target, a page turning private is zapped from the host mapping, and the
+     * {@link FinalPutListener}s hear of it on this thread.
+     */
+    public void putPage(long index, boolean guest) {
+        int i = checkIndex(index);
+        for (;;) {
+            long w = state.get(i);
+            long refs = w >>> R_SHIFT;
+            int m = (int) (w & M_MASK), t = (int) ((w >>> T_SHIFT) & 3);
+            boolean guestView = m == GUEST || (m == NONE && t == ALL);
+            if (refs == 0 || guestView != guest)
+                throw new IllegalStateException("put of a " + (guest ? "private" : "shared") + " reference on page "
+                        + index + " that holds none (" + Mappability.of(m) + ", " + refs + " references)");
+            long next = w - ONE_REF;
+            boolean finalPut = m == NONE && refs == 1;
+            if (finalPut) next = t; // mappability = target, no target, no references
+            if (state.compareAndSet(i, w, next)) {
+                if (finalPut) finishConversion(i, Mappability.of(t));
+                return;
+            }
+        }
+    }
+
+    /**
+     * A reference on the page holding {@code offset}, as {@link #tryGetPage}, released by closing it (once).
+     * Refused with {@link HostAccessRefusedException} for a shared lookup of a page that is not {@code ALL}, and
+     * with {@code EFAULT} for a FOLL_GUEST lookup of a page that is not {@code GUEST}.
+     */
+    public PageReference acquire(long offset, boolean guest) {
+        checkOpen();
+        long index = page(offset);
+        if (tryGetPage(index, guest)) return new PageReference(this, index, guest);
+        Mappability m = mappabilityOfPage(index);
+        String op = "acquire(" + Fmt.hex(offset) + (guest ? ", FOLL_GUEST)" : ")");
+        if (!guest) throw refused(op, index << shift, m);
+        throw new KvmException(Errno.EFAULT, op, "page at offset " + Fmt.hex(index << shift) + " is " + m
+                + (m == Mappability.ALL ? ": a shared page is returned only without FOLL_GUEST" : ": converting"));
+    }
+
+    /** A reference taken by {@link #acquire}; closing releases it exactly once. */
+    public static final class PageReference implements AutoCloseable {
+        private final GuestMemfdRegion region;
+        private final long index;
+        private final boolean guest;
+        private final AtomicBoolean released = new AtomicBoolean();
+
+        PageReference(GuestMemfdRegion region, long index, boolean guest) {
+            this.region = region;
+            this.index = index;
+            this.guest = guest;
+        }
+
+        public long offset() {
+            return index << region.shift;
+        }
+
+        public boolean guest() {
+            return guest;
+        }
+
+        @Override
+        public void close() {
+            if (released.compareAndSet(false, true)) region.putPage(index, guest);
+        }
+    }
+
+    // ------------------------------------------------------------------ conversions
+
+    /**
+     * Makes {@code [offset, offset+length)} private. Refused with {@link ConversionException} ({@code EAGAIN},
+     * {@link ConversionException#errorOffset()} = the first such page) if the host mapping still maps a page of
+     * the range (pagemap present): unmap first with {@link #zapHostMapping}. Otherwise each page with no library
+     * reference becomes {@code GUEST} at once, each page with references becomes {@code NONE} and turns
+     * {@code GUEST} at its final put, and a page waiting to become shared is turned back to private at once
+     * (its references are private ones). The whole range is then zapped from the host mapping again (a fault
+     * that raced the pagemap check dies), all inside the notifier's invalidation.
+     */
+    public Conversion toPrivate(long offset, long length) {
+        String op = "toPrivate(" + Fmt.hex(offset) + ", " + Fmt.size(length) + ")";
+        checkOpen();
+        checkRange(op, offset, length);
+        synchronized (conversionLock) {
+            if (mapping != null) {
+                long first = firstHostMapped(offset, length);
+                if (first >= 0)
+                    throw new ConversionException(Errno.EAGAIN, op, first, "the host mapping still maps offset "
+                            + Fmt.hex(first) + " (pagemap present at " + Fmt.hex(mapping.address() + first)
+                            + "): unmap it first (zapHostMapping)");
+            }
+            try (Invalidation inv = invalidation(offset, length)) {
+                Conversion c = convert(offset, length, GUEST);
+                if (mapping != null) Mman.madvise(mapping.address() + offset, length, Mman.MADV_DONTNEED);
+                return c;
+            }
+        }
+    }
+
+    /**
+     * Makes {@code [offset, offset+length)} shared: each page with no library reference becomes {@code ALL} at
+     * once, each with private references becomes {@code NONE} and turns {@code ALL} at its final put, and a page
+     * waiting to become private turns back to shared at once (its references are shared ones). Refused
+     * ({@code EINVAL}) for a guest_memfd without INIT_SHARED, which has no shared view.
+     */
+    public Conversion toShared(long offset, long length) {
+        String op = "toShared(" + Fmt.hex(offset) + ", " + Fmt.size(length) + ")";
+        checkOpen();
+        checkRange(op, offset, length);
+        if (mapping == null)
+            throw new KvmException(Errno.EINVAL, op, "this guest_memfd was created without MMAP|INIT_SHARED: it has no shared view");
+        synchronized (conversionLock) {
+            try (Invalidation inv = invalidation(offset, length)) {
+                return convert(offset, length, ALL);
+            }
+        }
+    }
+
+    private Conversion convert(long offset, long length, int target) {
+        int from = (int) (offset >>> shift), to = (int) ((offset + length) >>> shift);
+        int other = target == ALL ? GUEST : ALL;
+        long completed = 0, pending = 0, firstPending = -1;
+        for (int i = from; i < to; i++) {
+            for (;;) {
+                long w = state.get(i);
+                int m = (int) (w & M_MASK), t = (int) ((w >>> T_SHIFT) & 3);
+                long next;
+                boolean isPending;
+                if (m == target) {
+                    completed++;
+                    break;
+                } else if (m == NONE && t == target) {
+                    isPending = true;                       // already on its way
+                    next = w;
+                } else if (m == NONE) {
+                    isPending = false;                      // back to where its references came from
+                    next = (w & ~(M_MASK | (3L << T_SHIFT))) | target;
+                } else if ((w >>> R_SHIFT) == 0) {
+                    isPending = false;
+                    next = target;
+                } else {
+                    isPending = true;                       // m == other with references: defer to the final put
+                    next = (w & ~(M_MASK | (3L << T_SHIFT))) | NONE | ((long) target << T_SHIFT);
+                }
+                assert m == other || m == NONE;
+                if (next == w || state.compareAndSet(i, w, next)) {
+                    if (isPending) {
+                        pending++;
+                        if (firstPending < 0) firstPending = (long) i << shift;
+                    } else {
+                        completed++;
+                    }
+                    break;
+                }
+            }
+        }
+        return new Conversion(offset, length, Mappability.of(target), completed, pending, firstPending);
+    }
+
+    private void finishConversion(int index, Mappability now) {
+        long off = (long) index << shift;
+        if (now == Mappability.GUEST && mapping != null && !closed.get()) {
+            // The reference holder may have faulted the page in through the mapping after toPrivate zapped
+            // it. No notifier here: every translation of the page already died when it went NONE, and this
+            // runs on whatever thread releases (possibly inside a notifier listener).
+            Mman.madviseRaw(mapping.address() + off, pageSize, Mman.MADV_DONTNEED);
+        }
+        for (FinalPutListener l : listeners) {
+            try {
+                l.conversionCompleted(this, off, now);
+            } catch (RuntimeException ignored) {
+                // a listener must not throw; the conversion is done regardless
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ host mapping
+
+    /**
+     * Zaps the host mapping of {@code [offset, offset+length)} (MADV_DONTNEED on the shared mapping, inside the
+     * notifier's invalidation): the contents stay in the file, pagemap shows the pages not present, and the next
+     * host touch would fault them back in. Nothing to do without a host mapping.
+     */
+    public void zapHostMapping(long offset, long length) {
+        String op = "zapHostMapping(" + Fmt.hex(offset) + ", " + Fmt.size(length) + ")";
+        checkOpen();
+        checkRange(op, offset, length);
+        if (mapping == null) return;
+        try (Invalidation inv = invalidation(offset, length)) {
+            Mman.madvise(mapping.address() + offset, length, Mman.MADV_DONTNEED);
+        }
+    }
+
+    /**
+     * The offset of the first page of the range the host mapping maps (pagemap present), -1 if none or if
+     * there is no host mapping. One pagemap read for the range.
+     */
+    public long firstHostMapped(long offset, long length) {
+        checkOpen();
+        checkRange("firstHostMapped", offset, length);
+        if (mapping == null) return -1;
+        int n = (int) (length >>> shift);
+        long[] raw = pagemap.read(mapping.address() + offset, n);
+        for (int k = 0; k < n; k++) if (PagemapEntry.isPresent(raw[k])) return offset + ((long) k << shift);
+        return -1;
+    }
+
+    /** The pagemap entry of the host mapping at {@code offset} (the kernel's view), or null without a mapping. */
+    public PagemapEntry hostPagemapEntry(long offset) {
+        checkOpen();
+        checkRange("hostPagemapEntry", offset & -pageSize, pageSize);
+        return mapping == null ? null : pagemap.entry(mapping.address() + (offset & -pageSize));
+    }
+
+    /**
+     * fallocate(PUNCH_HOLE|KEEP_SIZE) over {@code [offset, offset+length)} inside the notifier's invalidation:
+     * the pages are freed and read back as zeros, for the host and the guest.
+     */
+    public void punchHole(long offset, long length) {
+        String op = "punchHole(" + Fmt.hex(offset) + ", " + Fmt.size(length) + ")";
+        checkOpen();
+        checkRange(op, offset, length);
+        try (Invalidation inv = invalidation(offset, length)) {
+            if (gmem != null) gmem.punchHole(offset, length);
+            else Memfd.punchHole(fd, offset, length);
+        }
+    }
+
+    // ------------------------------------------------------------------ host accessors
+
+    public byte getByte(long offset) {
+        hostGet("getByte", offset, 1);
+        try {
+            return segment.get(ValueLayout.JAVA_BYTE, offset);
+        } finally {
+            hostPut(offset, 1);
+        }
+    }
+
+    public void putByte(long offset, byte v) {
+        hostGet("putByte", offset, 1);
+        try {
+            segment.set(ValueLayout.JAVA_BYTE, offset, v);
+        } finally {
+            hostPut(offset, 1);
+        }
+    }
+
+    public long getLong(long offset) {
+        hostGet("getLong", offset, 8);
+        try {
+            return segment.get(ValueLayout.JAVA_LONG_UNALIGNED, offset);
+        } finally {
+            hostPut(offset, 8);
+        }
+    }
+
+    public void putLong(long offset, long v) {
+        hostGet("putLong", offset, 8);
+        try {
+            segment.set(ValueLayout.JAVA_LONG_UNALIGNED, offset, v);
+        } finally {
+            hostPut(offset, 8);
+        }
+    }
+
+    public void read(long offset, byte[] dst, int dstOff, int len) {
+        hostGet("read", offset, len);
+        try {
+            MemorySegment.copy(segment, ValueLayout.JAVA_BYTE, offset, dst, dstOff, len);
+        } finally {
+            hostPut(offset, len);
+        }
+    }
+
+    public void write(long offset, byte[] src, int srcOff, int len) {
+        hostGet("write", offset, len);
+        try {
+            MemorySegment.copy(src, srcOff, segment, ValueLayout.JAVA_BYTE, offset, len);
+        } finally {
+            hostPut(offset, len);
+        }
+    }
+
+    /** Takes shared references on every page of the access, or none and throws. */
+    private void hostGet(String what, long offset, long len) {
+        checkOpen();
+        if (offset < 0 || len < 0 || offset > size - len)
+            throw new IndexOutOfBoundsException(what + "(" + Fmt.hex(offset) + ", " + len + ") outside " + Fmt.size(size));
+        if (mapping == null) throw noMapping(what, offset);
+        if (len == 0) return;
+        long first = offset >>> shift, last = (offset + len - 1) >>> shift;
+        for (long p = first; p <= last; p++) {
+            if (!tryGetPage(p, false)) {
+                for (long q = first; q < p; q++) putPage(q, false);
+                throw refused(what + "(" + Fmt.hex(offset) + ", " + len + ")", p << shift, mappabilityOfPage(p));
+            }
+        }
+    }
+
+    private void hostPut(long offset, long len) {
+        if (len == 0) return;
+        long first = offset >>> shift, last = (offset + len - 1) >>> shift;
+        for (long p = first; p <= last; p++) putPage(p, false);
+    }
+
+    private HostAccessRefusedException refused(String op, long pageOffset, Mappability m) {
+        return new HostAccessRefusedException(op, pageOffset, m, "guest_memfd page at offset " + Fmt.hex(pageOffset)
+                + " is " + m + (m == Mappability.GUEST ? " (private): only a FOLL_GUEST lookup may use it"
+                : " (converting): nobody may take a reference until its last one is released") + " [" + backing + "]");
+    }
+
+    private HostAccessRefusedException noMapping(String op, long offset) {
+        return new HostAccessRefusedException(op, offset, null, "this guest_memfd was created without "
+                + "MMAP|INIT_SHARED: a host touch would raise SIGBUS, so the library never maps it [" + backing + "]");
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    private Invalidation invalidation(long offset, long length) {
+        MmuNotifier n = notifier;
+        if (n == null || mapping == null) return null;
+        return n.invalidate(mapping.address() + offset, mapping.address() + offset + length);
+    }
+
+    private int page(long offset) {
+        if (offset < 0 || offset >= size)
+            throw new IndexOutOfBoundsException("offset " + Fmt.hex(offset) + " outside the " + Fmt.size(size) + " guest_memfd");
+        return (int) (offset >>> shift);
+    }
+
+    private int checkIndex(long index) {
+        if (index < 0 || index >= state.length())
+            throw new IndexOutOfBoundsException("page " + index + " outside the " + state.length() + "-page guest_memfd");
+        return (int) index;
+    }
+
+    private void checkRange(String op, long offset, long length) {
+        if (offset < 0 || length <= 0 || offset > size - length)
+            throw new KvmException(Errno.EINVAL, op, "range outside the " + Fmt.size(size) + " guest_memfd");
+        if ((offset & (pageSize - 1)) != 0 || (length & (pageSize - 1)) != 0)
+            throw new KvmException(Errno.EINVAL, op, "offset and length must be multiples of the page size " + Fmt.size(pageSize));
+    }
+
+    private void checkOpen() {
+        if (closed.get()) throw new IllegalStateException("guest_memfd region " + this + " is closed");
+    }
+
+    public boolean isOpen() {
+        return !closed.get();
+    }
+
+    /** Unmaps the host mapping and closes the pagemap reader and the guest_memfd (or stand-in memfd). */
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) return;
+        RuntimeException first = null;
+        try {
+            if (mapping != null) mapping.close();
+        } catch (RuntimeException e) {
+            first = e;
+        }
+        try {
+            if (pagemap != null) pagemap.close();
+        } catch (RuntimeException e) {
+            if (first == null) first = e;
+            else first.addSuppressed(e);
+        }
+        try {
+            if (gmem != null) gmem.close();
+        } catch (RuntimeException e) {
+            if (first == null) first = e;
+            else first.addSuppressed(e);
+        }
+        if (first != null) throw first;
+    }
+
+    @Override
+    public String toString() {
+        return "GuestMemfdRegion[" + backing + " fd=" + fd + " " + Fmt.size(size)
+                + (mapping != null ? " at " + Fmt.hex(mapping.address()) : " unmapped") + (closed.get() ? " closed" : "") + "]";
+    }
+}

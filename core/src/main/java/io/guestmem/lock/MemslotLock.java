@@ -1,0 +1,678 @@
+package io.guestmem.lock;
+
+import io.guestmem.KvmException;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.MemslotChange;
+import io.guestmem.memslot.MemslotObserver;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.memslot.PageGeometry;
+import io.guestmem.mmu.Invalidation;
+import io.guestmem.mmu.InvalidationListener;
+import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.procfs.Smaps;
+import io.guestmem.procfs.Vma;
+import io.guestmem.procfs.VmFlag;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Fmt;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.SyscallException;
+
+import java.util.ArrayList;
+import java.util.BitSet;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.locks.ReentrantLock;
+
+/**
+ * Memslot lock/unlock: the seed's arm64 {@code kvm_mmu_lock_memslot} / {@code kvm_mmu_unlock_memslot} on real
+ * host memory. Locking pins every page of a slot (mlock of its hva range, every page faulted in) and records
+ * each page's pfn, read from pagemap, as the slot's "stage-2 mapping" ({@link #stage2}); the pages are
+ * charged against RLIMIT_MEMLOCK as {@code account_locked_vm} charges them ({@link MemlockAccount}).
+ *
+ * <h2>Locking, step by step ({@link #lockMemslot})</h2>
+ * <ol>
+ * <li>EINVAL for an address space or id without a slot, or a guest_memfd slot (its memory is not the hva);
+ *     EBUSY for a slot already locked; EPERM for READ_WRITE on a READONLY slot; EFAULT when part of the hva
+ *     range is not mapped or is VM_PFNMAP/VM_IO (no struct pages to pin: GUP's {@code check_vma_flags}).</li>
+ * <li>{@code try_rlimit_memlock}: without CAP_IPC_LOCK, {@code npages + locked_vm > RLIMIT_MEMLOCK} is ENOMEM,
+ *     with nothing changed.</li>
+ * <li>The notifier's sequence is taken; then every page is faulted in with MADV_POPULATE_WRITE or
+ *     MADV_POPULATE_READ, a few MiB per call, and an invalidation overlapping the slot seen between calls
+ *     ends the lock early with EAGAIN. Write faults are used for READ_WRITE, and also for READ on private
+ *     writable memory: the kernel's own mlock does the same ({@code populate_vma_page_range} breaks COW), and
+ *     a read fault there would map the shared zero page, whose pfn the guest's first write would silently
+ *     replace. READ on shared or read-only memory faults for read.</li>
+ * <li>mlock of the parts of the range no other locked slot holds (see {@link HvaLockRefs}) and that the
+ *     application had not locked itself (those stay the application's; hugetlb VMAs are skipped by mlock).</li>
+ * <li>One batched pagemap read records the pfns; every page must be present.</li>
+ * <li>{@code account_locked_vm}: limit, capability and VmLck are read again; over the limit is ENOMEM.</li>
+ * <li>Under the publication monitor: an invalidation overlapping the slot since the sequence was taken (the
+ *     sequence moved and the listener saw an overlapping range, or one overlapping is still in flight), or a
+ *     change of the slot, is EAGAIN; otherwise the slot is published as locked.</li>
+ * </ol>
+ * Any failure after step 2 rolls back completely: what this lock mlocked is munlocked (VmLck returns to
+ * where it was), nothing is charged, the slot is not locked. Pages faulted in stay resident (not locked).
+ *
+ * <h2>While locked</h2>
+ * <ul>
+ * <li>DELETE, MOVE and FLAGS_ONLY changes of the slot are vetoed with EBUSY (the seed's follow-up "Deny
+ *     changes to locked memslots"; the errno is this library's choice, the one KVM uses for a locked slot).</li>
+ * <li>The slot maps only at 4K ({@link #isLocked}, for {@code FollowPfn}'s max mapping level).</li>
+ * <li>A READ lock's entries are read-only until {@link #relaxWrite} (a write fault) makes one writable, as
+ *     dirty logging does.</li>
+ * <li>An MMU-notifier invalidation overlapping a locked slot (munmap, mremap, a hole punch of the backing
+ *     file: mlock does not stop these) zaps the overlapping entries as KVM zaps SPTEs: their pfns are no
+ *     longer reported ({@link Stage2Mapping#invalidated()}, {@link #lockedPfn} answers PFN_NONE) and
+ *     {@link #invalidatedPages} counts them. Nothing re-pins them (a listener may not make syscalls): the slot
+ *     stays locked and charged; unlock and lock again to re-establish it.</li>
+ * </ul>
+ *
+ * <p>Unlocking munlocks what no other locked slot holds, uncharges, and, for a READ_WRITE lock of a slot that
+ * logs dirty pages, reports every page dirty through the {@link DirtyLogHook} (the seed's
+ * {@code set_page_dirty_lock} on unpin). Lock and unlock serialize on one operation lock (KVM's
+ * {@code slots_lock}); the lookups used by the fault path ({@link #isLocked}, {@link #lockedPfn},
+ * {@link #relaxWrite}) take no lock and allocate nothing.
+ */
+public final class MemslotLock implements AutoCloseable {
+
+    /** Bytes faulted in per madvise call: big enough to batch, small enough to notice an invalidation soon. */
+    static final long POPULATE_CHUNK = 32L << 20;
+
+    /** One locked slot. Immutable except the entry bits. */
+    private static final class Locked {
+        final Memslot slot;
+        final LockMode mode;
+        final long[] pfns;
+        final AtomicLongArray writable;
+        final AtomicLongArray invalid;
+        final List<long[]> held;          // hva ranges this slot holds in the refs
+        final long uncounted;
+
+        Locked(Memslot slot, LockMode mode, long[] pfns, List<long[]> held, long uncounted) {
+            this.slot = slot;
+            this.mode = mode;
+            this.pfns = pfns;
+            int words = (int) ((slot.npages() + 63) >>> 6);
+            this.writable = new AtomicLongArray(words);
+            this.invalid = new AtomicLongArray(words);
+            if (mode.writable()) {
+                for (int w = 0; w < words; w++) writable.set(w, -1L);
+            }
+            this.held = held;
+            this.uncounted = uncounted;
+        }
+
+        static boolean get(AtomicLongArray bits, long i) {
+            return (bits.get((int) (i >>> 6)) & (1L << i)) != 0;
+        }
+
+        static void set(AtomicLongArray bits, long i) {
+            int w = (int) (i >>> 6);
+            long old;
+            do {
+                old = bits.get(w);
+            } while (!bits.compareAndSet(w, old, old | (1L << i))); // a CAS loop: no capturing lambda on the fault path
+        }
+
+        BitSet toBitSet(AtomicLongArray bits) {
+            long[] w = new long[bits.length()];
+            for (int i = 0; i < w.length; i++) w[i] = bits.get(i);
+            BitSet b = BitSet.valueOf(w);
+            if (b.length() > slot.npages()) b.clear((int) slot.npages(), b.length());
+            return b;
+        }
+    }
+
+    /** A lock in progress: what the listener and the observer tell it. */
+    private static final class Pending {
+        final Memslot slot;
+        volatile boolean invalidated;
+        volatile boolean slotChanged;
+
+        Pending(Memslot slot) {
+            this.slot = slot;
+        }
+    }
+
+    private final Memslots memslots;
+    private final MmuNotifier notifier;
+    private final PageGeometry geometry;
+    private final MemlockAccount account;
+    private final ReentrantLock opLock = new ReentrantLock(); // slots_lock
+    private final Pagemap pagemap;
+    private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"
+    private volatile Pending pending;                           // written under opLock
+    private final HvaLockRefs refs = new HvaLockRefs();         // guarded by opLock
+    private volatile DirtyLogHook dirtyLogHook;
+    private volatile long invalidatedPages;
+    private volatile boolean closed;
+    private final MemslotObserver observer = new MemslotObserver() {
+        @Override
+        public void beforeCommit(MemslotChange change) {
+            vetoLocked(change);
+        }
+    };
+    private final InvalidationListener listener = this::invalidateRangeStart;
+
+    /** Test hook: runs after the pages are pinned and before the final accounting check. */
+    volatile Runnable afterPin;
+
+    /**
+     * The lock of the slots behind {@code notifier} (and its {@link MmuNotifier#memslots()}). Registers a
+     * memslot observer (the veto) and an invalidation listener; {@link #close()} unlocks all and removes them.
+     */
+    public MemslotLock(MmuNotifier notifier) {
+        this.notifier = notifier;
+        this.memslots = notifier.memslots();
+        this.geometry = memslots.geometry();
+        this.account = new MemlockAccount(geometry.pageSize());
+        this.pagemap = Pagemap.openSelf();
+        memslots.addObserver(observer);
+        notifier.addListener(listener);
+    }
+
+    public MemlockAccount account() {
+        return account;
+    }
+
+    /** The hook told about dirty pages when a READ_WRITE-locked, dirty-logging slot is unlocked (null: none). */
+    public void setDirtyLogHook(DirtyLogHook hook) {
+        this.dirtyLogHook = hook;
+    }
+
+    // ------------------------------------------------------------------ lock / unlock
+
+    /** {@link #lockMemslot(int, int, LockMode)} in address space 0. */
+    public SlotCharge lockMemslot(int slotId, LockMode mode) {
+        return lockMemslot(0, slotId, mode);
+    }
+
+    /**
+     * Locks slot {@code slotId} of {@code addressSpace} (see the class comment for the steps and errors).
+     *
+     * @return what the slot now charges
+     * @throws KvmException EINVAL, EBUSY, EPERM, EFAULT, ENOMEM (limit) or EAGAIN (invalidation), with
+     *                      nothing left locked
+     * @throws SyscallException when the kernel refuses to fault or lock the pages (also rolled back)
+     */
+    public SlotCharge lockMemslot(int addressSpace, int slotId, LockMode mode) {
+        if (mode == null) throw new IllegalArgumentException("mode");
+        String op = "lockMemslot(as " + addressSpace + " slot " + slotId + ", " + mode + ")";
+        opLock.lock();
+        try {
+            checkOpen();
+            Memslot slot = slotOrEinval(op, addressSpace, slotId);
+            if (find(addressSpace, slotId) != null) throw new KvmException(Errno.EBUSY, op, "the slot is already locked");
+            if (slot.guestMemfd()) {
+                throw new KvmException(Errno.EINVAL, op, "a guest_memfd slot's memory is not its hva range");
+            }
+            if (mode.writable() && slot.readOnly()) {
+                throw new KvmException(Errno.EPERM, op, "a READONLY slot cannot be locked for write");
+            }
+            long hva = slot.userspaceAddr();
+            long end = hva + (slot.npages() << geometry.shift());
+            List<Vma> vmas = coveringVmas(op, hva, end);
+
+            // What this lock will hold in the refs and what it must mlock itself: not hugetlb (mlock skips it),
+            // not locked by the application (its lock stays its own). Pages outside "held" are uncounted.
+            List<long[]> held = new ArrayList<>();
+            for (Vma v : vmas) {
+                if (v.hugetlb()) continue;
+                long s = Math.max(hva, v.start()), e = Math.min(end, v.end());
+                if (v.has(VmFlag.LOCKED)) {
+                    // Locked already: parts held by our other slots are shared with them (held), the rest was
+                    // locked by the application and stays its own (not held, not munlocked by us, uncounted).
+                    for (long[] r : refs.held(s, e)) addRange(held, r[0], r[1]);
+                } else {
+                    addRange(held, s, e);
+                }
+            }
+            List<long[]> toMlock = new ArrayList<>();
+            for (long[] h : held) toMlock.addAll(refs.unheld(h[0], h[1]));
+            long countedBytes = 0;
+            for (long[] r : toMlock) countedBytes += r[1] - r[0];
+            long npages = slot.npages();
+            long uncounted = npages - (countedBytes >>> geometry.shift());
+
+            account.checkBefore(op, npages);
+
+            Pending p = new Pending(slot);
+            pending = p;
+            long seq = notifier.sequence();
+            List<long[]> locked = new ArrayList<>();
+            try {
+                if (overlapsInFlight(slot)) throw eagain(op, "an invalidation of the slot is in progress");
+                populate(op, p, vmas, hva, end, mode);
+                for (long[] r : toMlock) {
+                    mlock(op, r[0], r[1] - r[0]);
+                    locked.add(r);
+                }
+                if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was pinned");
+                long[] pfns = readPfns(op, p, hva, npages);
+                Runnable hook = afterPin;
+                if (hook != null) hook.run();
+                account.checkAfter(op, npages, uncounted);
+                Locked l = new Locked(slot, mode, pfns, held, uncounted);
+                synchronized (this) {
+                    // mmu_invalidate_retry: the sequence tells cheaply that nothing happened at all; when it
+                    // moved, only an invalidation that overlapped this slot makes the pfns stale.
+                    if (notifier.sequence() != seq || notifier.inProgress() != 0) {
+                        if (p.invalidated || overlapsInFlight(slot)) {
+                            throw eagain(op, "an invalidation overlapped the slot while it was locked");
+                        }
+                    }
+                    if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was locked");
+                    if (p.slotChanged || memslots.current(addressSpace).byId(slotId) != slot) {
+                        throw eagain(op, "the slot changed while it was being locked");
+                    }
+                    Locked[] t = table;
+                    Locked[] n = java.util.Arrays.copyOf(t, t.length + 1);
+                    n[t.length] = l;
+                    table = n;
+                    pending = null;
+                }
+                for (long[] h : held) refs.hold(h[0], h[1]);
+                account.charge(uncounted);
+                return new SlotCharge(addressSpace, slotId, mode, npages, uncounted);
+            } catch (RuntimeException | Error e) {
+                synchronized (this) {
+                    pending = null;
+                }
+                for (int i = locked.size() - 1; i >= 0; i--) {
+                    long[] r = locked.get(i);
+                    try {
+                        Mman.munlock(r[0], r[1] - r[0]);
+                    } catch (SyscallException u) {
+                        e.addSuppressed(u);
+                    }
+                }
+                throw e;
+            }
+        } finally {
+            opLock.unlock();
+        }
+    }
+
+    /** {@link #unlockMemslot(int, int)} in address space 0. */
+    public void unlockMemslot(int slotId) {
+        unlockMemslot(0, slotId);
+    }
+
+    /**
+     * Unlocks slot {@code slotId}: munlocks what no other locked slot holds, uncharges it and, for a
+     * READ_WRITE lock of a dirty-logging slot, marks every page dirty. EINVAL when the slot is not locked or
+     * the id is invalid.
+     */
+    public void unlockMemslot(int addressSpace, int slotId) {
+        String op = "unlockMemslot(as " + addressSpace + " slot " + slotId + ")";
+        opLock.lock();
+        try {
+            checkOpen();
+            if (addressSpace < 0 || addressSpace >= memslots.addressSpaces() || slotId < 0
+                    || slotId >= memslots.config().maxSlots()) {
+                throw new KvmException(Errno.EINVAL, op, "invalid address space or slot id");
+            }
+            Locked l = find(addressSpace, slotId);
+            if (l == null) throw new KvmException(Errno.EINVAL, op, "the slot is not locked");
+            unlock(l);
+        } finally {
+            opLock.unlock();
+        }
+    }
+
+    /** Unlocks every locked slot; returns how many there were. */
+    public int unlockAll() {
+        opLock.lock();
+        try {
+            Locked[] t = table;
+            RuntimeException first = null;
+            for (Locked l : t) {
+                try {
+                    unlock(l);
+                } catch (RuntimeException e) {
+                    if (first == null) first = e;
+                    else first.addSuppressed(e);
+                }
+            }
+            if (first != null) throw first;
+            return t.length;
+        } finally {
+            opLock.unlock();
+        }
+    }
+
+    private void unlock(Locked l) {
+        synchronized (this) {
+            Locked[] t = table;
+            Locked[] n = new Locked[t.length - 1];
+            int j = 0;
+            for (Locked x : t) if (x != l) n[j++] = x;
+            table = n;
+        }
+        account.uncharge(l.uncounted);
+        SyscallException failure = null;
+        for (long[] h : l.held) {
+            for (long[] r : refs.release(h[0], h[1])) {
+                try {
+                    Mman.munlock(r[0], r[1] - r[0]);
+                } catch (SyscallException e) {
+                    // ENOMEM: the range was unmapped under the lock (an invalidation told us); nothing is locked.
+                    if (!e.is(Errno.ENOMEM)) {
+                        if (failure == null) failure = e;
+                        else failure.addSuppressed(e);
+                    }
+                }
+            }
+        }
+        DirtyLogHook hook = dirtyLogHook;
+        if (l.mode.writable() && l.slot.logsDirty() && hook != null) {
+            hook.markDirty(l.slot, l.slot.baseGfn(), l.slot.npages());
+        }
+        if (failure != null) throw failure;
+    }
+
+    // ------------------------------------------------------------------ queries (fault path: no lock, no allocation)
+
+    /** Whether slot {@code slotId} of address space 0 is locked. */
+    public boolean isLocked(int slotId) {
+        return isLocked(0, slotId);
+    }
+
+    /** Whether slot {@code slotId} of {@code addressSpace} is locked: then it maps only at 4K. */
+    public boolean isLocked(int addressSpace, int slotId) {
+        return find(addressSpace, slotId) != null;
+    }
+
+    /** Whether the slot containing {@code gfn} in {@code addressSpace} is locked. */
+    public boolean isGfnLocked(int addressSpace, long gfn) {
+        return findGfn(addressSpace, gfn) != null;
+    }
+
+    /** Whether any slot is locked. */
+    public boolean anyLocked() {
+        return table.length != 0;
+    }
+
+    /**
+     * The recorded pfn of {@code gfn}: a pfn, {@link PagemapEntry#PFN_HIDDEN}, or {@link PagemapEntry#PFN_NONE}
+     * when the gfn is in no locked slot or its entry was zapped by an invalidation.
+     */
+    public long lockedPfn(int addressSpace, long gfn) {
+        Locked l = findGfn(addressSpace, gfn);
+        if (l == null) return PagemapEntry.PFN_NONE;
+        long i = gfn - l.slot.baseGfn();
+        return Locked.get(l.invalid, i) ? PagemapEntry.PFN_NONE : l.pfns[(int) i];
+    }
+
+    /** Whether the recorded entry of {@code gfn} is writable (false outside locked slots). */
+    public boolean stage2Writable(int addressSpace, long gfn) {
+        Locked l = findGfn(addressSpace, gfn);
+        return l != null && Locked.get(l.writable, gfn - l.slot.baseGfn());
+    }
+
+    /**
+     * A write fault on a locked slot: relaxes a READ lock's entry of {@code gfn} to writable (the seed: "subsequent
+     * stage 2 data aborts will relax the permissions if needed"). True when the entry is writable afterwards;
+     * false when the gfn is in no locked slot, its slot is READONLY, or its entry was zapped.
+     */
+    public boolean relaxWrite(int addressSpace, long gfn) {
+        Locked l = findGfn(addressSpace, gfn);
+        if (l == null || l.slot.readOnly()) return false;
+        long i = gfn - l.slot.baseGfn();
+        if (Locked.get(l.invalid, i)) return false;
+        if (!Locked.get(l.writable, i)) Locked.set(l.writable, i);
+        return true;
+    }
+
+    /** A copy of the stage-2 mapping of a locked slot; EINVAL when it is not locked. */
+    public Stage2Mapping stage2(int addressSpace, int slotId) {
+        Locked l = find(addressSpace, slotId);
+        if (l == null) {
+            throw new KvmException(Errno.EINVAL, "stage2(as " + addressSpace + " slot " + slotId + ")", "the slot is not locked");
+        }
+        return new Stage2Mapping(l.slot, l.mode, l.pfns, l.toBitSet(l.writable), l.toBitSet(l.invalid));
+    }
+
+    /** {@link #stage2(int, int)} in address space 0. */
+    public Stage2Mapping stage2(int slotId) {
+        return stage2(0, slotId);
+    }
+
+    /** The lock mode of a locked slot, or null. */
+    public LockMode mode(int addressSpace, int slotId) {
+        Locked l = find(addressSpace, slotId);
+        return l == null ? null : l.mode;
+    }
+
+    /** Pages of locked slots zapped by invalidations since this lock was created. */
+    public long invalidatedPages() {
+        return invalidatedPages;
+    }
+
+    /** The slot a lock is being taken on right now, or null. */
+    public Memslot lockInProgress() {
+        Pending p = pending;
+        return p == null ? null : p.slot;
+    }
+
+    /** The budget now: per-slot charges, totals, the kernel's VmLck and limit, and the headroom. */
+    public MemlockStatus status() {
+        Locked[] t = table;
+        List<SlotCharge> slots = new ArrayList<>(t.length);
+        long total = 0;
+        for (Locked l : t) {
+            slots.add(new SlotCharge(l.slot.addressSpace(), l.slot.id(), l.mode, l.slot.npages(), l.uncounted));
+            total += l.slot.npages();
+        }
+        long vmLck = account.vmLckBytes();
+        long uncounted = account.uncountedPages();
+        long lockedVm = vmLck / geometry.pageSize() + uncounted;
+        long limit = account.limitBytes();
+        boolean cap = account.capIpcLock();
+        long headroom = cap || limit < 0 ? Long.MAX_VALUE : Math.max(0, limit / geometry.pageSize() - lockedVm);
+        return new MemlockStatus(slots, total, vmLck, uncounted, lockedVm, limit, cap, headroom);
+    }
+
+    /**
+     * Runs {@code action} while no slot is locked and none can be locked (the operation lock is held); when
+     * slots are locked, throws EINVAL from {@code op} naming them and {@code why}. For {@link VmCapabilityGate}.
+     */
+    void whileNoneLocked(String op, String why, Runnable action) {
+        opLock.lock();
+        try {
+            Locked[] t = table;
+            if (t.length != 0) {
+                StringBuilder ids = new StringBuilder();
+                for (Locked l : t) {
+                    if (!ids.isEmpty()) ids.append(", ");
+                    ids.append(l.slot.addressSpace() == 0 ? "" : "as " + l.slot.addressSpace() + " ").append(l.slot.id());
+                }
+                throw new KvmException(Errno.EINVAL, op, t.length + " memslot(s) locked (slot " + ids + "): " + why);
+            }
+            action.run();
+        } finally {
+            opLock.unlock();
+        }
+    }
+
+    /** Unlocks every slot and detaches from the memslots and the notifier. Idempotent. */
+    @Override
+    public void close() {
+        opLock.lock();
+        try {
+            if (closed) return;
+            try {
+                unlockAll();
+            } finally {
+                closed = true;
+                memslots.removeObserver(observer);
+                notifier.removeListener(listener);
+                pagemap.close();
+            }
+        } finally {
+            opLock.unlock();
+        }
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    private void checkOpen() {
+        if (closed) throw new IllegalStateException("MemslotLock is closed");
+    }
+
+    private Locked find(int as, int id) {
+        for (Locked l : table) {
+            if (l.slot.id() == id && l.slot.addressSpace() == as) return l;
+        }
+        return null;
+    }
+
+    private Locked findGfn(int as, long gfn) {
+        for (Locked l : table) {
+            if (l.slot.addressSpace() == as && l.slot.containsGfn(gfn)) return l;
+        }
+        return null;
+    }
+
+    private Memslot slotOrEinval(String op, int as, int id) {
+        if (as < 0 || as >= memslots.addressSpaces()) throw new KvmException(Errno.EINVAL, op, "invalid address space");
+        if (id < 0 || id >= memslots.config().maxSlots()) throw new KvmException(Errno.EINVAL, op, "invalid slot id");
+        Memslot slot = memslots.current(as).byId(id);
+        if (slot == null) throw new KvmException(Errno.EINVAL, op, "no such slot");
+        return slot;
+    }
+
+    /** The VMAs covering [start, end) without a hole; EFAULT for holes and VM_PFNMAP/VM_IO. */
+    private static List<Vma> coveringVmas(String op, long start, long end) {
+        List<Vma> vmas = Smaps.overlapping(0, start, end);
+        long pos = start;
+        for (Vma v : vmas) {
+            if (v.end() <= start || v.start() >= end) continue;
+            if (v.start() > pos) break;
+            if (v.pfnMap() || v.has(VmFlag.IO)) {
+                throw new KvmException(Errno.EFAULT, op, "hva " + Fmt.hex(v.start()) + " is VM_PFNMAP/VM_IO: no pages to pin");
+            }
+            pos = Math.max(pos, v.end());
+        }
+        if (pos < end) throw new KvmException(Errno.EFAULT, op, "hva " + Fmt.hex(pos) + " of the slot is not mapped");
+        return vmas;
+    }
+
+    /**
+     * Faults every page in, {@link #POPULATE_CHUNK} per madvise, stopping with EAGAIN as soon as an invalidation
+     * of the slot is seen.
+     */
+    private void populate(String op, Pending p, List<Vma> vmas, long start, long end, LockMode mode) {
+        for (Vma v : vmas) {
+            long s = Math.max(start, v.start()), e = Math.min(end, v.end());
+            if (s >= e) continue;
+            boolean privateWritable = v.perms().length() >= 4 && v.perms().charAt(1) == 'w' && v.perms().charAt(3) == 'p';
+            int advice = mode.writable() || privateWritable ? Mman.MADV_POPULATE_WRITE : Mman.MADV_POPULATE_READ;
+            long chunk = Math.max(POPULATE_CHUNK, v.kernelPageSize());
+            for (long a = s; a < e; a += chunk) {
+                if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was faulted in");
+                long len = Math.min(chunk, e - a);
+                int r = Mman.madviseRaw(a, len, advice);
+                if (r < 0) {
+                    if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was faulted in");
+                    throw new SyscallException(-r, "madvise(" + Fmt.hex(a) + ", " + Fmt.size(len) + ", "
+                            + Mman.adviceName(advice) + ")", "faulting in " + op);
+                }
+            }
+        }
+    }
+
+    private static void mlock(String op, long addr, long len) {
+        try {
+            Mman.mlock(addr, len);
+        } catch (SyscallException e) {
+            if (e.is(Errno.ENOMEM) || e.is(Errno.EAGAIN)) {
+                KvmException k = new KvmException(Errno.ENOMEM, op, "the kernel refused to lock "
+                        + Fmt.size(len) + " at " + Fmt.hex(addr) + " (" + e.getMessage() + ")");
+                k.initCause(e);
+                throw k;
+            }
+            throw e;
+        }
+    }
+
+    /** One batched pagemap read of the whole slot; every page must be present. */
+    private long[] readPfns(String op, Pending p, long hva, long npages) {
+        if (npages > Integer.MAX_VALUE - 8) throw new KvmException(Errno.ENOMEM, op, "slot too large to record");
+        long[] raw = new long[(int) npages];
+        pagemap.read(hva, raw, 0, (int) npages);
+        boolean visible = pagemap.pfnVisible();
+        for (int i = 0; i < raw.length; i++) {
+            long pfn = PagemapEntry.pfn(raw[i], visible);
+            if (pfn == PagemapEntry.PFN_NONE) {
+                if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was pinned");
+                throw new KvmException(Errno.EFAULT, op, "page " + i + " (hva " + Fmt.hex(hva + ((long) i << geometry.shift()))
+                        + ") is not present after being faulted in and locked");
+            }
+            raw[i] = pfn;
+        }
+        return raw;
+    }
+
+    private boolean overlapsInFlight(Memslot slot) {
+        if (notifier.inProgress() == 0) return false;
+        long s = notifier.rangeStart(), e = notifier.rangeEnd();
+        if (s == MmuNotifier.INVALID_GFN) return true;
+        return s < slot.endGfn() && slot.baseGfn() < e;
+    }
+
+    private static KvmException eagain(String op, String why) {
+        return new KvmException(Errno.EAGAIN, op, why + "; nothing is left locked, try again");
+    }
+
+    /** The memslot observer: a locked slot may not be deleted, moved or have its flags changed. */
+    private void vetoLocked(MemslotChange change) {
+        Memslot old = change.old();
+        if (old == null) return;
+        synchronized (this) {
+            Locked l = find(old.addressSpace(), old.id());
+            if (l != null) {
+                throw new KvmException(Errno.EBUSY, "setMemslot(as " + old.addressSpace() + " slot " + old.id() + ") "
+                        + change.kind(), "the slot is locked (" + l.mode + "): unlock it before "
+                        + (change.kind() == MemslotChange.Kind.DELETE ? "deleting" : change.kind() == MemslotChange.Kind.MOVE
+                        ? "moving" : "changing the flags of") + " it");
+            }
+            Pending p = pending;
+            if (p != null && p.slot.addressSpace() == old.addressSpace() && p.slot.id() == old.id()) {
+                p.slotChanged = true; // the lock in progress will end with EAGAIN
+            }
+        }
+    }
+
+    /** The invalidation listener: zaps locked entries, tells a lock in progress. Quick, no syscalls. */
+    private void invalidateRangeStart(Invalidation inv) {
+        Pending p = pending;
+        for (Invalidation.GfnRange r : inv.ranges()) {
+            if (p != null && r.addressSpace() == p.slot.addressSpace() && r.start() < p.slot.endGfn()
+                    && p.slot.baseGfn() < r.end()) {
+                p.invalidated = true;
+            }
+            for (Locked l : table) {
+                if (l.slot.addressSpace() != r.addressSpace()) continue;
+                long s = Math.max(r.start(), l.slot.baseGfn()), e = Math.min(r.end(), l.slot.endGfn());
+                long zapped = 0;
+                for (long g = s; g < e; g++) {
+                    long i = g - l.slot.baseGfn();
+                    if (!Locked.get(l.invalid, i)) {
+                        Locked.set(l.invalid, i);
+                        zapped++;
+                    }
+                }
+                if (zapped != 0) invalidatedPages += zapped;
+            }
+        }
+    }
+
+    private static void addRange(List<long[]> out, long s, long e) {
+        if (s >= e) return;
+        if (!out.isEmpty() && out.get(out.size() - 1)[1] == s) out.get(out.size() - 1)[1] = e;
+        else out.add(new long[] {s, e});
+    }
+}

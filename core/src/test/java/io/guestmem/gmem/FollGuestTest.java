@@ -1,0 +1,81 @@
+package io.guestmem.gmem;
+
+import static io.guestmem.gmem.FollGuest.Verdict.CONVERTING;
+import static io.guestmem.gmem.FollGuest.Verdict.NOT_WRITABLE;
+import static io.guestmem.gmem.FollGuest.Verdict.OK;
+import static io.guestmem.gmem.FollGuest.Verdict.PRIVATE_NEEDS_FOLL_GUEST;
+import static io.guestmem.gmem.FollGuest.Verdict.SHARED_WITHOUT_FOLL_GUEST_ONLY;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.guestmem.kvm.KvmAvailable;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.sys.Posix;
+import org.junit.jupiter.api.Test;
+
+/** The FOLL_GUEST table, and the same rules through the gfn view over real guest_memfd and stand-in regions. */
+class FollGuestTest {
+    static final long PAGE = Posix.PAGE_SIZE;
+
+    @Test
+    void decisionTable() {
+        assertEquals(OK, FollGuest.check(Mappability.ALL, false, false, true));
+        assertEquals(SHARED_WITHOUT_FOLL_GUEST_ONLY, FollGuest.check(Mappability.ALL, true, false, true));
+        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, false, true));
+        assertEquals(PRIVATE_NEEDS_FOLL_GUEST, FollGuest.check(Mappability.GUEST, false, false, true));
+        for (boolean g : new boolean[] {false, true}) assertEquals(CONVERTING, FollGuest.check(Mappability.NONE, g, true, true));
+        // The write check is orthogonal: private or not, a read-only page is not mapped writable...
+        assertEquals(NOT_WRITABLE, FollGuest.check(Mappability.GUEST, true, true, false));
+        assertEquals(NOT_WRITABLE, FollGuest.check(Mappability.ALL, false, true, false));
+        // ...is mapped readable, and a writable one writable.
+        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, false, false));
+        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, true, true));
+        // ...and it never turns a refused view into OK.
+        assertEquals(PRIVATE_NEEDS_FOLL_GUEST, FollGuest.check(Mappability.GUEST, false, true, false));
+    }
+
+    @Test
+    void gfnViewOverARealGuestMemfdAndAStandIn() {
+        KvmAvailable.assume();
+        try (KvmVm vm = KvmVm.open();
+             GuestMemfdRegion real = GuestMemfdRegion.create(vm, 4 * PAGE);
+             GuestMemfdRegion standIn = GuestMemfdRegion.standIn(4 * PAGE)) {
+            Memslots memslots = new Memslots();
+            for (GuestMemfdRegion r : new GuestMemfdRegion[] {real, standIn}) {
+                Memslot m = r.memslot(0, r == real ? 1 : 2, r == real ? 0x100000 : 0x200000);
+                memslots.setMemslot(0, m.id(), m.flags(), m.baseGfn() * PAGE, r.size(), m.userspaceAddr(), m.gmemFd(), m.gmemOffset());
+            }
+            GuestMemfdPages pages = new GuestMemfdPages(memslots);
+            pages.register(real);
+            pages.register(standIn);
+            long realGfn = 0x100000 / PAGE, standInGfn = 0x200000 / PAGE, ordinaryGfn = 0x300000 / PAGE;
+            real.toPrivate(PAGE, PAGE);
+            standIn.toPrivate(2 * PAGE, PAGE);
+
+            assertEquals(Mappability.ALL, pages.mappability(0, realGfn));
+            assertEquals(Mappability.GUEST, pages.mappability(0, realGfn + 1));
+            assertEquals(Mappability.GUEST, pages.mappability(0, standInGfn + 2));
+            assertEquals(Mappability.ALL, pages.mappability(0, ordinaryGfn), "memory outside guest_memfd is shared");
+            assertTrue(pages.hostMayAccess(0, realGfn));
+            assertFalse(pages.hostMayAccess(0, realGfn + 1), "the access policy refuses private gfns");
+            assertEquals(PRIVATE_NEEDS_FOLL_GUEST, pages.follow(0, realGfn + 1, false, false, true));
+            assertEquals(OK, pages.follow(0, realGfn + 1, true, true, true));
+            assertEquals(SHARED_WITHOUT_FOLL_GUEST_ONLY, pages.follow(0, realGfn, true, false, true));
+
+            // References by gfn are the region's: a held one defers the conversion, the put finishes it.
+            assertFalse(pages.tryGet(0, realGfn + 1, false));
+            assertTrue(pages.tryGet(0, realGfn + 1, true));
+            assertTrue(pages.holds(0, realGfn + 1));
+            assertEquals(1, real.toShared(PAGE, PAGE).pending());
+            assertEquals(Mappability.NONE, pages.mappability(0, realGfn + 1));
+            pages.put(0, realGfn + 1, true);
+            assertFalse(pages.holds(0, realGfn + 1));
+            assertEquals(Mappability.ALL, pages.mappability(0, realGfn + 1));
+            assertTrue(pages.tryGet(0, ordinaryGfn, false));
+            assertFalse(pages.tryGet(0, ordinaryGfn, true), "FOLL_GUEST never returns ordinary (shared) memory");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+package io.guestmem.gmem;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.Prefault;
+import io.guestmem.procfs.KPageFlag;
+import io.guestmem.procfs.KPageFlags;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+
+/** The HWPOISON decision over real pfns: a library mark and the kernel's bit take the same path. */
+class HwPoisonTest {
+    static final long PAGE = Posix.PAGE_SIZE;
+
+    @Test
+    void libraryMarkTakesTheKernelBitsPath() {
+        try (HostRegion r = HostRegion.anonymous(2 * PAGE).prefault(Prefault.Mode.WRITE).create();
+             Pagemap pm = Pagemap.openSelf(); KPageFlags kf = KPageFlags.open(); HwPoison poison = new HwPoison()) {
+            long pfn = pm.entry(r.address()).pfn().orElseThrow();
+            long other = pm.entry(r.address() + PAGE).pfn().orElseThrow();
+            long flags = kf.read(pfn);
+            assertFalse(KPageFlag.HWPOISON.in(flags), "a healthy page");
+            assertFalse(poison.isPoisoned(pfn));
+            poison.mark(pfn);
+            assertTrue(poison.isPoisoned(pfn), "the library mark answers HWPOISON through the kpageflags path");
+            assertTrue(poison.isPoisoned(pfn, flags));
+            assertFalse(poison.isPoisoned(other));
+            assertTrue(poison.isPoisoned(other, KPageFlag.HWPOISON.mask), "the kernel bit alone answers HWPOISON");
+            poison.unmark(pfn);
+            assertFalse(poison.isPoisoned(pfn));
+            assertFalse(KPageFlag.HWPOISON.in(kf.read(pfn)), "the kernel never saw the mark");
+        }
+    }
+
+    /**
+     * DESTRUCTIVE: MADV_HWPOISON takes a real page of host memory out of service for good (until an unpoison
+     * through debugfs, if the kernel has it). Runs only with {@code -Dguestmem.destructive=true}. The poisoned
+     * page is never touched again (a touch would SIGBUS and kill the JVM); the mapping is unmapped.
+     */
+    @Test
+    void realMadvHwpoisonDestructive() {
+        boolean enabled = Boolean.getBoolean("guestmem.destructive");
+        if (!enabled) System.out.println("SKIP (destructive): MADV_HWPOISON would take a real page out of service; "
+                + "run with -Dguestmem.destructive=true to enable");
+        Assumptions.assumeTrue(enabled, "destructive test not enabled");
+        long addr = Mman.mmap(0, PAGE, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS, -1, 0);
+        try (Pagemap pm = Pagemap.openSelf(); HwPoison poison = new HwPoison()) {
+            Mman.madvise(addr, PAGE, Mman.MADV_POPULATE_WRITE);
+            long pfn = pm.entry(addr).pfn().orElseThrow();
+            assertFalse(poison.isPoisoned(pfn));
+            Mman.madvise(addr, PAGE, Mman.MADV_HWPOISON);
+            System.out.println("MADV_HWPOISON on pfn 0x" + Long.toHexString(pfn) + ": pagemap now " + pm.entry(addr));
+            assertTrue(poison.isPoisoned(pfn), "kpageflags reports HWPOISON for the pfn");
+            assertFalse(poison.marked(pfn), "from the kernel's bit, not a library mark");
+        } finally {
+            Mman.munmap(addr, PAGE);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+package io.guestmem.kvm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.guestmem.KvmException;
+import io.guestmem.memslot.MemslotChange;
+import io.guestmem.memslot.MemslotObserver;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Posix;
+import io.guestmem.sys.SyscallException;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The library's memslot writer with the KVM mirror registered: KVM's refusals veto, later vetoes undo KVM. */
+class KvmMemslotsTest {
+    static final long PAGE = Posix.PAGE_SIZE;
+
+    @BeforeAll
+    static void kvm() {
+        KvmAvailable.assume();
+    }
+
+    @Test
+    void configFollowsTheCapabilities() {
+        try (KvmVm vm = KvmVm.open()) {
+            Memslots.Config c = vm.memslotsConfig();
+            KvmCapabilities caps = vm.capabilities();
+            assertEquals(Math.min(caps.nrMemslots(), 65535), c.maxSlots());
+            assertEquals(caps.addressSpaces(), c.addressSpaces());
+            assertEquals(caps.readonlyMem(), c.readonlyMem());
+            assertEquals(caps.guestMemfd(), c.privateMem());
+            System.out.println("memslot config for this KVM: " + c);
+        }
+        try (KvmVm v1 = KvmVm.open(KvmVm.Options.defaults().withRegion2(false))) {
+            assertEquals(false, v1.memslotsConfig().privateMem(), "no guest_memfd slots without region v2");
+        }
+    }
+
+    @Test
+    void kvmRefusalsTheWriterCannotSeeVetoTheChange() {
+        try (KvmVm vm = KvmVm.open(); KvmVm other = KvmVm.open()) {
+            Assumptions.assumeTrue(vm.capabilities().guestMemfdMmapShared(), "guest_memfd MMAP|INIT_SHARED not offered");
+            Memslots slots = new Memslots(vm.memslotsConfig());
+            slots.addObserver(vm.memslotObserver());
+            KvmGuestMemfd mine = vm.createGuestMemfd(8 * PAGE), theirs = other.createGuestMemfd(8 * PAGE);
+            long hva = mine.mapShared();
+            try (GuestRam ram = GuestRam.adopt(hva, mine.size())) {
+                // Another VM's guest_memfd: only KVM knows (EINVAL from kvm_gmem_bind).
+                SyscallException foreign = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 1,
+                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, theirs.fd(), 0));
+                assertEquals(Errno.EINVAL.number, foreign.errno());
+                assertNull(slots.current(0).byId(1), "vetoed: not published");
+
+                // A binding beyond the file's end: EINVAL from KVM.
+                SyscallException beyond = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 1,
+                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, mine.fd(), 6 * PAGE));
+                assertEquals(Errno.EINVAL.number, beyond.errno());
+
+                // Two slots (distinct gpas) bound to overlapping ranges of one guest_memfd: KVM refuses with EINVAL
+                // (kvm_gmem_bind's overlap check jumps to its EINVAL exit; measured on 6.18, kernel-abi.md says EEXIST).
+                slots.setMemslot(0, 1, io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, mine.fd(), 0);
+                SyscallException overlap = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 2,
+                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x200000, 4 * PAGE, hva, mine.fd(), 2 * PAGE));
+                System.out.println("overlapping guest_memfd bindings: " + overlap.getMessage());
+                assertEquals(Errno.EINVAL.number, overlap.errno());
+                assertNull(slots.current(0).byId(2));
+                assertEquals(1, vm.mirroredSlots().size());
+
+                // The writer's own refusals never reach KVM: gmem + LOG_DIRTY is refused by the model first.
+                KvmException model = assertThrows(KvmException.class, () -> slots.setMemslot(0, 3,
+                        io.guestmem.memslot.Memslot.GUEST_MEMFD | io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES,
+                        0x300000, 4 * PAGE, hva, mine.fd(), 4 * PAGE));
+                assertEquals(Errno.EINVAL, model.errno());
+            }
+        }
+    }
+
+    @Test
+    void aLaterVetoUndoesWhatKvmAccepted() {
+        try (KvmVm vm = KvmVm.open(); GuestRam ram = GuestRam.anonymous(16 * PAGE)) {
+            Memslots slots = new Memslots(vm.memslotsConfig());
+            slots.addObserver(vm.memslotObserver());
+            RuntimeException veto = new RuntimeException("slot locker says no");
+            boolean[] refuse = {false};
+            slots.addObserver(new MemslotObserver() {
+                @Override
+                public void beforeCommit(MemslotChange change) {
+                    if (refuse[0]) throw veto;
+                }
+            });
+            slots.setMemslot(0, 0, 0, 0, 16 * PAGE, ram.addr);
+            refuse[0] = true;
+            assertSame(veto, assertThrows(RuntimeException.class, () -> slots.setMemslot(0, 0, 0, 0x100000, 16 * PAGE, ram.addr)));
+            assertSame(veto, assertThrows(RuntimeException.class, () -> slots.deleteMemslot(0, 0)));
+            assertSame(veto, assertThrows(RuntimeException.class, () -> slots.setMemslot(0, 1, 0, 0x200000, 16 * PAGE, ram.addr)));
+            // KVM is back where the library is: slot 0 at gpa 0, nothing else.
+            assertEquals(1, vm.mirroredSlots().size());
+            assertEquals(slots.current(0).byId(0), vm.mirroredSlots().get(0));
+            assertTrue(vm.mirrorFaults().isEmpty(), vm.mirrorFaults().toString());
+            // And KVM really holds gpa 0: an overlapping slot straight through the VM fd is EEXIST.
+            SyscallException e = assertThrows(SyscallException.class,
+                    () -> vm.vmFd().setUserMemoryRegion2(9, 0, 0, PAGE, ram.addr, 0, 0));
+            assertEquals(Errno.EEXIST.number, e.errno());
+            // ... and 0x100000 / 0x200000 are free.
+            vm.vmFd().setUserMemoryRegion2(9, 0, 0x100000, PAGE, ram.addr, 0, 0);
+            vm.vmFd().setUserMemoryRegion2(10, 0, 0x200000, PAGE, ram.addr, 0, 0);
+        }
+    }
+}

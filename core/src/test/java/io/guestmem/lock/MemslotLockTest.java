@@ -1,0 +1,447 @@
+package io.guestmem.lock;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.guestmem.KvmException;
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.HugePagePools;
+import io.guestmem.host.HugePageSize;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.mmu.Invalidation;
+import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.procfs.KPageFlag;
+import io.guestmem.procfs.KPageFlags;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.procfs.ProcStatus;
+import io.guestmem.procfs.Smaps;
+import io.guestmem.sys.Capabilities;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+import io.guestmem.sys.Rlimit;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Memslot locking on real memory, checked against the kernel's VmLck, pagemap and smaps. */
+class MemslotLockTest {
+    static final long MiB = 1L << 20;
+    static final long PS = Posix.PAGE_SIZE;
+
+    Memslots memslots;
+    MmuNotifier notifier;
+    MemslotLock lock;
+    final List<HostRegion> regions = new ArrayList<>();
+    long baseline;
+
+    @BeforeEach
+    void setUp() {
+        memslots = new Memslots();
+        notifier = new MmuNotifier(memslots);
+        lock = new MemslotLock(notifier);
+        baseline = vmLck();
+    }
+
+    @AfterEach
+    void tearDown() {
+        lock.close();
+        for (HostRegion r : regions) r.close();
+        assertEquals(baseline, vmLck(), "VmLck back at its baseline after the test");
+    }
+
+    static long vmLck() {
+        return ProcStatus.self().vmLck();
+    }
+
+    HostRegion anon(long size) {
+        HostRegion r = HostRegion.anonymous(size).create();
+        regions.add(r);
+        return r;
+    }
+
+    Memslot slot(int id, long gpa, HostRegion r) {
+        return slot(id, 0, gpa, r.size(), r.address());
+    }
+
+    Memslot slot(int id, int flags, long gpa, long size, long hva) {
+        memslots.setMemslot(0, id, flags, gpa, size, hva);
+        return memslots.current().byId(id);
+    }
+
+    static long[] pagemapPfns(long hva, long npages) {
+        try (Pagemap pm = Pagemap.openSelf()) {
+            long[] raw = pm.read(hva, (int) npages);
+            for (int i = 0; i < raw.length; i++) raw[i] = pm.pfnOf(raw[i]);
+            return raw;
+        }
+    }
+
+    static KvmException kvmError(Errno errno, Runnable r) {
+        KvmException e = assertThrows(KvmException.class, r::run);
+        assertEquals(errno, e.errno(), e.getMessage());
+        return e;
+    }
+
+    @Test
+    void writeLockPinsRecordsPagemapPfnsAndBypassesTheLimitWithCapIpcLock() {
+        assertTrue(Capabilities.has(Capabilities.CAP_IPC_LOCK), "this test process is root with CAP_IPC_LOCK");
+        long limit = Rlimit.getrlimit(Rlimit.RLIMIT_MEMLOCK).soft();
+        long size = limit == Rlimit.RLIM_INFINITY ? 64 * MiB : limit + 8 * MiB; // more than the limit allows
+        HostRegion r = anon(size);
+        Memslot s = slot(1, 0x100000, r);
+
+        SlotCharge c = lock.lockMemslot(1, LockMode.READ_WRITE);
+        assertEquals(new SlotCharge(0, 1, LockMode.READ_WRITE, size / PS, 0), c);
+        assertEquals(baseline + size, vmLck(), "VmLck grows by exactly the slot's size");
+        assertEquals(size, Smaps.vmaOf(r.address()).locked(), "smaps: the whole VMA is locked");
+        assertTrue(lock.isLocked(1));
+        assertTrue(lock.isGfnLocked(0, s.baseGfn() + 5));
+
+        Stage2Mapping m = lock.stage2(1);
+        long[] now = pagemapPfns(r.address(), s.npages());
+        assertArrayEquals(now, m.pfns(), "recorded pfns are pagemap's");
+        for (long p : now) assertTrue(p > 0, "every page present with a visible pfn");
+        assertEquals(s.npages(), new HashSet<>(boxed(now)).size(), "distinct pages (no zero page)");
+        assertEquals(s.npages(), m.writable().cardinality(), "READ_WRITE: every entry writable");
+        assertEquals(now[7], lock.lockedPfn(0, s.baseGfn() + 7));
+        assertEquals(PagemapEntry.PFN_NONE, lock.lockedPfn(0, s.endGfn()));
+
+        MemlockStatus st = lock.status();
+        assertEquals(1, st.slots().size());
+        assertEquals(size / PS, st.lockedPages());
+        assertEquals(vmLck(), st.vmLckBytes());
+        assertTrue(st.capIpcLock());
+        assertEquals(Long.MAX_VALUE, st.headroomPages());
+
+        lock.unlockMemslot(1);
+        assertEquals(baseline, vmLck(), "VmLck back at its baseline after unlock");
+        assertEquals(0, Smaps.vmaOf(r.address()).locked());
+        assertFalse(lock.isLocked(1));
+        assertEquals(0, lock.status().lockedPages());
+    }
+
+    @Test
+    void readLockIsReadOnlyUntilAWriteRelaxesAnEntry() {
+        HostRegion r = anon(4 * MiB);
+        Memslot s = slot(2, 0x200000, r);
+        lock.lockMemslot(2, LockMode.READ);
+        assertEquals(baseline + 4 * MiB, vmLck());
+        Stage2Mapping m = lock.stage2(2);
+        assertEquals(0, m.writable().cardinality(), "READ: every entry read-only");
+        long[] now = pagemapPfns(r.address(), s.npages());
+        assertArrayEquals(now, m.pfns());
+        // Private writable memory is faulted for write (COW broken, as mlock does): no shared zero page.
+        assertEquals(s.npages(), new HashSet<>(boxed(now)).size());
+        try (KPageFlags kf = KPageFlags.open()) {
+            assertFalse(kf.flags(now[0]).contains(KPageFlag.ZERO_PAGE));
+        }
+        long g = s.baseGfn() + 3;
+        assertFalse(lock.stage2Writable(0, g));
+        assertTrue(lock.relaxWrite(0, g));
+        assertTrue(lock.stage2Writable(0, g));
+        assertFalse(lock.stage2Writable(0, g + 1));
+        // The guest's write lands on the pinned page: same pfn afterwards.
+        r.segment().set(java.lang.foreign.ValueLayout.JAVA_BYTE, 3 * PS, (byte) 7);
+        assertEquals(lock.lockedPfn(0, g), pagemapPfns(r.address() + 3 * PS, 1)[0]);
+        assertEquals(1, lock.stage2(2).writable().cardinality());
+        assertFalse(lock.relaxWrite(0, s.endGfn() + 100), "not in a locked slot");
+        lock.unlockMemslot(2);
+        assertEquals(baseline, vmLck());
+    }
+
+    @Test
+    void readonlySlotLocksForReadOnly() {
+        HostRegion r = anon(2 * MiB);
+        slot(3, Memslot.READONLY, 0x400000, r.size(), r.address());
+        kvmError(Errno.EPERM, () -> lock.lockMemslot(3, LockMode.READ_WRITE));
+        assertEquals(baseline, vmLck());
+        lock.lockMemslot(3, LockMode.READ);
+        assertFalse(lock.relaxWrite(0, 0x400), "a READONLY slot's entries are never relaxed");
+        lock.unlockMemslot(3);
+    }
+
+    @Test
+    void ebusyAndEinval() {
+        HostRegion r = anon(2 * MiB);
+        slot(1, 0x100000, r);
+        kvmError(Errno.EINVAL, () -> lock.lockMemslot(9, LockMode.READ));          // no such slot
+        kvmError(Errno.EINVAL, () -> lock.lockMemslot(-1, LockMode.READ));
+        kvmError(Errno.EINVAL, () -> lock.lockMemslot(5, 1, LockMode.READ));       // address space
+        kvmError(Errno.EINVAL, () -> lock.unlockMemslot(1));                       // not locked
+        kvmError(Errno.EINVAL, () -> lock.unlockMemslot(40000));                   // invalid id
+        kvmError(Errno.EINVAL, () -> lock.stage2(1));
+        lock.lockMemslot(1, LockMode.READ);
+        long locked = vmLck();
+        KvmException e = kvmError(Errno.EBUSY, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
+        assertTrue(e.getMessage().contains("already locked"), e.getMessage());
+        assertEquals(locked, vmLck(), "EBUSY changed nothing");
+        assertEquals(LockMode.READ, lock.mode(0, 1));
+        lock.unlockMemslot(1);
+        kvmError(Errno.EINVAL, () -> lock.unlockMemslot(1));
+    }
+
+    @Test
+    void lockedSlotCannotBeDeletedMovedOrReflagged() {
+        HostRegion r = anon(2 * MiB);
+        Memslot s = slot(4, 0x100000, r);
+        lock.lockMemslot(4, LockMode.READ_WRITE);
+        long gen = memslots.generation();
+        KvmException del = kvmError(Errno.EBUSY, () -> memslots.deleteMemslot(0, 4));
+        assertTrue(del.getMessage().contains("locked"), del.getMessage());
+        kvmError(Errno.EBUSY, () -> memslots.setMemslot(0, 4, 0, 0x900000, r.size(), r.address()));          // MOVE
+        kvmError(Errno.EBUSY, () -> memslots.setMemslot(0, 4, Memslot.LOG_DIRTY_PAGES, 0x100000, r.size(), r.address()));
+        assertEquals(gen, memslots.generation(), "nothing published");
+        assertEquals(s, memslots.current().byId(4));
+        assertEquals(0, notifier.sequence(), "a vetoed change invalidates nothing");
+        // Other slots change freely.
+        HostRegion r2 = anon(2 * MiB);
+        slot(5, 0x800000, r2);
+        memslots.deleteMemslot(0, 5);
+        lock.unlockMemslot(4);
+        memslots.deleteMemslot(0, 4);
+        assertEquals(null, memslots.current().byId(4));
+    }
+
+    @Test
+    void capabilityIsRefusedWhileAnySlotIsLocked() {
+        HostRegion r = anon(2 * MiB);
+        slot(6, 0x100000, r);
+        VmCapabilityGate gate = new VmCapabilityGate(lock);
+        lock.lockMemslot(6, LockMode.READ);
+        KvmException e = kvmError(Errno.EINVAL, () -> gate.enableCapability(VmCapabilityGate.MTE));
+        assertTrue(e.getMessage().contains("slot 6") && e.getMessage().contains("unsanitised"), e.getMessage());
+        assertFalse(gate.isEnabled(VmCapabilityGate.MTE));
+        gate.enableCapability("KVM_CAP_HALT_POLL"); // not forbidden
+        lock.unlockMemslot(6);
+        gate.enableCapability(VmCapabilityGate.MTE);
+        assertTrue(gate.isEnabled(VmCapabilityGate.MTE));
+    }
+
+    @Test
+    void unlockAllUnlocksEverySlotAndDirtyLogHookSeesWriteLockedLoggingSlots() {
+        HostRegion a = anon(2 * MiB), b = anon(4 * MiB), c = anon(2 * MiB);
+        Memslot sa = slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, a.size(), a.address());
+        slot(2, Memslot.LOG_DIRTY_PAGES, 0x400000, b.size(), b.address());
+        slot(3, 0, 0x900000, c.size(), c.address());
+        List<long[]> dirty = new ArrayList<>();
+        lock.setDirtyLogHook((slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
+        lock.lockMemslot(1, LockMode.READ_WRITE);
+        lock.lockMemslot(2, LockMode.READ);      // read-locked: nothing to report
+        lock.lockMemslot(3, LockMode.READ_WRITE); // not logging
+        assertEquals(baseline + 8 * MiB, vmLck());
+        assertEquals(3, lock.unlockAll());
+        assertEquals(baseline, vmLck());
+        assertFalse(lock.anyLocked());
+        assertEquals(1, dirty.size());
+        assertArrayEquals(new long[] {1, sa.baseGfn(), sa.npages()}, dirty.get(0));
+        assertEquals(0, lock.unlockAll());
+    }
+
+    @Test
+    void aliasedSlotsAndApplicationLocksAreNotUnlockedByEachOther() {
+        HostRegion r = anon(4 * MiB);
+        slot(1, 0x100000, r);
+        slot(2, 0, 0x10000000, r.size(), r.address()); // the same hva at another gpa
+        lock.lockMemslot(1, LockMode.READ_WRITE);
+        lock.lockMemslot(2, LockMode.READ);
+        assertEquals(baseline + 4 * MiB, vmLck(), "the kernel counts the range once");
+        assertEquals(r.size() / PS, lock.status().uncountedPages(), "the second lock is charged anyway (account_locked_vm)");
+        lock.unlockMemslot(1);
+        assertEquals(baseline + 4 * MiB, vmLck(), "slot 2 still holds the range locked");
+        lock.unlockMemslot(2);
+        assertEquals(baseline, vmLck());
+
+        HostRegion app = HostRegion.anonymous(2 * MiB).mlock().create();
+        regions.add(app);
+        long appLocked = vmLck();
+        assertEquals(baseline + 2 * MiB, appLocked);
+        slot(3, 0, 0x20000000, app.size(), app.address());
+        lock.lockMemslot(3, LockMode.READ_WRITE);
+        assertEquals(appLocked, vmLck());
+        lock.unlockMemslot(3);
+        assertEquals(appLocked, vmLck(), "the application's own mlock is left alone");
+        Mman.munlock(app.address(), app.size());
+    }
+
+    @Test
+    void invalidationDuringALargeLockIsEagainWithNothingLeftLocked() throws Exception {
+        long size = 512 * MiB;
+        HostRegion r = anon(size);
+        Memslot s = slot(1, 0x40000000L, r);
+        AtomicReference<String> invalidated = new AtomicReference<>();
+        java.util.concurrent.atomic.AtomicLong rssAtInvalidation = new java.util.concurrent.atomic.AtomicLong();
+        CompletableFuture<Void> invalidator = CompletableFuture.runAsync(() -> {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (lock.lockInProgress() == null) {
+                if (System.nanoTime() > deadline) throw new IllegalStateException("the lock never started");
+                Thread.onSpinWait();
+            }
+            // Strike in the middle of faulting in: once the kernel shows 64 MiB more of the slot resident.
+            while (Smaps.vmaOf(r.address()).rss() < 64 * MiB && lock.lockInProgress() != null) {
+                if (System.nanoTime() > deadline) throw new IllegalStateException("the slot never became resident");
+                Thread.onSpinWait();
+            }
+            rssAtInvalidation.set(Smaps.vmaOf(r.address()).rss());
+            long hva = r.address() + size / 2;
+            try (Invalidation inv = notifier.invalidate(hva, hva + PS)) {
+                invalidated.set(inv.toString());
+            }
+        });
+        KvmException e = kvmError(Errno.EAGAIN, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
+        invalidator.get(60, TimeUnit.SECONDS);
+        assertNotNull(invalidated.get());
+        System.out.println("invalidated with " + rssAtInvalidation.get() / MiB + " MiB of 512 resident: " + e.getMessage());
+        assertTrue(rssAtInvalidation.get() >= 64 * MiB && rssAtInvalidation.get() < size, "hit while faulting in");
+        assertTrue(e.getMessage().contains("nothing is left locked"), e.getMessage());
+        assertEquals(baseline, vmLck(), "VmLck at its baseline after EAGAIN");
+        assertEquals(0, Smaps.vmaOf(r.address()).locked());
+        assertFalse(lock.isLocked(1));
+        assertEquals(null, lock.lockInProgress());
+        // Tried again without an invalidation: it locks.
+        lock.lockMemslot(1, LockMode.READ);
+        assertEquals(baseline + size, vmLck());
+        assertEquals(s.npages(), lock.stage2(1).pfns().length);
+        lock.unlockMemslot(1);
+    }
+
+    @Test
+    void invalidationAfterPinningRollsBackTheMlock() {
+        HostRegion r = anon(8 * MiB);
+        slot(1, 0x100000, r);
+        lock.afterPin = () -> {
+            assertEquals(baseline + 8 * MiB, vmLck(), "pinned at this point");
+            notifier.invalidate(r.address(), r.address() + PS).close();
+        };
+        kvmError(Errno.EAGAIN, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
+        lock.afterPin = null;
+        assertEquals(baseline, vmLck(), "every page munlocked again");
+        assertFalse(lock.isLocked(1));
+        // An invalidation of another slot's range does not disturb the lock.
+        HostRegion other = anon(2 * MiB);
+        slot(2, 0x4000000, other);
+        lock.afterPin = () -> notifier.invalidate(other.address(), other.address() + PS).close();
+        lock.lockMemslot(1, LockMode.READ);
+        lock.afterPin = null;
+        assertTrue(lock.isLocked(1));
+        lock.unlockMemslot(1);
+    }
+
+    @Test
+    void slotChangedWhileLockingIsEagain() {
+        HostRegion r = anon(2 * MiB);
+        slot(1, 0x100000, r);
+        lock.afterPin = () -> memslots.setMemslot(0, 1, Memslot.LOG_DIRTY_PAGES, 0x100000, r.size(), r.address());
+        kvmError(Errno.EAGAIN, () -> lock.lockMemslot(1, LockMode.READ));
+        lock.afterPin = null;
+        assertEquals(baseline, vmLck());
+    }
+
+    @Test
+    void invalidationOfALockedSlotZapsItsEntries() {
+        HostRegion r = anon(2 * MiB);
+        Memslot s = slot(1, 0x100000, r);
+        lock.lockMemslot(1, LockMode.READ_WRITE);
+        long before = lock.invalidatedPages();
+        try (Invalidation inv = notifier.invalidate(r.address() + 2 * PS, r.address() + 4 * PS)) {
+            assertTrue(inv.affectsGuest());
+        }
+        assertEquals(before + 2, lock.invalidatedPages());
+        assertEquals(PagemapEntry.PFN_NONE, lock.lockedPfn(0, s.baseGfn() + 2));
+        assertEquals(PagemapEntry.PFN_NONE, lock.lockedPfn(0, s.baseGfn() + 3));
+        assertNotEquals(PagemapEntry.PFN_NONE, lock.lockedPfn(0, s.baseGfn() + 4));
+        assertFalse(lock.relaxWrite(0, s.baseGfn() + 2));
+        Stage2Mapping m = lock.stage2(1);
+        assertEquals(Set.of(2, 3), new HashSet<>(m.invalidated().stream().boxed().toList()));
+        assertTrue(lock.isLocked(1), "still locked and charged");
+        lock.unlockMemslot(1);
+    }
+
+    @Test
+    void unmappedOrPfnmapHvaIsEfaultAndPopulateFailureRollsBack() {
+        slot(1, 0, 0x100000, 2 * MiB, 0x100000000L); // nothing mapped there
+        kvmError(Errno.EFAULT, () -> lock.lockMemslot(1, LockMode.READ));
+        HostRegion ring = HostRegion.perfRing(8).create();
+        regions.add(ring);
+        long sz = ring.size() / PS * PS;
+        slot(2, 0, 0x800000, sz, ring.address());
+        kvmError(Errno.EFAULT, () -> lock.lockMemslot(2, LockMode.READ));
+        assertEquals(baseline, vmLck());
+    }
+
+    @Test
+    void hugetlb2MSlotLocksAndIsChargedInBasePages() {
+        HugePageSize h2m;
+        try {
+            h2m = HugePagePools.size(2 * MiB);
+        } catch (RuntimeException e) {
+            Assumptions.abort("no 2M hugetlb pool: " + e);
+            return;
+        }
+        try (HugePagePools.Reservation res = HugePagePools.raise(h2m, 4)) {
+            HostRegion r = HostRegion.hugetlb(8 * MiB, h2m).create();
+            regions.add(r);
+            Memslot s = slot(1, 0x200000, r);
+            lock.lockMemslot(1, LockMode.READ_WRITE);
+            long[] now = pagemapPfns(r.address(), s.npages());
+            Stage2Mapping m = lock.stage2(1);
+            assertArrayEquals(now, m.pfns(), "recorded pfns are pagemap's");
+            for (int i = 0; i < now.length; i++) {
+                assertEquals(now[i - i % 512] + i % 512, now[i], "a 2M page's base pages are contiguous");
+            }
+            try (KPageFlags kf = KPageFlags.open()) {
+                assertTrue(kf.flags(now[0]).contains(KPageFlag.HUGE));
+            }
+            // The kernel's mlock skips hugetlb VMAs: VmLck does not move, the lock charges the base pages anyway.
+            assertEquals(baseline, vmLck(), "mlock does not count hugetlb in VmLck");
+            MemlockStatus st = lock.status();
+            assertEquals(s.npages(), st.uncountedPages());
+            assertEquals(8 * MiB / PS, st.lockedPages());
+            assertEquals(baseline / PS + s.npages(), st.lockedVmPages());
+            lock.unlockMemslot(1);
+            assertEquals(0, lock.status().uncountedPages());
+            r.close();
+        }
+    }
+
+    @Test
+    void thpSlotLocksWithPagemapsPfns() {
+        long thp = HugePagePools.thpSize();
+        HostRegion r = HostRegion.thp(8 * MiB).create();
+        regions.add(r);
+        Memslot s = slot(1, 0x200000, r);
+        lock.lockMemslot(1, LockMode.READ_WRITE);
+        assertEquals(baseline + 8 * MiB, vmLck());
+        long[] now = pagemapPfns(r.address(), s.npages());
+        assertArrayEquals(now, lock.stage2(1).pfns());
+        long anonHuge = Smaps.vmaOf(r.address()).anonHugePages();
+        System.out.println("THP slot: AnonHugePages " + anonHuge + " of " + r.size() + " (THP size " + thp + ")");
+        assertTrue(anonHuge > 0, "the THP region is backed by huge pages");
+        try (KPageFlags kf = KPageFlags.open()) {
+            assertTrue(kf.flags(now[0]).contains(KPageFlag.THP));
+        }
+        lock.unlockMemslot(1);
+    }
+
+    private static List<Long> boxed(long[] a) {
+        List<Long> l = new ArrayList<>(a.length);
+        for (long x : a) l.add(x);
+        return l;
+    }
+}
