@@ -109,7 +109,7 @@ public final class Memslots {
     private volatile MemslotSet[] sets; // copy-on-write, one per address space
     private final List<MemslotObserver> observers = new CopyOnWriteArrayList<>();
     private PublishGate gate;
-    private long generation;
+    private volatile long generation; // written under the writer lock, read without it
 
     public Memslots() {
         this(Config.defaults());
@@ -286,8 +286,8 @@ public final class Memslots {
             if (published[0]) throw new IllegalStateException("published twice");
             MemslotSet[] s = sets.clone();
             s[as] = next;
-            generation = next.generation();
             sets = s; // volatile write: release the new set to readers
+            generation = next.generation();
             published[0] = true;
         };
         if (gate == null) {
@@ -325,8 +325,8 @@ public final class Memslots {
         }
     }
 
-    /** The generation of the last published set (0 before any change). */
-    public synchronized long generation() {
+    /** The generation of the last published set (0 before any change). Lock-free. */
+    public long generation() {
         return generation;
     }
 }

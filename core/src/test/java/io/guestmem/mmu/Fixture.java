@@ -25,7 +25,8 @@ final class Fixture implements AutoCloseable {
     final KPageFlags kpf = KPageFlags.open();
     private final Deque<AutoCloseable> closers = new ArrayDeque<>();
     private int nextSlot;
-    private long nextGfn = 0x1000;
+    private boolean closed;
+    private long nextGfn = 1L << 18; // 1 GiB in 4K frames: slots start PUD-congruent with PUD-aligned regions
 
     <T extends AutoCloseable> T own(T c) {
         closers.push(c);
@@ -38,8 +39,14 @@ final class Fixture implements AutoCloseable {
     }
 
     Memslot slot(long hva, long size, int flags) {
-        long gfn = nextGfn;
-        nextGfn += Math.max(size / PAGE, 1L << 18) + (1L << 18); // keep 1G congruence and gaps between slots
+        return slotAt(nextGfn, hva, size, flags);
+    }
+
+    /** A slot at an explicit base gfn (to build misaligned layouts). */
+    Memslot slotAt(long gfn, long hva, long size, int flags) {
+        long end = gfn + size / PAGE;
+        // the next default slot: 1G-aligned (congruent with 1G-aligned regions), one 1G gap after this one
+        nextGfn = Math.max(nextGfn, ((end + (1L << 18) - 1) & -(1L << 18)) + (1L << 18));
         int id = nextSlot++;
         memslots.setMemslot(0, id, flags, gfn * PAGE, size, hva);
         return memslots.current().byId(id);
@@ -64,6 +71,8 @@ final class Fixture implements AutoCloseable {
 
     @Override
     public void close() {
+        if (closed) return;
+        closed = true;
         for (PageReference r : fp.references().unreleased()) r.release();
         fp.close();
         while (!closers.isEmpty()) {

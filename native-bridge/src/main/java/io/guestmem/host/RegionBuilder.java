@@ -64,6 +64,16 @@ public final class RegionBuilder {
         return this;
     }
 
+    /**
+     * For {@link HostRegion#ofFd}: the caller's fd is a hugetlbfs file of {@code pageSize} pages, so the
+     * mapping must be aligned to (and sized in) that page size (mmap refuses otherwise with EINVAL).
+     */
+    public RegionBuilder fdHugePages(HugePageSize pageSize) {
+        Validate.isTrue(backing == Backing.FD || backing == Backing.GUEST_MEMFD,
+                "huge pages of a caller's fd apply to ofFd regions, not %s", backing);
+        return hugePageSize(pageSize);
+    }
+
     /** Guard pages (base pages, PROT_NONE) on each side; default 1, 0 disables them. */
     public RegionBuilder guardPages(int pages) {
         Validate.inclusiveBetween(0, MAX_GUARD_PAGES, pages, "guard pages must be in [0, %d], got %d", MAX_GUARD_PAGES, pages);

@@ -12,5 +12,7 @@ public record Aarch64() implements Arch {
     @Override public long sysMbind() { return 235; }
     @Override public long sysGetMempolicy() { return 236; }
     @Override public long sysPerfEventOpen() { return 241; }
+    @Override public long sysPidfdOpen() { return 434; }
+    @Override public long sysPidfdGetfd() { return 438; }
     @Override public boolean isX86() { return false; }
 }

@@ -33,6 +33,10 @@ public sealed interface Arch permits X86_64, Aarch64 {
 
     long sysPerfEventOpen();
 
+    long sysPidfdOpen();
+
+    long sysPidfdGetfd();
+
     /** True where KVM's x86 ioctls (REGS/SREGS, TSS) and real-mode guests exist. */
     boolean isX86();
 

@@ -12,5 +12,7 @@ public record X86_64() implements Arch {
     @Override public long sysMbind() { return 237; }
     @Override public long sysGetMempolicy() { return 239; }
     @Override public long sysPerfEventOpen() { return 298; }
+    @Override public long sysPidfdOpen() { return 434; }
+    @Override public long sysPidfdGetfd() { return 438; }
     @Override public boolean isX86() { return true; }
 }

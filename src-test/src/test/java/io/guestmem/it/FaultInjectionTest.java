@@ -1,0 +1,181 @@
+package io.guestmem.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.guestmem.KvmException;
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.HugePagePoolExhaustedException;
+import io.guestmem.host.HugePagePools;
+import io.guestmem.host.HugePageSize;
+import io.guestmem.kvm.KvmGuestMemfd;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.MemslotSet;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Mman;
+import io.guestmem.sys.Posix;
+import io.guestmem.sys.SyscallException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/**
+ * Faults injected into the library's setup calls: each must be a typed error (errno and call named) and leave
+ * nothing behind: no mapping, fd, lock, hugetlb page or memslot. Limits and capabilities are lowered in child
+ * JVMs (the test JVM itself needs address space and keeps CAP_IPC_LOCK).
+ */
+@ExtendWith(LeakGuard.class)
+class FaultInjectionTest {
+    static final long PAGE = Posix.PAGE_SIZE;
+    static final AtomicInteger faults = new AtomicInteger(), leaks = new AtomicInteger();
+
+    @AfterAll
+    static void report() {
+        ReliabilityReport.put("fault injection", "faults injected (RLIMIT_AS, RLIMIT_MEMLOCK, empty hugetlb pools, KVM refusals)", faults.get());
+        ReliabilityReport.put("fault injection", "leaks found after them", leaks.get());
+        System.out.println("fault injection: " + faults.get() + " faults injected, " + leaks.get() + " leaks found");
+    }
+
+    /** Checks a child's FAULT lines: every fault typed with the expected errno, nothing leaked. */
+    private static void checkChild(ChildJvm.Result r, int expectedFaults, Errno... errnos) {
+        System.out.println(r.output());
+        assertEquals(0, r.exit(), r.output());
+        assertTrue(r.lines("UNEXPECTED").isEmpty(), r.output());
+        assertTrue(r.output().contains("DONE"), r.output());
+        List<String> lines = r.lines("FAULT ");
+        assertEquals(expectedFaults, lines.size(), r.output());
+        for (String l : lines) {
+            faults.incrementAndGet();
+            int n = Integer.parseInt(l.substring(l.indexOf("leaks=") + 6).split(" ")[0]);
+            leaks.addAndGet(n);
+            assertEquals(0, n, l);
+            assertTrue(l.contains(" SyscallException ") || l.contains("Exception "), l);
+            assertTrue(List.of(errnos).stream().anyMatch(e -> l.contains(" " + e.name() + " ")), l);
+        }
+    }
+
+    @Test
+    void mmapUnderALoweredAddressSpaceLimit() {
+        ChildJvm.Result r = ChildJvm.run(List.of(), FaultChild.class, "as");
+        checkChild(r, 3, Errno.ENOMEM);
+        assertTrue(r.output().contains("from mmap"), r.output());
+    }
+
+    @Test
+    void mlockBeyondMemlockLimitWithoutCapIpcLock() {
+        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/bin/setpriv")) && Files.isExecutable(Path.of("/usr/bin/prlimit")),
+                "setpriv and prlimit (util-linux) are needed to start a child without CAP_IPC_LOCK");
+        ChildJvm.Result r = ChildJvm.run(List.of("/usr/bin/prlimit", "--memlock=1048576:1048576", "/usr/bin/setpriv",
+                "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock"), FaultChild.class, "memlock");
+        assertTrue(r.output().contains("CAP_IPC_LOCK=false"), r.output());
+        checkChild(r, 3, Errno.ENOMEM, Errno.EPERM, Errno.EAGAIN);
+        assertTrue(r.output().contains("from mlock"), r.output());
+        assertTrue(r.output().contains("OK within-limit VmLck=262144"), r.output());
+        assertTrue(r.output().contains("OK within-limit-closed leaks=0"), r.output());
+    }
+
+    @Test
+    void emptyHugetlbPools() throws Exception {
+        for (HugePageSize size : HugePagePools.sizes()) {
+            HugePagePools.Pool pool = HugePagePools.pool(size);
+            long overcommit = Long.parseLong(Files.readString(size.sysfsDir().resolve("nr_overcommit_hugepages")).trim());
+            // More than the pool can serve even if another process frees pages meanwhile.
+            long pages = Math.max(0, pool.available()) + overcommit + (size.bytes() >= 1L << 30 ? 2 : 64);
+            for (boolean memfd : new boolean[] {false, true}) {
+                LeakGuard.Snapshot before = LeakGuard.snapshot();
+                HugePagePoolExhaustedException e = assertThrows(HugePagePoolExhaustedException.class, () -> {
+                    try (HostRegion r = memfd ? HostRegion.memfdHugetlb(pages * size.bytes(), size).name("fault-pool").create()
+                            : HostRegion.hugetlb(pages * size.bytes(), size).create()) {
+                        System.out.println("unexpectedly created " + r);
+                    }
+                });
+                faults.incrementAndGet();
+                System.out.println("empty " + size + " pool" + (memfd ? " (memfd)" : "") + ": " + e.getMessage());
+                assertEquals(Errno.ENOMEM.number, e.errno());
+                assertEquals(size, e.size());
+                assertEquals(pages, e.pagesAsked());
+                List<String> left = LeakGuard.leaks(before, 0);
+                leaks.addAndGet(left.size());
+                assertEquals(List.of(), left);
+                assertEquals(pool.total(), HugePagePools.pool(size).total(), "the pool was not touched");
+            }
+        }
+    }
+
+    /** Library state: every address space's set is the very object it was. */
+    private static void assertUnchanged(Memslots slots, MemslotSet[] sets, long generation) {
+        for (int as = 0; as < sets.length; as++) assertSame(sets[as], slots.current(as), "address space " + as + " changed");
+        assertEquals(generation, slots.generation());
+    }
+
+    private void refused(Memslots slots, KvmVm vm, Class<? extends RuntimeException> type, Errno errno, Supplier<Object> call) {
+        MemslotSet[] sets = new MemslotSet[slots.addressSpaces()];
+        for (int as = 0; as < sets.length; as++) sets[as] = slots.current(as);
+        long gen = slots.generation();
+        Map<Integer, Memslot> kvm = vm.isClosed() ? null : vm.mirroredSlots();
+        LeakGuard.Snapshot before = LeakGuard.snapshot();
+        RuntimeException e = assertThrows(type, call::get);
+        faults.incrementAndGet();
+        System.out.println("refused: " + e.getMessage());
+        if (errno != null) {
+            int got = e instanceof SyscallException s ? s.errno() : ((KvmException) e).errno().number;
+            assertEquals(errno.number, got, e.getMessage());
+        }
+        assertUnchanged(slots, sets, gen);
+        if (kvm != null) {
+            assertEquals(kvm, vm.mirroredSlots(), "KVM's slots changed");
+            assertTrue(vm.mirrorFaults().isEmpty(), vm.mirrorFaults().toString());
+        }
+        List<String> left = LeakGuard.leaks(before, 0);
+        leaks.addAndGet(left.size());
+        assertEquals(List.of(), left);
+    }
+
+    @Test
+    void kvmAndTheWriterRefusingASlotChangeNothing() {
+        Assumptions.assumeTrue(Files.exists(Path.of("/dev/kvm")), "no /dev/kvm on this machine");
+        try (KvmVm vm = KvmVm.open(); KvmVm other = KvmVm.open();
+             HostRegion ram = HostRegion.anonymous(64 * PAGE).create()) {
+            Memslots slots = new Memslots(vm.memslotsConfig());
+            slots.addObserver(vm.memslotObserver());
+            slots.setMemslot(0, 0, 0, 0, 32 * PAGE, ram.address());
+            // The writer's own refusals (never reach KVM): overlap, unaligned, bad flags.
+            refused(slots, vm, KvmException.class, Errno.EEXIST, () -> slots.setMemslot(0, 1, 0, 16 * PAGE, 32 * PAGE, ram.address() + 32 * PAGE));
+            refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, 0, 64 * PAGE + 512, 16 * PAGE, ram.address() + 32 * PAGE));
+            refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, 0, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE + 8));
+            refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, 0x80, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE));
+            refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.deleteMemslot(0, 7));
+            // KVM's own refusals, which only KVM can see: the veto leaves the writer and KVM as they were.
+            if (vm.capabilities().guestMemfdMmapShared()) {
+                KvmGuestMemfd mine = vm.createGuestMemfd(8 * PAGE), theirs = other.createGuestMemfd(8 * PAGE);
+                long hva = mine.mapShared();
+                try {
+                    refused(slots, vm, SyscallException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
+                            64 * PAGE, 4 * PAGE, hva, theirs.fd(), 0));
+                    refused(slots, vm, SyscallException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
+                            64 * PAGE, 4 * PAGE, hva, mine.fd(), 6 * PAGE));
+                } finally {
+                    Mman.munmap(hva, mine.size());
+                }
+            }
+            // A closed VM's observer refuses too (use after close): the writer stays where it was.
+            vm.close();
+            refused(slots, vm, IllegalStateException.class, null, () -> slots.setMemslot(0, 1, 0, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE));
+            assertFalse(slots.current().slots().isEmpty());
+            assertNull(slots.current().byId(1));
+        }
+    }
+}

@@ -1,0 +1,34 @@
+package io.guestmem.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
+
+/**
+ * Every closeable object of the library, used after close: an exception each time, never a crash. The uses run
+ * in a child JVM, so that a use that touched unmapped memory would fail this test (exit status of a signal)
+ * instead of killing the test run.
+ */
+@ExtendWith(LeakGuard.class)
+class UseAfterCloseTest {
+    @Test
+    void everyUseAfterCloseThrowsAndNothingCrashes() {
+        ChildJvm.Result r = ChildJvm.run(List.of(), UseAfterCloseChild.class);
+        System.out.println(r.output());
+        assertFalse(r.crashed(), "the child JVM died by a signal (exit " + r.exit() + "):\n" + r.output());
+        assertEquals(0, r.exit(), r.output());
+        assertTrue(r.output().contains("DONE"), r.output());
+        List<String> checks = r.lines("CHECK ");
+        long ok = checks.stream().filter(l -> l.contains(" OK ")).count();
+        List<String> notIse = checks.stream().filter(l -> l.contains(" OK ") && !l.contains(" OK IllegalStateException")).toList();
+        if (!notIse.isEmpty()) System.out.println("threw a typed access error rather than IllegalStateException:\n" + String.join("\n", notIse));
+        ReliabilityReport.put("use after close", "uses after close (regions, guest memory, pagemap/kpageflags, follow_pfn, "
+                + "memslot lock, VM, vCPU, guest_memfd) that threw / crashed the JVM", ok + " of " + checks.size() + " / 0");
+        assertTrue(checks.size() >= 15, r.output());
+        assertEquals(checks.size(), ok, "a use after close that did not throw (IllegalStateException, or GuestMemory's typed access error):\n" + r.output());
+    }
+}
