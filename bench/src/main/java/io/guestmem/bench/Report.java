@@ -44,7 +44,7 @@ final class Report {
     static final Map<String, String> NEEDS = new LinkedHashMap<>();
 
     static {
-        NEEDS.put("FollowPfnBench", "io.guestmem.mmu.FollowPfn / PfnCache (branch mmu)");
+        NEEDS.put("FollowPfnBench", "io.guestmem.mmu.PfnCache and FollowPfnBatch (branch mmu)");
         NEEDS.put("HostLevelBench", "io.guestmem.mmu host mapping level (branch mmu)");
         NEEDS.put("LockBench", "io.guestmem.lock.MemslotLock (branch lock)");
         NEEDS.put("AccessBench", "io.guestmem.access.GuestMemory (branch access)");
@@ -173,6 +173,10 @@ final class Report {
         Row naive = row("FollowPfnBench.naivePerPage");
         t.add(faster("coldPerPage vs naivePerPage (one pread per page)", cold, naive == null ? Double.NaN : naive.ns(),
                 "FollowPfnBench.naivePerPage", 20.0));
+        double cb = refs.ns(References.LIMIT, "pagemap_batch", "4k", 0), cp = refs.ns(References.LIMIT, "pagemap_per_page", "4k", 0);
+        t.add(new Target("bound: C per-page pread / C batch pread (4k), the most any batching can gain over naive",
+                Double.isNaN(cb) || Double.isNaN(cp) ? "" : ns(cp) + " / " + ns(cb) + " = " + BenchRunner.fmt(cp / cb) + "x",
+                "(context)", Double.isNaN(cb) || Double.isNaN(cp) ? "n/a: C limit unavailable" : "INFO"));
         // issue 7: prefault
         for (String backing : List.of("4k", "thp")) {
             Row one = row("PrefaultBench.populate1GiB", "backing", backing, "threads", "1");
