@@ -53,6 +53,9 @@ public class AccessBench {
         pageGpas = new long[gpas.length];
         for (int i = 0; i < gpas.length; i++) pageGpas[i] = gpas[i] & ~4095L;
         java.util.Arrays.fill(buf, (byte) 7);
+        MemslotSet set = memslots.current(0);
+        hvas = new long[gpas.length];
+        for (int i = 0; i < gpas.length; i++) hvas[i] = set.gpaToHva(gpas[i]);
     }
 
     @TearDown
@@ -87,6 +90,31 @@ public class AccessBench {
     public void write4k() {
         mem.write(pageGpas[step()], buf);
     }
+
+    /**
+     * Diagnostic floor, not an API: the lookup ({@link MemslotSet#gpaToHva}) plus one load through a single
+     * unbounded segment over the whole address space: no per-slot view, no bounds or liveness check. The
+     * difference from {@code readU64} is what GuestMemory's safety (per-slot views) and layout cost.
+     */
+    @Benchmark
+    public long readU64Raw() {
+        MemslotSet set = memslots.current(0);
+        return EVERYTHING.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, set.gpaToHva(gpas[step()]));
+    }
+
+    /**
+     * Diagnostic floor: one load at a precomputed hva (no lookup at all), the C limit's loop body through
+     * JMH: shows what the harness itself allows.
+     */
+    @Benchmark
+    public long loadOnlyFloor() {
+        return EVERYTHING.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, hvas[step()]);
+    }
+
+    private long[] hvas;
+
+    private static final java.lang.foreign.MemorySegment EVERYTHING =
+            java.lang.foreign.MemorySegment.NULL.reinterpret(Long.MAX_VALUE);
 
     @Benchmark
     public int gpaToSlot() {

@@ -199,9 +199,12 @@ final class Report {
             t.add(within("write4k 512 slots " + backing + " vs C memcpy", wr,
                     refs.ns(References.LIMIT, "write_4k", backing, 512), "C limit", 1.3));
         }
-        Row s512 = row("AccessBench.gpaToSlot", "slots", "512");
-        Row s1 = row("AccessBench.gpaToSlot", "slots", "1");
-        t.add(within("gpa->slot step, 512 slots vs 1 slot", s512, s1 == null ? Double.NaN : s1.ns(), "AccessBench.gpaToSlot 1", 1.5));
+        for (String backing : List.of("thp", "4k")) {
+            Row s512 = row("AccessBench.gpaToSlot", "slots", "512", "backing", backing);
+            Row s1 = row("AccessBench.gpaToSlot", "slots", "1", "backing", backing);
+            t.add(within("gpa->slot step, 512 slots vs 1 slot (" + backing + " fork)", s512, s1 == null ? Double.NaN : s1.ns(),
+                    "AccessBench.gpaToSlot 1", 1.5));
+        }
         Row rd4k = row("AccessBench.readU64", "slots", "512", "backing", "4k");
         t.add(info("readU64 512 slots 4k vs vm-memory read_obj::<u64> (512, 4K pages)", rd4k,
                 refs.ns(References.VM_MEMORY, "read_obj_u64", null, 512)));
