@@ -388,7 +388,11 @@ public final class FollowPfn implements AutoCloseable {
      */
     public void releaseFaultinPage(FollowPfnResult result, boolean unused, boolean dirty) {
         if (result == null || result.reference() == null) return;
-        PageReference ref = result.reference();
+        release(result.reference(), unused, dirty);
+    }
+
+    /** Drops a reference handed out by {@link #follow} (a {@link PfnCache} keeps the reference alone). */
+    void release(PageReference ref, boolean unused, boolean dirty) {
         if (!unused && dirty && ref.slot().logsDirty()) {
             dirtyLog.markDirty(DirtyLog.slotId(ref.addressSpace(), ref.slot().id()), ref.gfn());
         }

@@ -77,7 +77,7 @@ public final class PfnCache implements AutoCloseable {
                 active = true;
                 drop = invalidateLocked();
             }
-            if (drop != null) drop.release();
+            if (drop != null) fp.release(drop, true, false);
             return refresh();
         }
     }
@@ -104,7 +104,7 @@ public final class PfnCache implements AutoCloseable {
                         lastError = r.error();
                         hva = r.hva();
                         pfn = r.pfn();
-                        if (old != null) old.release();
+                        if (old != null) fp.release(old, true, false);
                         return r.error();
                     }
                     if (notifier.retryGfn(gfn, r.sequence()) || !active) {
@@ -118,7 +118,7 @@ public final class PfnCache implements AutoCloseable {
                         generation = gen;
                         lastError = null;
                         valid = true;
-                        if (old != null) old.release();
+                        if (old != null) fp.release(old, true, false);
                         return null;
                     }
                 }
@@ -136,7 +136,7 @@ public final class PfnCache implements AutoCloseable {
             active = false;
             drop = invalidateLocked();
         }
-        if (drop != null) drop.release();
+        if (drop != null) fp.release(drop, true, false);
     }
 
     private PageReference invalidateLocked() {
@@ -157,7 +157,7 @@ public final class PfnCache implements AutoCloseable {
             }
             if (hit) drop = invalidateLocked();
         }
-        if (drop != null) drop.release();
+        if (drop != null) fp.release(drop, true, false);
     }
 
     /** The cached pfn (meaningful after {@link #check()} returned true). */
