@@ -15,7 +15,8 @@ fn main() {
         let s = x % slots; s * (slot + gap) + ((x >> 20) % (slot - 4096)) & !7 }).collect();
     for i in 0..slots { for p in (0..slot).step_by(4096) { mem.write_obj(1u64, GuestAddress(i * (slot + gap) + p)).unwrap(); } }
     let buf = [7u8; 4096];
-    let iters = 20_000_000usize;
+    // optional second argument: iterations per repetition (the runner's --quick pass uses fewer)
+    let iters: usize = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(20_000_000);
     let bench = |name: &str, f: &dyn Fn(usize) -> u64| {
         let mut best = f64::MAX;
         for _ in 0..5 { let t = Instant::now(); let mut acc = 0u64;
@@ -26,7 +27,7 @@ fn main() {
     bench("get_host_address", &|i| mem.get_host_address(GuestAddress(gpas[i])).unwrap() as u64);
     bench("read_obj_u64", &|i| mem.read_obj::<u64>(GuestAddress(gpas[i])).unwrap());
     let wgpas: Vec<u64> = gpas.iter().map(|g| g & !4095).collect();
-    let bench_w = |name: &str| { let mut best = f64::MAX; let it = iters / 20;
+    let bench_w = |name: &str| { let mut best = f64::MAX; let it = (iters / 20).max(1);
         for _ in 0..5 { let t = Instant::now();
             for i in 0..it { mem.write_slice(&buf, GuestAddress(wgpas[i & (n - 1)])).unwrap(); }
             best = best.min(t.elapsed().as_nanos() as f64 / it as f64); }

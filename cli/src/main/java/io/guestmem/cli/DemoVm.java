@@ -23,6 +23,7 @@ import io.guestmem.mmu.FollowPfnResult;
 import io.guestmem.mmu.LevelSizes;
 import io.guestmem.mmu.MappingLevel;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.vm.VmMemory;
 import io.guestmem.mmu.PfnObservability;
 import io.guestmem.mmu.RefcountedPage;
 import io.guestmem.procfs.Pagemap;
@@ -82,17 +83,16 @@ final class DemoVm implements AutoCloseable {
         }
         vm = opened;
         kvmReason = reason;
-        memslots = vm != null ? new Memslots(vm.memslotsConfig()) : new Memslots();
-        notifier = new MmuNotifier(memslots);
-        if (vm != null) {
-            resources.add(vm);
-            memslots.addObserver(vm.memslotObserver());
-        }
-        follow = new FollowPfn(notifier);
-        resources.add(follow);
-        locks = new MemslotLock(notifier);
-        resources.add(locks);
-        memory = new GuestMemory(memslots);
+        if (vm != null) resources.add(vm);
+        // The library's composition (io.guestmem.vm): memslots mirrored into the VM, follow_pfn, lock and
+        // accessors wired together; closed before the VM and after the regions (reverse order of resources).
+        VmMemory vmMemory = new VmMemory(vm);
+        resources.add(vmMemory);
+        memslots = vmMemory.memslots();
+        notifier = vmMemory.notifier();
+        follow = vmMemory.followPfn();
+        locks = vmMemory.lock();
+        memory = vmMemory.memory();
     }
 
     boolean kvmAvailable() {

@@ -194,6 +194,15 @@ public final class GuestMemfdRegion implements AutoCloseable {
     }
 
     /**
+     * The host mapping as a {@link HostRegion} (for {@code GuestMemory.register}, whose accesses then ask
+     * {@link GuestMemfdPages#hostMayAccess}), or null when there is none.
+     */
+    public HostRegion hostRegion() {
+        checkOpen();
+        return mapping;
+    }
+
+    /**
      * The memslot binding this region at {@code gpa}: a {@link Memslot#GUEST_MEMFD} slot over the guest_memfd
      * with the host mapping as userspace_addr (0 when there is none). A stand-in memfd is no guest_memfd (KVM
      * refuses it as one with EINVAL), so its slot is a plain slot over the host mapping.

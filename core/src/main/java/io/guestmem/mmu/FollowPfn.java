@@ -104,6 +104,10 @@ public final class FollowPfn implements AutoCloseable {
     private final PoisonRegistry poison = new PoisonRegistry();
     private volatile MappabilityQuery mappability = MappabilityQuery.ALL_SHARED;
     private volatile DirtyLog dirtyLog = DirtyLog.NONE;
+    private volatile WriteFaultHook writeFaultHook = WriteFaultHook.NONE;
+    private volatile GuestPageRefs guestPageRefs = GuestPageRefs.NONE;
+    /** The holder of FOLL_GUEST references (its identity tells releaseFaultinPage which view to put back). */
+    private static final String GUEST_HOLDER = "follow_pfn FOLL_GUEST";
     private final MemslotObserver slotObserver;
     private final List<String> leakReports = new ArrayList<>();
     private volatile boolean closed;
@@ -178,6 +182,16 @@ public final class FollowPfn implements AutoCloseable {
         dirtyLog = log == null ? DirtyLog.NONE : log;
     }
 
+    /** Plugs in the write-fault hook (a slot locker relaxing stage-2 entries); null: none. */
+    public void setWriteFaultHook(WriteFaultHook hook) {
+        writeFaultHook = hook == null ? WriteFaultHook.NONE : hook;
+    }
+
+    /** Plugs in the per-page reference owner a conversion waits for (guest_memfd); null: none. */
+    public void setGuestPageRefs(GuestPageRefs refs) {
+        guestPageRefs = refs == null ? GuestPageRefs.NONE : refs;
+    }
+
     /** Leak reports made so far (slot delete/move with references held, close). */
     public synchronized List<String> leakReports() {
         return List.copyOf(leakReports);
@@ -209,7 +223,20 @@ public final class FollowPfn implements AutoCloseable {
             return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK); // row 4
         }
         if (poison.isGfnPoisoned(as, gfn)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.PRECHECK); // row 5
-        return hvaToPfn(req, slot, gfn, hva, mapWritable, seq);
+        // The page's own count (guest_memfd) is taken before the host is touched, so a conversion that races
+        // this lookup either waits for its release or makes the lookup fail here (converted meanwhile).
+        GuestPageRefs refs = guestPageRefs;
+        if (!refs.tryGet(as, gfn, req.guest())) return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK);
+        FollowPfnResult r;
+        try {
+            r = hvaToPfn(req, slot, gfn, hva, mapWritable, seq);
+        } catch (RuntimeException | Error e) {
+            refs.put(as, gfn, req.guest());
+            throw e;
+        }
+        if (r.reference() == null) refs.put(as, gfn, req.guest()); // nothing held: give the page count back now
+        if (r.ok() && req.write()) writeFaultHook.writeFault(slot, gfn);
+        return r;
     }
 
     private FollowPfnResult hvaToPfn(FollowPfnRequest req, Memslot slot, long gfn, long hva, boolean mapWritable, long seq) {
@@ -271,7 +298,7 @@ public final class FollowPfn implements AutoCloseable {
                     ? new RefcountedPage(KvmPfn.HIDDEN, RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.UNKNOWN_FLAGS)
                     : RefcountedPage.of(pfn, flags);
             // GUP gave the page: refcounted under both the v9 and the 6.13 rule.
-            PageReference ref = references.acquire(slot, gfn, pg, "follow_pfn");
+            PageReference ref = references.acquire(slot, gfn, pg, req.guest() ? GUEST_HOLDER : "follow_pfn");
             MappingLevel level = req.wantLevel() ? levels.hostMappingLevel(hva) : null;
             return new FollowPfnResult(as, slot.id(), gfn, hva, pg.pfn(), null,
                     pfn == PagemapEntry.PFN_HIDDEN ? PfnObservability.HIDDEN : PfnObservability.VISIBLE,
@@ -366,6 +393,7 @@ public final class FollowPfn implements AutoCloseable {
             dirtyLog.markDirty(DirtyLog.slotId(ref.addressSpace(), ref.slot().id()), ref.gfn());
         }
         ref.release();
+        guestPageRefs.put(ref.addressSpace(), ref.gfn(), ref.holder() == GUEST_HOLDER);
     }
 
     private void report(String when, List<PageReference> left) {

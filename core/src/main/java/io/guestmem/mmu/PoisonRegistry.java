@@ -13,6 +13,15 @@ public final class PoisonRegistry {
     private final Set<Long> pfns = ConcurrentHashMap.newKeySet();
     private final Set<Long> gfns = ConcurrentHashMap.newKeySet();
     private volatile boolean any;
+    private volatile java.util.function.LongPredicate pfnSource; // another owner's marks (gmem's HwPoison), or null
+
+    /**
+     * Also answers pfns {@code source} reports poisoned (e.g. {@code io.guestmem.gmem.HwPoison::marked}), so one
+     * set of marks feeds follow_pfn and the guest_memfd side alike. Must be quick and allocation-free; null: none.
+     */
+    public void setPfnSource(java.util.function.LongPredicate source) {
+        pfnSource = source;
+    }
 
     /** Marks a host pfn poisoned. */
     public void poisonPfn(long pfn) {
@@ -44,7 +53,8 @@ public final class PoisonRegistry {
     }
 
     public boolean isPfnPoisoned(long pfn) {
-        return any && pfns.contains(pfn);
+        java.util.function.LongPredicate src = pfnSource;
+        return (any && pfns.contains(pfn)) || (src != null && src.test(pfn));
     }
 
     public boolean isGfnPoisoned(int addressSpace, long gfn) {

@@ -113,7 +113,10 @@ class KernelViewTest {
         assertNotNull(vma);
         assertEquals(hugeSize, vma.kernelPageSize());
         assertTrue(vma.hugetlb() && vma.vmFlagCodes().contains("ht"), vma.vmFlagCodes().toString());
-        assertEquals(hugeSize, vma.privateHugetlb());
+        // The kernel accounts the mapped huge page in smaps; it calls it private or shared by a heuristic
+        // (folio_maybe_mapped_shared), which was seen to say "shared" for a private 1 GiB page now and then.
+        assertEquals(hugeSize, vma.privateHugetlb() + vma.sharedHugetlb(),
+                "Private_Hugetlb " + vma.privateHugetlb() + " + Shared_Hugetlb " + vma.sharedHugetlb());
         try (PagemapScan scan = PagemapScan.open(pm)) {
             List<PagemapScan.Region> r = scan.scanAll(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE);
             assertEquals(List.of(new PagemapScan.Region(m.address, m.address + hugeSize, PagemapScan.PRESENT | PagemapScan.HUGE)), r);

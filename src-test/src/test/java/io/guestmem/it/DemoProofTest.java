@@ -16,6 +16,7 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
@@ -76,6 +77,31 @@ class DemoProofTest {
         assertTrue(m.get("lockedSlot").isTextual(), m.toString());
         assertTrue(m.get("vmLckAfterBytes").asLong() > m.get("vmLckBeforeBytes").asLong(), m.toString());
         assertEquals(poolsBefore, pools(), "hugetlb pools are back where they were");
+    }
+
+    /**
+     * Issue 8: under a low RLIMIT_MEMLOCK without CAP_IPC_LOCK the demo still runs, locks what fits and says
+     * what it refused and why. A child JVM runs the command with both taken away (prlimit, setpriv).
+     */
+    @Test
+    void lowMemlockWithoutCapIpcLockLocksWhatFits() throws Exception {
+        Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/bin/prlimit")) && Files.isExecutable(Path.of("/usr/bin/setpriv")),
+                "prlimit and setpriv (util-linux) are needed to run the child without CAP_IPC_LOCK");
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        List<String> cmd = List.of("/usr/bin/prlimit", "--memlock=1048576:1048576", "/usr/bin/setpriv",
+                "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", java, "--enable-native-access=ALL-UNNAMED",
+                "-cp", System.getProperty("java.class.path"), Main.class.getName(), "demo", "--json", "--slot-size", "2");
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        String out = new String(p.getInputStream().readAllBytes());
+        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child finished");
+        System.out.println("demo under RLIMIT_MEMLOCK 1 MiB without CAP_IPC_LOCK:\n" + out);
+        assertEquals(0, p.exitValue(), out);
+        JsonNode m = new ObjectMapper().readTree(out).get("memlock");
+        assertFalse(m.get("capIpcLock").asBoolean(), m.toString());
+        assertEquals(1L << 20, m.get("limitBytes").asLong());
+        assertTrue(m.get("lockedSlot").isNull(), "no 2 MiB slot fits in 1 MiB: " + m);
+        assertTrue(m.get("refused").asText().contains("ENOMEM") && m.get("refused").asText().contains("RLIMIT_MEMLOCK"), m.toString());
+        assertEquals(m.get("vmLckBeforeBytes").asLong(), m.get("vmLckAfterBytes").asLong());
     }
 
     @Test

@@ -1,0 +1,96 @@
+package io.guestmem.bench;
+
+import io.guestmem.access.GuestMemory;
+import io.guestmem.host.HostRegion;
+import io.guestmem.memslot.MemslotSet;
+import io.guestmem.memslot.Memslots;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.*;
+
+/**
+ * {@link GuestMemory} as a device model uses it (issue 11), on the reference layout: {@code slots} slots of
+ * 2 MiB with 1 MiB gaps, each backed by its own host region (like the C limit's one mmap per slot), every
+ * page written first, at the reference's random gpas. Compare with vm-memory ({@code read_obj_u64},
+ * {@code write_slice_4k}) and the C limit ({@code read_u64}, {@code write_4k}) of the same run.
+ * <ul>
+ *   <li>{@code readU64} (plain), {@code readU64Volatile} (opaque), {@code readU64Atomic} (getAndAdd 0: a
+ *       locked read-modify-write, which also marks the page dirty).</li>
+ *   <li>{@code write4k}: a 4 KiB byte[] to a page-aligned gpa (copy plus dirty marking).</li>
+ *   <li>{@code gpaToSlot}: the lookup step alone, as GuestMemory does it (the current memslot set, then
+ *       {@link MemslotSet#indexOf} of the gfn), without touching memory.</li>
+ * </ul>
+ */
+@State(Scope.Thread)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+public class AccessBench {
+    @Param({"1", "512"})
+    public int slots;
+
+    @Param({"4k", "thp"})
+    public String backing;
+
+    private final List<HostRegion> regions = new ArrayList<>();
+    private Memslots memslots;
+    private GuestMemory mem;
+    private long[] gpas, pageGpas;
+    private final byte[] buf = new byte[4096];
+    private int next;
+
+    @Setup
+    public void setup() {
+        memslots = new Memslots();
+        mem = new GuestMemory(memslots);
+        for (int i = 0; i < slots; i++) {
+            HostRegion r = Regions.populatedQuiet(backing, Layout.SLOT);
+            regions.add(r);
+            mem.addRam(i, Layout.slotGpa(i), r);
+        }
+        Regions.report(backing, regions);
+        gpas = Layout.randomGpas(slots);
+        pageGpas = new long[gpas.length];
+        for (int i = 0; i < gpas.length; i++) pageGpas[i] = gpas[i] & ~4095L;
+        java.util.Arrays.fill(buf, (byte) 7);
+    }
+
+    @TearDown
+    public void tearDown() {
+        mem.close();
+        for (HostRegion r : regions) r.close();
+        regions.clear();
+    }
+
+    private int step() {
+        int i = next;
+        next = (i + 1) & Layout.MASK;
+        return i;
+    }
+
+    @Benchmark
+    public long readU64() {
+        return mem.readU64(gpas[step()]);
+    }
+
+    @Benchmark
+    public long readU64Volatile() {
+        return mem.readU64Volatile(gpas[step()]);
+    }
+
+    @Benchmark
+    public long readU64Atomic() {
+        return mem.getAndAddU64(gpas[step()], 0);
+    }
+
+    @Benchmark
+    public void write4k() {
+        mem.write(pageGpas[step()], buf);
+    }
+
+    @Benchmark
+    public int gpaToSlot() {
+        MemslotSet set = memslots.current(0);
+        return set.indexOf(gpas[step()] >>> set.geometry().shift());
+    }
+}

@@ -1,0 +1,151 @@
+package io.guestmem.bench;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Locale;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+import org.openjdk.jmh.profile.GCProfiler;
+import org.openjdk.jmh.results.RunResult;
+import org.openjdk.jmh.results.format.ResultFormatType;
+import org.openjdk.jmh.runner.Runner;
+import org.openjdk.jmh.runner.RunnerException;
+import org.openjdk.jmh.runner.options.ChainedOptionsBuilder;
+import org.openjdk.jmh.runner.options.OptionsBuilder;
+import org.openjdk.jmh.runner.options.TimeValue;
+
+/**
+ * {@code ./guestmem bench [--quick] [--only REGEX] [--no-reference]}: builds and runs the references
+ * (rust-vmm vm-memory and the C limit, {@code bench/reference/}), runs the JMH benches in forks, and writes
+ * {@code bench/results/latest.json} (JMH's JSON) and {@code bench/results/latest.md} (the table, the
+ * ratios the issues set as targets with PASS/MISS, and the machine). Run from the repository root (the
+ * launcher does), or set {@code -Dguestmem.root}.
+ */
+public final class BenchRunner {
+    static final String USAGE = "usage: guestmem bench [--quick] [--only REGEX] [--no-reference] [--help]";
+
+    /** Parsed command line. */
+    record Args(boolean quick, String only, boolean reference) {}
+
+    private BenchRunner() {}
+
+    public static void main(String[] argv) throws Exception {
+        Args args;
+        try {
+            args = parse(argv);
+        } catch (IllegalArgumentException e) {
+            System.err.println("guestmem bench: " + e.getMessage() + "; " + USAGE);
+            System.exit(2);
+            return;
+        }
+        if (args == null) {
+            System.out.println(USAGE);
+            System.out.println("  --quick         one fork, short warmup/measurement (under 5 minutes with the references)");
+            System.out.println("  --only REGEX    only JMH benchmarks matching REGEX (e.g. 'GfnLookup|Pagemap')");
+            System.out.println("  --no-reference  skip the vm-memory and C reference programs (ratios against them: unavailable)");
+            System.out.println("results: bench/results/latest.json (JMH JSON) and bench/results/latest.md");
+            return;
+        }
+        Path root = Path.of(System.getProperty("guestmem.root", ".")).toAbsolutePath().normalize();
+        if (!Files.isDirectory(root.resolve("bench/reference"))) {
+            System.err.println("guestmem bench: run from the repository root (no bench/reference under " + root + ")");
+            System.exit(1);
+        }
+        Path results = root.resolve("bench/results");
+        Files.createDirectories(results);
+        Machine before = Machine.probe();
+        long t0 = System.nanoTime();
+
+        References refs = new References(root, args.quick());
+        if (args.reference()) {
+            refs.runAll();
+        } else {
+            refs.skip("--no-reference");
+        }
+
+        Path json = results.resolve("latest.json");
+        Collection<RunResult> runs = runJmh(args, json);
+        Machine after = Machine.probe();
+        double minutes = (System.nanoTime() - t0) / 60e9;
+        String md = new Report(args, before, after, refs, runs, minutes).markdown();
+        Files.writeString(results.resolve("latest.md"), md);
+        System.out.println();
+        System.out.println(md);
+        System.out.printf(Locale.ROOT, "guestmem bench: wrote %s and %s (%.1f min)%n", json, results.resolve("latest.md"), minutes);
+    }
+
+    /** The parsed arguments, or null for --help. Throws IllegalArgumentException naming the bad argument. */
+    static Args parse(String[] argv) {
+        boolean quick = false, reference = true;
+        String only = null;
+        for (int i = 0; i < argv.length; i++) {
+            switch (argv[i]) {
+                case "--help", "-h" -> {
+                    return null;
+                }
+                case "--quick" -> quick = true;
+                case "--no-reference" -> reference = false;
+                case "--only" -> {
+                    if (i + 1 >= argv.length) throw new IllegalArgumentException("--only needs a REGEX");
+                    only = argv[++i];
+                    try {
+                        Pattern.compile(only);
+                    } catch (PatternSyntaxException e) {
+                        throw new IllegalArgumentException("--only: bad regex '" + only + "'");
+                    }
+                }
+                default -> throw new IllegalArgumentException("unknown argument '" + argv[i] + "'");
+            }
+        }
+        return new Args(quick, only, reference);
+    }
+
+    /** The JVM flags every fork needs: native access for FFM, and no JDK 23+ warning about JMH's own Unsafe use. */
+    static String[] forkJvmArgs() {
+        List<String> a = new ArrayList<>(List.of("--enable-native-access=ALL-UNNAMED"));
+        if (Runtime.version().feature() >= 23) a.add("--sun-misc-unsafe-memory-access=allow");
+        return a.toArray(new String[0]);
+    }
+
+    private static Collection<RunResult> runJmh(Args args, Path json) throws RunnerException {
+        ChainedOptionsBuilder o = new OptionsBuilder()
+                .include(args.only() != null ? args.only() : "io\\.guestmem\\.bench\\..*Bench\\.")
+                .jvmArgsAppend(forkJvmArgs())
+                .addProfiler(GCProfiler.class)
+                .shouldFailOnError(false)
+                .result(json.toString())
+                .resultFormat(ResultFormatType.JSON);
+        if (args.quick()) {
+            // Warmup long enough for C2 to have compiled the hot path even with the cores shared; SingleShot
+            // benches (prefault) count iterations as invocations: 2 warmup + 3 measured maps of 1 GiB.
+            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(500))
+                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(500));
+        } else {
+            o.forks(2).warmupIterations(3).warmupTime(TimeValue.seconds(1))
+                    .measurementIterations(5).measurementTime(TimeValue.seconds(2));
+        }
+        return new Runner(o.build()).run();
+    }
+
+    static String fmt(double v) {
+        if (Double.isNaN(v)) return "n/a";
+        double a = Math.abs(v);
+        if (a >= 100) return String.format(Locale.ROOT, "%.0f", v);
+        if (a >= 10) return String.format(Locale.ROOT, "%.1f", v);
+        if (a >= 1) return String.format(Locale.ROOT, "%.2f", v);
+        return String.format(Locale.ROOT, "%.3f", v);
+    }
+
+    static String read(Path p) {
+        try {
+            return Files.readString(p);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+}

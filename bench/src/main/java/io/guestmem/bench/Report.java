@@ -1,0 +1,294 @@
+package io.guestmem.bench;
+
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import org.openjdk.jmh.results.Result;
+import org.openjdk.jmh.results.RunResult;
+
+/**
+ * {@code bench/results/latest.md}: the machine, every JMH result, the reference numbers, and the targets of
+ * issues 7 and 11 as ratios taken in this one run, each PASS, MISS or n/a (with the reason it could not be
+ * computed: a bench or reference that did not run never turns into a number).
+ */
+final class Report {
+    /** One JMH result row. */
+    record Row(String bench, Map<String, String> params, double score, double error, String unit, double bytesPerOp) {
+        String paramText() {
+            StringBuilder b = new StringBuilder();
+            params.forEach((k, v) -> b.append(b.isEmpty() ? "" : " ").append(k).append('=').append(v));
+            return b.toString();
+        }
+
+        /** The score in ns (s/op units converted), for ratios. */
+        double ns() {
+            return switch (unit) {
+                case "ns/op" -> score;
+                case "us/op" -> score * 1e3;
+                case "ms/op" -> score * 1e6;
+                case "s/op" -> score * 1e9;
+                default -> Double.NaN;
+            };
+        }
+    }
+
+    private record Target(String what, String measured, String goal, String verdict) {}
+
+    /** Benches of issue 7/11 whose library API is not in this build (the class is absent). */
+    static final Map<String, String> NEEDS = new LinkedHashMap<>();
+
+    static {
+        NEEDS.put("FollowPfnBench", "io.guestmem.mmu.FollowPfn / PfnCache (branch mmu)");
+        NEEDS.put("HostLevelBench", "io.guestmem.mmu host mapping level (branch mmu)");
+        NEEDS.put("LockBench", "io.guestmem.lock.MemslotLock (branch lock)");
+        NEEDS.put("AccessBench", "io.guestmem.access.GuestMemory (branch access)");
+    }
+
+    private final BenchRunner.Args args;
+    private final Machine before, after;
+    private final References refs;
+    private final List<Row> rows = new ArrayList<>();
+    private final double minutes;
+
+    Report(BenchRunner.Args args, Machine before, Machine after, References refs, Collection<RunResult> runs, double minutes) {
+        this.args = args;
+        this.before = before;
+        this.after = after;
+        this.refs = refs;
+        this.minutes = minutes;
+        for (RunResult r : runs) {
+            String full = r.getParams().getBenchmark();
+            String[] parts = full.split("\\.");
+            String bench = parts[parts.length - 2] + "." + parts[parts.length - 1];
+            Map<String, String> params = new LinkedHashMap<>();
+            for (String k : r.getParams().getParamsKeys()) params.put(k, r.getParams().getParam(k));
+            Result p = r.getPrimaryResult();
+            Result alloc = r.getSecondaryResults().get("gc.alloc.rate.norm");
+            rows.add(new Row(bench, params, p.getScore(), p.getScoreError(), p.getScoreUnit(),
+                    alloc == null ? Double.NaN : alloc.getScore()));
+        }
+        rows.sort(Comparator.comparing(Row::bench));
+    }
+
+    /** The row of {@code bench} whose params include all of {@code kv} ("k", "v", ...), or null. */
+    Row row(String bench, String... kv) {
+        outer:
+        for (Row r : rows) {
+            if (!r.bench.equals(bench)) continue;
+            for (int i = 0; i < kv.length; i += 2) if (!kv[i + 1].equals(r.params.get(kv[i]))) continue outer;
+            return r;
+        }
+        return null;
+    }
+
+    String markdown() {
+        StringBuilder b = new StringBuilder();
+        b.append("# guestmem benchmarks (").append(args.quick() ? "--quick" : "full").append(" run)\n\n");
+        b.append("- date: ").append(ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME)).append('\n');
+        b.append("- kernel: ").append(before.kernel()).append('\n');
+        b.append("- CPU: ").append(before.cpu()).append(", ").append(before.cores()).append(" cores\n");
+        b.append("- JDK: ").append(before.jdk()).append('\n');
+        b.append("- THP: ").append(before.thp()).append('\n');
+        b.append(String.format(Locale.ROOT, "- load average (1 min / 5 min): %.2f / %.2f at start, %.2f / %.2f at end; run took %.1f min%n",
+                before.load1(), before.load5(), after.load1(), after.load5(), minutes));
+        if (args.only() != null) b.append("- only benchmarks matching `").append(args.only()).append("`\n");
+        if (before.busy() || after.busy()) {
+            b.append("\n> **NOISY**: the load average was above half the core count: other work shared the cores, so these")
+                    .append(" numbers (and the ratios) are noisy. Re-run on a quiet machine before trusting a MISS or a PASS")
+                    .append(" by a small margin.\n");
+        }
+        if (args.quick()) {
+            b.append("\n> --quick: 1 fork, 2 x 500 ms warmup, 3 x 500 ms measurement; errors are wide. The full run")
+                    .append(" (`./guestmem bench`) uses 2 forks, 3 x 1 s warmup, 5 x 2 s measurement.\n");
+        }
+
+        b.append("\n## Targets (ratios within this run)\n\n| target | measured | goal | result |\n|---|---|---|---|\n");
+        for (Target t : targets()) {
+            b.append("| ").append(t.what).append(" | ").append(t.measured).append(" | ").append(t.goal).append(" | ")
+                    .append(t.verdict).append(" |\n");
+        }
+
+        b.append("\n## JMH results\n\nError is JMH's 99.9% confidence half-width; B/op from `-prof gc` (gc.alloc.rate.norm).")
+                .append(" Per-page benches use @OperationsPerInvocation, so ns/op is ns per page.")
+                .append(" PrefaultBench maps 1 GiB per op: s/op is seconds per GiB.\n\n")
+                .append("| benchmark | params | score | error | unit | B/op |\n|---|---|---:|---:|---|---:|\n");
+        for (Row r : rows) {
+            String unit = r.bench.startsWith("PrefaultBench") && r.unit.equals("s/op") ? "s/GiB" : r.unit;
+            b.append("| ").append(r.bench).append(" | ").append(r.paramText()).append(" | ").append(BenchRunner.fmt(r.score))
+                    .append(" | ").append(BenchRunner.fmt(r.error)).append(" | ").append(unit).append(" | ")
+                    .append(Double.isNaN(r.bytesPerOp) ? "n/a" : r.bytesPerOp < 0.01 ? "0" : BenchRunner.fmt(r.bytesPerOp)).append(" |\n");
+        }
+        if (rows.isEmpty()) b.append("| (no JMH result: see the console output) | | | | | |\n");
+
+        b.append("\n## References (same run)\n\n");
+        for (String s : refs.status) b.append("- ").append(s).append('\n');
+        if (!refs.lines.isEmpty()) {
+            b.append("\n| source | bench | pages | slots | ns/op | THP-mapped |\n|---|---|---|---:|---:|---:|\n");
+            for (References.Line l : refs.lines) {
+                b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
+                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? "1 GiB" : l.slots())
+                        .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
+                        .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
+            }
+        }
+
+        List<String> missing = new ArrayList<>();
+        NEEDS.forEach((bench, api) -> {
+            try {
+                Class.forName("io.guestmem.bench." + bench);
+            } catch (ClassNotFoundException e) {
+                missing.add(bench + " (needs " + api + ", not in main when this bench module was built)");
+            }
+        });
+        if (!missing.isEmpty()) {
+            b.append("\n## Not built\n\n");
+            for (String m : missing) b.append("- ").append(m).append('\n');
+        }
+        return b.toString();
+    }
+
+    private List<Target> targets() {
+        List<Target> t = new ArrayList<>();
+        // issue 7: gfn -> hva
+        Row g512 = row("GfnLookupBench.gfnToHva", "slots", "512", "pattern", "random");
+        double vm512 = refs.ns(References.VM_MEMORY, "get_host_address", null, 512);
+        t.add(faster("gfnToHva random, 512 slots vs vm-memory get_host_address (512)", g512, vm512, "vm-memory", 3.0));
+        Row g1 = row("GfnLookupBench.gfnToHva", "slots", "1", "pattern", "random");
+        t.add(below("gfnToHva, 1 slot (random)", g1, 2.0));
+        t.add(noAlloc("gfnToHva allocation (512 random)", g512));
+        // issue 7: follow_pfn
+        Row hit = row("FollowPfnBench.cachedHit");
+        t.add(below("FollowPfn cachedHit", hit, 10.0));
+        t.add(noAlloc("FollowPfn cachedHit allocation", hit));
+        Row cold = row("FollowPfnBench.coldPerPage");
+        Row batch = row("PagemapBench.batchPread", "backing", "4k");
+        t.add(within("coldPerPage vs PagemapBench.batchPread (4k), per page", cold, batch == null ? Double.NaN : batch.ns(),
+                batch == null ? "PagemapBench.batchPread 4k did not run" : null, 1.5));
+        Row naive = row("FollowPfnBench.naivePerPage");
+        t.add(faster("coldPerPage vs naivePerPage (one pread per page)", cold, naive == null ? Double.NaN : naive.ns(),
+                "FollowPfnBench.naivePerPage", 20.0));
+        // issue 7: prefault
+        for (String backing : List.of("4k", "thp")) {
+            Row one = row("PrefaultBench.populate1GiB", "backing", backing, "threads", "1");
+            Row all = row("PrefaultBench.populate1GiB", "backing", backing, "threads", "all");
+            t.add(faster("prefault 1 GiB " + backing + ": all cores vs 1 thread", all, one == null ? Double.NaN : one.ns(),
+                    "the 1-thread prefault", 1.0));
+        }
+        for (String threads : List.of("1", "all")) {
+            Row k4 = row("PrefaultBench.populate1GiB", "backing", "4k", "threads", threads);
+            Row thp = row("PrefaultBench.populate1GiB", "backing", "thp", "threads", threads);
+            t.add(faster("prefault 1 GiB, " + threads + " thread(s): THP vs 4K", thp, k4 == null ? Double.NaN : k4.ns(),
+                    "the 4K prefault", 1.0));
+        }
+        // issue 11: guest memory access
+        for (String backing : List.of("4k", "thp")) {
+            Row rd = row("AccessBench.readU64", "slots", "512", "backing", backing);
+            t.add(within("readU64 512 slots " + backing + " vs C limit load", rd,
+                    refs.ns(References.LIMIT, "read_u64", backing, 512), "C limit", 2.0));
+            Row wr = row("AccessBench.write4k", "slots", "512", "backing", backing);
+            t.add(within("write4k 512 slots " + backing + " vs C memcpy", wr,
+                    refs.ns(References.LIMIT, "write_4k", backing, 512), "C limit", 1.3));
+        }
+        Row s512 = row("AccessBench.gpaToSlot", "slots", "512");
+        Row s1 = row("AccessBench.gpaToSlot", "slots", "1");
+        t.add(within("gpa->slot step, 512 slots vs 1 slot", s512, s1 == null ? Double.NaN : s1.ns(), "AccessBench.gpaToSlot 1", 1.5));
+        Row rd4k = row("AccessBench.readU64", "slots", "512", "backing", "4k");
+        t.add(info("readU64 512 slots 4k vs vm-memory read_obj::<u64> (512, 4K pages)", rd4k,
+                refs.ns(References.VM_MEMORY, "read_obj_u64", null, 512)));
+        Row wr4k = row("AccessBench.write4k", "slots", "512", "backing", "4k");
+        t.add(info("write4k 512 slots 4k vs vm-memory write_slice 4 KiB (512)", wr4k,
+                refs.ns(References.VM_MEMORY, "write_slice_4k", null, 512)));
+        // context: the Java pagemap path against the same syscalls from C
+        for (String backing : List.of("4k", "thp")) {
+            t.add(info("PagemapBench.batchPread " + backing + " vs C batch pread", row("PagemapBench.batchPread", "backing", backing),
+                    refs.ns(References.LIMIT, "pagemap_batch", backing, 0)));
+            t.add(info("PagemapBench.perPagePread " + backing + " vs C per-page pread", row("PagemapBench.perPagePread", "backing", backing),
+                    refs.ns(References.LIMIT, "pagemap_per_page", backing, 0)));
+        }
+        return t;
+    }
+
+    private static String ns(double v) {
+        return BenchRunner.fmt(v) + " ns";
+    }
+
+    private static String missing(String bench) {
+        String cls = bench.substring(0, bench.indexOf('.'));
+        return "n/a: " + (NEEDS.containsKey(cls) && !exists(cls) ? cls + " not built (API not in main)" : bench + " did not run");
+    }
+
+    private static boolean exists(String cls) {
+        try {
+            Class.forName("io.guestmem.bench." + cls);
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
+        }
+    }
+
+    /** {@code r} must be at least {@code factor} times faster than {@code otherNs}. */
+    private Target faster(String what, Row r, double otherNs, String otherName, double factor) {
+        String goal = factor == 1.0 ? "faster" : ">= " + BenchRunner.fmt(factor) + "x faster";
+        if (r == null) return new Target(what, "", goal, missing(nameFor(what, r)));
+        if (Double.isNaN(otherNs)) return new Target(what, show(r), goal, "n/a: " + otherName + " unavailable");
+        double ratio = otherNs / r.ns();
+        return new Target(what, show(r) + " vs " + showNs(otherNs, r) + " = " + BenchRunner.fmt(ratio) + "x faster", goal,
+                ratio >= factor && ratio > 1.0 ? "PASS" : "MISS");
+    }
+
+    /** {@code r} must be at most {@code factor} times {@code otherNs}. */
+    private Target within(String what, Row r, double otherNs, String otherName, double factor) {
+        String goal = "<= " + BenchRunner.fmt(factor) + "x";
+        if (r == null) return new Target(what, "", goal, missing(nameFor(what, r)));
+        if (Double.isNaN(otherNs)) return new Target(what, show(r), goal, "n/a: " + otherName + " unavailable");
+        double ratio = r.ns() / otherNs;
+        return new Target(what, show(r) + " vs " + ns(otherNs) + " = " + BenchRunner.fmt(ratio) + "x", goal,
+                ratio <= factor ? "PASS" : "MISS");
+    }
+
+    private Target below(String what, Row r, double limitNs) {
+        String goal = "< " + BenchRunner.fmt(limitNs) + " ns";
+        if (r == null) return new Target(what, "", goal, missing(nameFor(what, r)));
+        return new Target(what, show(r), goal, r.ns() < limitNs ? "PASS" : "MISS");
+    }
+
+    private Target noAlloc(String what, Row r) {
+        if (r == null) return new Target(what, "", "0 B/op", missing(nameFor(what, r)));
+        if (Double.isNaN(r.bytesPerOp)) return new Target(what, "", "0 B/op", "n/a: no gc profiler result");
+        // The profiler's own sampling shows as ~1e-4 B/op; one allocation on the path would be >= 16 B/op.
+        return new Target(what, BenchRunner.fmt(r.bytesPerOp) + " B/op", "0 B/op", r.bytesPerOp < 0.1 ? "PASS" : "MISS");
+    }
+
+    private Target info(String what, Row r, double otherNs) {
+        if (r == null) return new Target(what, "", "(context)", missing(nameFor(what, r)));
+        if (Double.isNaN(otherNs)) return new Target(what, show(r), "(context)", "n/a: reference unavailable");
+        return new Target(what, show(r) + " vs " + ns(otherNs) + " = " + BenchRunner.fmt(r.ns() / otherNs) + "x the reference's time",
+                "(context)", "INFO");
+    }
+
+    /** The bench a target is about, for the n/a text: the first word that names a bench class. */
+    private static String nameFor(String what, Row r) {
+        for (String w : what.split("[\\s,]+")) {
+            if (w.contains("Bench.")) return w;
+        }
+        if (what.startsWith("gfnToHva")) return "GfnLookupBench.gfnToHva";
+        if (what.startsWith("FollowPfn") || what.startsWith("coldPerPage")) return "FollowPfnBench.coldPerPage";
+        if (what.startsWith("prefault")) return "PrefaultBench.populate1GiB";
+        if (what.startsWith("readU64") || what.startsWith("write4k") || what.startsWith("gpa->slot")) return "AccessBench.readU64";
+        return "?.?";
+    }
+
+    private static String show(Row r) {
+        return r.unit.equals("s/op") ? BenchRunner.fmt(r.score) + " s" : ns(r.ns());
+    }
+
+    private static String showNs(double otherNs, Row like) {
+        return like.unit.equals("s/op") ? BenchRunner.fmt(otherNs / 1e9) + " s" : ns(otherNs);
+    }
+}

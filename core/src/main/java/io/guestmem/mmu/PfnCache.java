@@ -1,0 +1,205 @@
+package io.guestmem.mmu;
+
+import io.guestmem.KvmException;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.memslot.PageGeometry;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.Fmt;
+
+/**
+ * A gfn → pfn cache (KVM's {@code gfn_to_pfn_cache}, virt/kvm/pfncache.c) for one guest physical range inside
+ * one page: {@link #activate} it, test {@link #check()} before each use, {@link #refresh()} when the check fails.
+ *
+ * <p>{@link #check()} is the hit path: it reads a volatile flag, the cached memslot generation and the current
+ * one; it allocates nothing and makes no syscall. The cache is made invalid (and its page reference dropped)
+ * by any invalidation that covers its hva or gfn ({@code gfn_to_pfn_cache_invalidate_start}), and goes stale
+ * on any memslot change (the generation). {@link #refresh()} is KVM's {@code hva_to_pfn_retry}: it follows the
+ * pfn (a write fault, guarded by the notifier) and publishes it only if no invalidation intervened, retrying
+ * otherwise; the publication and the invalidation listener serialize on one lock, so an invalidation that
+ * starts after the retry check is never lost.
+ *
+ * <p>While valid, the cache holds one {@link PageReference} on its page (for the guest_memfd state machine).
+ * Release listeners of the {@link ReferenceTracker} may thus run inside an invalidation: they must not start
+ * or end one.
+ */
+public final class PfnCache implements AutoCloseable {
+    private final FollowPfn fp;
+    private final MmuNotifier notifier;
+    private final Memslots memslots;
+    private final PageGeometry geometry;
+    private final int addressSpace;
+    private final Object lock = new Object();
+    private final Object refreshLock = new Object();
+    private final InvalidationListener listener = new InvalidationListener() {
+        @Override
+        public void invalidateRangeStart(Invalidation inv) {
+            onInvalidate(inv);
+        }
+    };
+
+    // Written under lock; valid is published last (volatile) so the hit path sees consistent fields.
+    private volatile boolean valid;
+    private volatile boolean active;
+    private long gpa, len, gfn, hva = -1, pfn = KvmPfn.ERR_FAULT, generation = -1;
+    private boolean writable;
+    private PageReference ref;
+    private PfnError lastError;
+    private boolean closed;
+
+    /** A cache over {@code fp}'s memslots and notifier for guest addresses of {@code addressSpace}. */
+    public PfnCache(FollowPfn fp, int addressSpace) {
+        this.fp = fp;
+        this.notifier = fp.notifier();
+        this.memslots = notifier.memslots();
+        this.geometry = memslots.geometry();
+        this.addressSpace = addressSpace;
+        notifier.addListener(listener);
+    }
+
+    /**
+     * {@code kvm_gpc_activate}: caches {@code [gpa, gpa + len)} (within one page) and refreshes it.
+     *
+     * @return null when the cache is now valid, else the error that prevented it (it stays active; refresh later)
+     * @throws KvmException EINVAL when the range crosses a page boundary or is empty
+     */
+    public PfnError activate(long gpa, long len) {
+        if (len <= 0 || geometry.offset(gpa) + len > geometry.pageSize()) {
+            throw new KvmException(Errno.EINVAL, "PfnCache.activate(" + Fmt.hex(gpa) + ", " + len + ")",
+                    "the range must be non-empty and inside one page");
+        }
+        synchronized (refreshLock) {
+            PageReference drop;
+            synchronized (lock) {
+                if (closed) throw new IllegalStateException("PfnCache is closed");
+                this.gpa = gpa;
+                this.len = len;
+                this.gfn = geometry.frame(gpa);
+                active = true;
+                drop = invalidateLocked();
+            }
+            if (drop != null) drop.release();
+            return refresh();
+        }
+    }
+
+    /**
+     * {@code kvm_gpc_check}: true when the cached pfn may be used now. Allocation-free, no syscall. Like KVM's,
+     * the answer holds while no invalidation starts; a caller that needs more registers its own listener.
+     */
+    public boolean check() {
+        return valid && generation == memslots.current(addressSpace).generation();
+    }
+
+    /** {@code kvm_gpc_refresh}: follows the pfn again. Returns null on success, else the error (cache invalid). */
+    public PfnError refresh() {
+        synchronized (refreshLock) {
+            if (!active) throw new IllegalStateException("PfnCache is not active");
+            while (true) {
+                long gen = memslots.current(addressSpace).generation();
+                FollowPfnResult r = fp.follow(FollowPfnRequest.write(gfn).withAddressSpace(addressSpace));
+                PageReference old;
+                synchronized (lock) {
+                    if (r.isError()) {
+                        old = invalidateLocked();
+                        lastError = r.error();
+                        hva = r.hva();
+                        pfn = r.pfn();
+                        if (old != null) old.release();
+                        return r.error();
+                    }
+                    if (notifier.retryGfn(gfn, r.sequence()) || !active) {
+                        old = null;
+                    } else {
+                        old = ref;
+                        ref = r.reference();
+                        hva = r.hva() + geometry.offset(gpa);
+                        pfn = r.pfn();
+                        writable = r.writable();
+                        generation = gen;
+                        lastError = null;
+                        valid = true;
+                        if (old != null) old.release();
+                        return null;
+                    }
+                }
+                // raced with an invalidation: drop what we took and follow again
+                fp.releaseFaultinPage(r, true, false);
+                if (!active) return PfnError.FAULT;
+            }
+        }
+    }
+
+    /** {@code kvm_gpc_deactivate}: invalid and inactive; the reference is dropped. */
+    public void deactivate() {
+        PageReference drop;
+        synchronized (lock) {
+            active = false;
+            drop = invalidateLocked();
+        }
+        if (drop != null) drop.release();
+    }
+
+    private PageReference invalidateLocked() {
+        valid = false;
+        PageReference r = ref;
+        ref = null;
+        return r;
+    }
+
+    private void onInvalidate(Invalidation inv) {
+        if (!active) return;
+        PageReference drop = null;
+        synchronized (lock) {
+            if (!valid) return;
+            boolean hit = inv.hasHvaRange() && hva >= inv.hvaStart() && hva < inv.hvaEnd();
+            for (Invalidation.GfnRange g : inv.ranges()) {
+                if (g.addressSpace() == addressSpace && gfn >= g.start() && gfn < g.end()) hit = true;
+            }
+            if (hit) drop = invalidateLocked();
+        }
+        if (drop != null) drop.release();
+    }
+
+    /** The cached pfn (meaningful after {@link #check()} returned true). */
+    public long pfn() {
+        return pfn;
+    }
+
+    /** The host address of the cached gpa (page offset included). */
+    public long hva() {
+        return hva;
+    }
+
+    public long gpa() {
+        return gpa;
+    }
+
+    public long length() {
+        return len;
+    }
+
+    public boolean writable() {
+        return writable;
+    }
+
+    public boolean isActive() {
+        return active;
+    }
+
+    /** The error of the last failed refresh, null after a successful one. */
+    public PfnError lastError() {
+        synchronized (lock) {
+            return lastError;
+        }
+    }
+
+    /** Deactivates and detaches from the notifier. */
+    @Override
+    public void close() {
+        deactivate();
+        synchronized (lock) {
+            closed = true;
+        }
+        notifier.removeListener(listener);
+    }
+}

@@ -1,0 +1,134 @@
+package io.guestmem.vm;
+
+import io.guestmem.access.GuestMemory;
+import io.guestmem.access.GuestMemoryException;
+import io.guestmem.gmem.GuestMemfdPages;
+import io.guestmem.gmem.GuestMemfdRegion;
+import io.guestmem.gmem.HwPoison;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.lock.MemslotLock;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.MemslotObserver;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.GuestPageRefs;
+import io.guestmem.mmu.MappabilityQuery;
+import io.guestmem.mmu.MmuNotifier;
+
+/**
+ * The guest memory of one VM with its pieces connected, so a VMM gets one behaviour:
+ * <ul>
+ *   <li>locked slots ({@link MemslotLock}) map at 4K only in {@link FollowPfn#levels()}, and a write fault
+ *       through follow_pfn relaxes a READ lock's stage-2 entry ({@link MemslotLock#relaxWrite});</li>
+ *   <li>guest_memfd mappability ({@link GuestMemfdPages}) is follow_pfn's FOLL_GUEST rule and
+ *       {@link GuestMemory}'s access policy (a private page is a typed error, never a SIGBUS); each follow_pfn
+ *       reference is a guest_memfd page reference, so its release is the final put of a deferred conversion;</li>
+ *   <li>{@link HwPoison} marks are follow_pfn's pfn poison (one poison path);</li>
+ *   <li>follow_pfn's dirty releases and the unlock of a READ_WRITE-locked logging slot mark
+ *       {@link GuestMemory}'s dirty bitmap, so {@code collectDirty}/{@code pagesToSend} see them.</li>
+ * </ul>
+ * With a {@link KvmVm} the memslots are validated as that KVM does and mirrored into it. Closing closes what
+ * this built, in reverse order (not the VM, not guest_memfd regions added).
+ */
+public final class VmMemory implements AutoCloseable {
+    private final Memslots memslots;
+    private final MemslotObserver vmObserver; // null without a VM
+    private final MmuNotifier notifier;
+    private final FollowPfn followPfn;
+    private final MemslotLock lock;
+    private final GuestMemory memory;
+    private final GuestMemfdPages guestMemfdPages;
+    private final HwPoison hwPoison = new HwPoison();
+    private boolean closed;
+
+    /** Guest memory without KVM (the library's own memslot rules, default configuration). */
+    public VmMemory() {
+        this(null);
+    }
+
+    /** Guest memory mirrored into {@code vm} (null: no VM). */
+    public VmMemory(KvmVm vm) {
+        memslots = vm == null ? new Memslots() : new Memslots(vm.memslotsConfig());
+        vmObserver = vm == null ? null : vm.memslotObserver();
+        if (vmObserver != null) memslots.addObserver(vmObserver);
+        notifier = new MmuNotifier(memslots);
+        followPfn = new FollowPfn(notifier);
+        lock = new MemslotLock(notifier);
+        memory = new GuestMemory(memslots);
+        guestMemfdPages = new GuestMemfdPages(memslots);
+        wire();
+    }
+
+    private void wire() {
+        // 1. locked slots: base pages only; write faults relax READ-locked stage-2 entries
+        followPfn.levels().setSlotLocks(slot -> lock.isLocked(slot.addressSpace(), slot.id()));
+        followPfn.setWriteFaultHook((slot, gfn) -> lock.relaxWrite(slot.addressSpace(), gfn));
+        // 2. private memory: one state machine for follow_pfn, its references and the accessors
+        GuestMemfdPages pages = guestMemfdPages;
+        followPfn.setMappability((slot, gfn) -> switch (pages.mappability(slot.addressSpace(), gfn)) {
+            case ALL -> MappabilityQuery.Mappability.SHARED;
+            case GUEST -> MappabilityQuery.Mappability.PRIVATE;
+            case NONE -> MappabilityQuery.Mappability.NONE;
+        });
+        followPfn.setGuestPageRefs(new GuestPageRefs() {
+            @Override
+            public boolean tryGet(int addressSpace, long gfn, boolean guest) {
+                return pages.tryGet(addressSpace, gfn, guest);
+            }
+
+            @Override
+            public void put(int addressSpace, long gfn, boolean guest) {
+                pages.put(addressSpace, gfn, guest);
+            }
+        });
+        memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
+        followPfn.poison().setPfnSource(hwPoison::marked);
+        // 3. dirty: both sources feed the VMM's bitmap
+        followPfn.setDirtyLog((slotId, gfn) -> markDirty(slotId >>> 16, gfn, 1));
+        lock.setDirtyLogHook((slot, first, n) -> markDirty(slot.addressSpace(), first, n));
+    }
+
+    private void markDirty(int addressSpace, long firstGfn, long npages) {
+        if (addressSpace != memory.addressSpace()) return;
+        int shift = memslots.geometry().shift();
+        try {
+            memory.markDirty(firstGfn << shift, npages << shift);
+        } catch (GuestMemoryException e) {
+            // A slot GuestMemory has no host memory for: nothing of it can be collected or sent.
+        }
+    }
+
+    /**
+     * Binds {@code region} as slot {@code slotId} at {@code gpa} (a GUEST_MEMFD slot, or a plain one for a
+     * stand-in): its mappability, references and conversions join follow_pfn and the accessors.
+     */
+    public Memslot addGuestMemfd(int slotId, long gpa, GuestMemfdRegion region) {
+        guestMemfdPages.register(region);
+        region.attach(notifier);
+        if (region.hostMapped()) memory.register(region.hostRegion());
+        Memslot m = region.memslot(memory.addressSpace(), slotId, gpa);
+        memslots.setMemslot(m.addressSpace(), m.id(), m.flags(), gpa, m.npages() * memslots.geometry().pageSize(),
+                m.userspaceAddr(), m.gmemFd(), m.gmemOffset());
+        return memslots.current(m.addressSpace()).byId(slotId);
+    }
+
+    public Memslots memslots() { return memslots; }
+    public MmuNotifier notifier() { return notifier; }
+    public FollowPfn followPfn() { return followPfn; }
+    public MemslotLock lock() { return lock; }
+    public GuestMemory memory() { return memory; }
+    public GuestMemfdPages guestMemfdPages() { return guestMemfdPages; }
+    public HwPoison hwPoison() { return hwPoison; }
+
+    /** Closes accessors, lock, follow_pfn and poison in reverse order and detaches from the VM. Idempotent. */
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        memory.close();
+        lock.close();
+        followPfn.close();
+        hwPoison.close();
+        if (vmObserver != null) memslots.removeObserver(vmObserver);
+    }
+}

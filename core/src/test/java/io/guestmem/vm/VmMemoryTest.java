@@ -1,0 +1,142 @@
+package io.guestmem.vm;
+
+import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.guestmem.access.DirtyPages;
+import io.guestmem.access.PrivateMemoryException;
+import io.guestmem.gmem.Conversion;
+import io.guestmem.gmem.GuestMemfdBacking;
+import io.guestmem.gmem.GuestMemfdRegion;
+import io.guestmem.gmem.Mappability;
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.HugePagePools;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.lock.LockMode;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnRequest;
+import io.guestmem.mmu.FollowPfnResult;
+import io.guestmem.mmu.MappingLevel;
+import io.guestmem.mmu.PfnError;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.sys.Posix;
+import org.junit.jupiter.api.Test;
+
+/** Each connection VmMemory makes, on real memory (and a real guest_memfd). */
+class VmMemoryTest {
+    static final long P = Posix.PAGE_SIZE;
+    static final long MiB = 1 << 20;
+
+    @Test
+    void lockedSlotMapsAt4kAndWriteFaultRelaxesReadLock() {
+        long pmd = HugePagePools.thpSize();
+        try (HostRegion r = HostRegion.thp(2 * pmd).create(); VmMemory vm = new VmMemory()) {
+            Memslot s = vm.memory().addRam(0, 0, r);
+            FollowPfn fp = vm.followPfn();
+            long gfn = pmd / P + 5;
+            FollowPfnResult w = fp.follow(FollowPfnRequest.write(gfn).withLevel(true));
+            assertTrue(w.ok(), w.toString());
+            fp.releaseFaultinPage(w, false, true);
+            assertEquals(MappingLevel.PMD, w.level(), "THP-backed");
+            assertEquals(MappingLevel.PMD, fp.levels().maxMappingLevel(s, gfn), "unlocked: 2M");
+
+            vm.lock().lockMemslot(0, LockMode.READ);
+            assertEquals(MappingLevel.PAGE, fp.levels().maxMappingLevel(s, gfn), "locked: 4K only");
+            long g = gfn + 1;
+            assertFalse(vm.lock().stage2Writable(0, g), "READ lock records read-only entries");
+            FollowPfnResult w2 = fp.follow(FollowPfnRequest.write(g));
+            assertTrue(w2.ok(), w2.toString());
+            try (Pagemap pm = Pagemap.openSelf()) {
+                assertEquals(PagemapEntry.pfn(pm.readRaw(s.userspaceAddr() + g * P), true), w2.pfn(), "pfn is pagemap's");
+            }
+            fp.releaseFaultinPage(w2, false, true);
+            assertTrue(vm.lock().stage2Writable(0, g), "write fault relaxed the entry");
+            assertFalse(vm.lock().stage2Writable(0, g + 1), "only that entry");
+            vm.lock().unlockMemslot(0);
+            assertEquals(MappingLevel.PMD, fp.levels().maxMappingLevel(s, gfn), "unlocked again: 2M");
+        }
+    }
+
+    @Test
+    void dirtyReleasesAndUnlockOfWriteLockedLoggingSlotReachTheBitmap() {
+        long size = 64 * P;
+        try (HostRegion r = HostRegion.anonymous(size).create(); VmMemory vm = new VmMemory()) {
+            Memslot s = vm.memory().addRam(0, 0, r, 0, size, Memslot.LOG_DIRTY_PAGES);
+            FollowPfn fp = vm.followPfn();
+            FollowPfnResult w = fp.follow(FollowPfnRequest.write(3));
+            assertTrue(w.ok(), w.toString());
+            fp.releaseFaultinPage(w, false, true);
+            FollowPfnResult clean = fp.follow(FollowPfnRequest.write(4));
+            fp.releaseFaultinPage(clean, false, false);
+            DirtyPages d = vm.memory().collectDirty(0);
+            assertTrue(d.contains(3), d.toString());
+            assertFalse(d.contains(4), "a clean release marks nothing");
+            assertEquals(1, d.count());
+
+            vm.lock().lockMemslot(0, LockMode.READ_WRITE);
+            assertEquals(0, vm.memory().collectDirty(0).count());
+            vm.lock().unlockMemslot(0);
+            DirtyPages all = vm.memory().collectDirty(0);
+            assertEquals(s.npages(), all.count(), "unlock of a READ_WRITE lock dirties every page");
+            assertEquals(1, vm.memory().pagesToSend(m -> new long[0]).size());
+        }
+    }
+
+    @Test
+    void privateMemoryOneStateMachine() {
+        assumeTrue(new java.io.File("/dev/kvm").exists(), "no /dev/kvm");
+        try (KvmVm kvm = KvmVm.open()) {
+            assumeTrue(kvm.capabilities().guestMemfd() && kvm.capabilities().guestMemfdMmapShared(),
+                    "this KVM has no guest_memfd with MMAP|INIT_SHARED");
+            try (GuestMemfdRegion region = GuestMemfdRegion.create(kvm, 2 * MiB); VmMemory vm = new VmMemory(kvm)) {
+                assertEquals(GuestMemfdBacking.GUEST_MEMFD, region.backing());
+                long base = 0x4000_0000L;
+                vm.addGuestMemfd(1, base, region);
+                assertNotNull(kvm.mirroredSlots().get(1), "mirrored into KVM");
+                FollowPfn fp = vm.followPfn();
+                long gfn = base / P + 2;
+                vm.memory().writeU64(base + 2 * P, 0x1234);
+
+                FollowPfnResult held = fp.follow(FollowPfnRequest.read(gfn));
+                assertTrue(held.ok(), held.toString());
+                assertEquals(1, region.references(2 * P), "the follow_pfn reference is a guest_memfd reference");
+                assertTrue(fp.follow(FollowPfnRequest.read(gfn).withGuest(true)).isError(), "shared page not in the private view");
+
+                region.zapHostMapping(2 * P, P);
+                Conversion c = region.toPrivate(2 * P, P);
+                assertEquals(1, c.pending(), c.toString());
+                assertEquals(Mappability.NONE, region.mappability(2 * P), "pending while referenced");
+                assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn)).error(), "converting: nobody");
+                fp.releaseFaultinPage(held, false, false);
+                assertEquals(Mappability.GUEST, region.mappability(2 * P), "final follow_pfn release completed it");
+                assertEquals(0, region.references(2 * P));
+
+                PrivateMemoryException e = assertThrows(PrivateMemoryException.class, () -> vm.memory().readU64(base + 2 * P));
+                assertEquals(gfn, e.gfn());
+                assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn)).error(), "private: not without FOLL_GUEST");
+                FollowPfnResult g = fp.follow(FollowPfnRequest.read(gfn).withGuest(true));
+                assertTrue(g.ok(), g.toString());
+                assertEquals(1, region.references(2 * P), "a private reference");
+                fp.releaseFaultinPage(g, false, false);
+                assertEquals(0, region.references(2 * P));
+
+                // one poison path: HwPoison's mark is follow_pfn's HWPOISON
+                FollowPfnResult sh = fp.follow(FollowPfnRequest.read(gfn + 1));
+                assertTrue(sh.ok(), sh.toString());
+                try (Pagemap pm = Pagemap.openSelf()) {
+                    assertEquals(PagemapEntry.pfn(pm.readRaw(region.hostAddress() + 3 * P), true), sh.pfn(), "pfn is pagemap's");
+                }
+                fp.releaseFaultinPage(sh, false, false);
+                vm.hwPoison().mark(sh.pfn());
+                assertEquals(PfnError.HWPOISON, fp.follow(FollowPfnRequest.read(gfn + 1)).error());
+                vm.hwPoison().unmark(sh.pfn());
+                FollowPfnResult again = fp.follow(FollowPfnRequest.read(gfn + 1));
+                assertTrue(again.ok());
+                fp.releaseFaultinPage(again, false, false);
+                assertEquals(0, vm.memory().readU64(base + 3 * P), "shared pages stay accessible");
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+package io.guestmem.it;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.guestmem.access.DirtyPages;
+import io.guestmem.access.GuestMemory;
+import io.guestmem.host.HostRegion;
+import io.guestmem.memslot.Memslots;
+import java.lang.invoke.VarHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The VMM-side example of the README, compiled and run. The code between the {@code snippet:vmm} comments
+ * must be byte-identical (after removing the common indentation) to the java block between the
+ * {@code <!-- snippet:vmm -->} markers of README.md (or of README-snippet.md while README.md has no such
+ * block), so the README never shows code that does not compile or does not work.
+ */
+class ReadmeExampleTest {
+
+    @Test
+    void theReadmeExampleRunsOnRealMemory() {
+        List<long[]> sent = new ArrayList<>();
+        int[] seen = new int[2];
+        // snippet:vmm
+        try (HostRegion ram = HostRegion.memfd(64 << 20).create()) {   // 64 MiB of real memory, shareable by fd
+            Memslots memslots = new Memslots();
+            GuestMemory mem = new GuestMemory(memslots);
+            mem.addRam(0, 0x0000_0000L, ram, 0, 48 << 20, 0);           // 48 MiB at gpa 0
+            mem.addRam(1, 0x1_0000_0000L, ram, 48 << 20, 16 << 20, 0);  // 16 MiB above 4 GiB
+
+            byte[] kernel = new byte[3 << 20];                           // a boot image (here: zeros and a magic)
+            kernel[0x202] = 'H'; kernel[0x203] = 'd'; kernel[0x204] = 'r'; kernel[0x205] = 'S';
+            mem.write(0x10_0000, kernel);                                // load it at 1 MiB
+
+            // The guest offers descriptor 5 on a virtqueue: avail ring at 0x7000 (flags, idx, ring[256]).
+            mem.writeU16(0x7004, 5);
+            VarHandle.releaseFence();
+            mem.writeU16Volatile(0x7002, 1);
+
+            // The device reads it back: the index with opaque ordering, then the entry.
+            int availIdx = mem.readU16Volatile(0x7002);
+            VarHandle.acquireFence();
+            int head = mem.readU16(0x7004 + 2 * ((availIdx - 1) % 256));
+            seen[0] = availIdx; seen[1] = head;
+
+            // Live migration: the pages written through the API since the last round.
+            for (DirtyPages d : mem.pagesToSend(slot -> null)) {
+                sent.add(d.gfns());                                      // send these pages
+            }
+            mem.close();
+        }
+        // /snippet:vmm
+        assertArrayEquals(new int[] {1, 5}, seen);
+        long[] slot0 = sent.get(0);
+        assertEquals(3 * 256 + 1, slot0.length, "768 pages of the image and the ring page: " + Arrays.toString(slot0));
+        assertEquals(7, slot0[0], "the ring page 0x7000");
+        assertEquals(256, slot0[1], "then the image from 1 MiB");
+        assertEquals(0, sent.get(1).length);
+    }
+
+    @Test
+    void theReadmeShowsExactlyThisCode() throws Exception {
+        Path src = Path.of("src/test/java/io/guestmem/it/ReadmeExampleTest.java");
+        List<String> lines = Files.readAllLines(src);
+        int from = indexOf(lines, "// snippet:vmm", 0), to = indexOf(lines, "// /snippet:vmm", from);
+        String code = dedent(lines.subList(from + 1, to));
+
+        Path readme = Path.of("../README.md");
+        if (!Files.exists(readme) || !Files.readString(readme).contains("<!-- snippet:vmm -->")) {
+            readme = Path.of("../README-snippet.md");
+        }
+        List<String> doc = Files.readAllLines(readme);
+        int m0 = indexOf(doc, "<!-- snippet:vmm -->", 0), m1 = indexOf(doc, "<!-- /snippet:vmm -->", m0);
+        int f0 = indexOf(doc, "```java", m0), f1 = indexOf(doc, "```", f0 + 1);
+        assertTrue(f1 < m1, "one java block between the markers of " + readme);
+        assertEquals(code, String.join("\n", doc.subList(f0 + 1, f1)), readme + " differs from the tested code");
+    }
+
+    private static int indexOf(List<String> lines, String marker, int from) {
+        for (int i = from; i < lines.size(); i++) if (lines.get(i).strip().equals(marker)) return i;
+        throw new AssertionError("marker " + marker + " not found");
+    }
+
+    private static String dedent(List<String> lines) {
+        int indent = lines.stream().filter(l -> !l.isBlank()).mapToInt(l -> l.length() - l.stripLeading().length())
+                .min().orElse(0);
+        return lines.stream().map(l -> l.isBlank() ? "" : l.substring(indent)).collect(Collectors.joining("\n"));
+    }
+}
