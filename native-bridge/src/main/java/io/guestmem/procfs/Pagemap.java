@@ -84,6 +84,7 @@ public final class Pagemap extends ProcFile {
 
     /** The raw entries of {@code pages} pages from {@code address}. */
     public long[] read(long address, int pages) {
+        check(address, pages); // before allocating: a negative count is an IllegalArgumentException, not NegativeArraySize
         long[] out = new long[pages];
         read(address, out, 0, pages);
         return out;

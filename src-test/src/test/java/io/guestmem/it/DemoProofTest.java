@@ -26,6 +26,7 @@ import org.junit.jupiter.api.Test;
  * through gfn → hva, follow_pfn's pfn against pagemap and the refcounted classification — all checked by the
  * demo and held here against its own JSON, the kernel's counters (VmLck, hugetlb pools) and KVM's dirty log.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class DemoProofTest {
 
     @Test

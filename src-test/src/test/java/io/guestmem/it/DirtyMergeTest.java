@@ -28,6 +28,7 @@ import org.junit.jupiter.api.Test;
  * some pages (KVM_GET_DIRTY_LOG sees them, the VMM's bitmap cannot), the VMM writes others through
  * {@link GuestMemory} (its bitmap sees them, KVM's log cannot), and {@code pagesToSend} is exactly the union.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class DirtyMergeTest {
 
     @Test

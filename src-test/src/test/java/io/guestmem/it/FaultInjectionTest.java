@@ -8,6 +8,17 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.KvmException;
+import io.guestmem.gmem.Conversion;
+import io.guestmem.gmem.ConversionException;
+import io.guestmem.gmem.GuestMemfdRegion;
+import io.guestmem.gmem.HostAccessRefusedException;
+import io.guestmem.gmem.Mappability;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import io.guestmem.host.HostRegion;
 import io.guestmem.host.HugePagePoolExhaustedException;
 import io.guestmem.host.HugePagePools;
@@ -44,7 +55,7 @@ class FaultInjectionTest {
 
     @AfterAll
     static void report() {
-        ReliabilityReport.put("fault injection", "faults injected (RLIMIT_AS, RLIMIT_MEMLOCK, empty hugetlb pools, KVM refusals)", faults.get());
+        ReliabilityReport.put("fault injection", "faults injected (RLIMIT_AS, RLIMIT_MEMLOCK, empty hugetlb pools, KVM/writer slot refusals, guest_memfd conversions racing references)", faults.get());
         ReliabilityReport.put("fault injection", "leaks found after them", leaks.get());
         System.out.println("fault injection: " + faults.get() + " faults injected, " + leaks.get() + " leaks found");
     }
@@ -176,6 +187,83 @@ class FaultInjectionTest {
             refused(slots, vm, IllegalStateException.class, null, () -> slots.setMemslot(0, 1, 0, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE));
             assertFalse(slots.current().slots().isEmpty());
             assertNull(slots.current().byId(1));
+        }
+    }
+
+    @Test
+    void guestMemfdConversionRacingAReference() throws Exception {
+        Assumptions.assumeTrue(Files.exists(Path.of("/dev/kvm")), "no /dev/kvm on this machine");
+        long pages = 16, size = pages * PAGE;
+        try (KvmVm vm = KvmVm.open()) {
+            Assumptions.assumeTrue(vm.capabilities().guestMemfdMmapShared(), "guest_memfd MMAP|INIT_SHARED not offered");
+            try (GuestMemfdRegion g = GuestMemfdRegion.create(vm, size)) {
+                assertTrue(g.hostMapped());
+                // 1. A host mapping still maps a page: toPrivate is refused (EAGAIN at that page), nothing changed.
+                MemorySegment.ofAddress(g.hostAddress()).reinterpret(size).set(ValueLayout.JAVA_LONG, 3 * PAGE, 1);
+                ConversionException busy = assertThrows(ConversionException.class, () -> g.toPrivate(0, size));
+                faults.incrementAndGet();
+                System.out.println("conversion with a host mapping: " + busy.getMessage());
+                assertEquals(Errno.EAGAIN, busy.errno());
+                assertEquals(3 * PAGE, busy.errorOffset());
+                for (long i = 0; i < pages; i++) assertEquals(Mappability.ALL, g.mappabilityOfPage(i), "page " + i + " after the refusal");
+
+                // 2. A shared reference held across toPrivate: the page waits (NONE) and both views are refused typed.
+                g.zapHostMapping(0, size);
+                GuestMemfdRegion.PageReference ref = g.acquire(5 * PAGE, false);
+                Conversion c = g.toPrivate(0, size);
+                assertEquals(1, c.pending());
+                assertEquals(Mappability.NONE, g.mappabilityOfPage(5));
+                HostAccessRefusedException shared = assertThrows(HostAccessRefusedException.class, () -> g.acquire(5 * PAGE, false));
+                KvmException guest = assertThrows(KvmException.class, () -> g.acquire(5 * PAGE, true));
+                faults.addAndGet(2);
+                assertEquals(Errno.EFAULT, guest.errno());
+                System.out.println("while converting: " + shared.getMessage() + " / " + guest.getMessage());
+                ref.close();
+                assertEquals(Mappability.GUEST, g.mappabilityOfPage(5), "the final put finished the conversion");
+                assertEquals(0, g.references(5 * PAGE));
+
+                // 3. Race: one thread takes and drops shared references while another converts back and forth.
+                g.toShared(0, size);
+                AtomicBoolean stop = new AtomicBoolean();
+                AtomicLong taken = new AtomicLong(), refused = new AtomicLong(), conversions = new AtomicLong();
+                List<Throwable> unexpected = new CopyOnWriteArrayList<>();
+                Thread user = new Thread(() -> {
+                    ThreadLocalRandom rnd = ThreadLocalRandom.current();
+                    while (!stop.get()) {
+                        try (GuestMemfdRegion.PageReference r = g.acquire(rnd.nextLong(pages) * PAGE, false)) {
+                            taken.incrementAndGet();
+                        } catch (HostAccessRefusedException e) {
+                            refused.incrementAndGet();
+                        } catch (Throwable e) {
+                            unexpected.add(e);
+                        }
+                    }
+                });
+                user.start();
+                long end = System.nanoTime() + 2_000_000_000L;
+                try {
+                    while (System.nanoTime() < end && unexpected.isEmpty()) {
+                        g.zapHostMapping(0, size);
+                        g.toPrivate(0, size);
+                        g.toShared(0, size);
+                        conversions.addAndGet(2);
+                    }
+                } finally {
+                    stop.set(true);
+                    user.join();
+                }
+                faults.incrementAndGet(); // the race itself; its refusals are a figure of their own
+                ReliabilityReport.put("fault injection", "guest_memfd conversion race (2 s): conversions / references taken / refused typed",
+                        conversions.get() + " / " + taken.get() + " / " + refused.get());
+                System.out.println("conversion race: " + conversions.get() + " conversions, " + taken.get() + " references taken, "
+                        + refused.get() + " refused while converting");
+                assertEquals(List.of(), unexpected);
+                assertTrue(refused.get() > 0 && taken.get() > 0, "the race raced nothing");
+                for (long i = 0; i < pages; i++) {
+                    assertEquals(0, g.references(i * PAGE), "page " + i + " still referenced");
+                    assertEquals(Mappability.ALL, g.mappabilityOfPage(i), "page " + i + " after the last toShared");
+                }
+            }
         }
     }
 }

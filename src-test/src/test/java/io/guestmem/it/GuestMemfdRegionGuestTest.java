@@ -25,6 +25,7 @@ import org.junit.jupiter.api.Test;
  * which this KVM's emulator needs): it sees what the host wrote through the region's accessors, and the host
  * sees the guest's writes. After toPrivate the library refuses host access to the page.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class GuestMemfdRegionGuestTest {
     static final long PAGE = Posix.PAGE_SIZE;
     static final long GDT = 0x500, CODE = 0x1000, DATA = 0x4000;

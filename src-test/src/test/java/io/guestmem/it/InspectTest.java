@@ -37,6 +37,7 @@ import org.junit.jupiter.api.Test;
  * {@code guestmem inspect} against the kernel: the JSON the command prints for memory this test maps is
  * compared with pagemap and kpageflags read independently by the test, before and after the command ran.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class InspectTest {
     static final long PAGE = Posix.PAGE_SIZE;
     static final long MIB = 1 << 20;

@@ -25,6 +25,7 @@ import org.junit.jupiter.api.Test;
  * ({@code prlimit --memlock}; this container lacks CAP_SYS_RESOURCE, so the limit cannot be raised above the
  * inherited hard limit, 8 MiB here), and reports VmLck after each step.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class MemslotLockLimitTest {
     static final long MiB = 1L << 20;
 

@@ -21,6 +21,7 @@ import org.junit.jupiter.api.Test;
  * {@code <!-- snippet:vmm -->} markers of README.md (or of README-snippet.md while README.md has no such
  * block), so the README never shows code that does not compile or does not work.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class ReadmeExampleTest {
 
     @Test

@@ -39,6 +39,7 @@ import org.junit.jupiter.api.Test;
  * gets, and what KVM's own GUP-based path (the kvm-clock pfn cache) does with it. Everything printed is
  * measured here; the Javadoc of {@link MemoryClassifier} records the results of this machine.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class SecretMemoryKvmTest {
     static final long PAGE = Posix.PAGE_SIZE;
     static final long GDT = 0x500, CODE = 0x1000, SECRET_GPA = 0x100000, PLAIN_GPA = 0x200000;

@@ -31,6 +31,7 @@ import org.junit.jupiter.api.Test;
  * may read come back hidden (null, never 0, pfnVisible false), and a process it may not read is refused
  * in one line with exit 1.
  */
+@org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class UnprivilegedInspectTest {
     static final String[] SETPRIV = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"};
     static Path dir;
