@@ -242,7 +242,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.read[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - len) {
+            if (v != null && o <= v.byteSize() - len) {
                 MemorySegment.copy(v, ValueLayout.JAVA_BYTE, o, dst, off, len);
                 return;
             }
@@ -274,7 +274,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.write[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - len) {
+            if (v != null && o <= v.byteSize() - len) {
                 MemorySegment.copy(src, off, v, ValueLayout.JAVA_BYTE, o, len);
                 markWritten(l, i, o, len);
                 return;
@@ -389,7 +389,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.read[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 2) return Short.toUnsignedInt(v.get(U16, o));
+            if (v != null && o <= v.byteSize() - 2) return Short.toUnsignedInt(v.get(U16, o));
         }
         return (int) readSlow(gpa, 2, "readU16");
     }
@@ -401,7 +401,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.read[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 4) return v.get(U32, o);
+            if (v != null && o <= v.byteSize() - 4) return v.get(U32, o);
         }
         return (int) readSlow(gpa, 4, "readU32");
     }
@@ -413,7 +413,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.read[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 8) return v.get(U64, o);
+            if (v != null && o <= v.byteSize() - 8) return v.get(U64, o);
         }
         return readSlow(gpa, 8, "readU64");
     }
@@ -438,7 +438,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.write[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 2) {
+            if (v != null && o <= v.byteSize() - 2) {
                 v.set(U16, o, (short) value);
                 markWritten(l, i, o, 2);
                 return;
@@ -454,7 +454,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.write[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 4) {
+            if (v != null && o <= v.byteSize() - 4) {
                 v.set(U32, o, value);
                 markWritten(l, i, o, 4);
                 return;
@@ -470,7 +470,7 @@ public final class GuestMemory implements AutoCloseable {
         if (i >= 0) {
             final MemorySegment v = l.write[i];
             final long o = gpa - l.base[i];
-            if (v != null && o <= l.size[i] - 8) {
+            if (v != null && o <= v.byteSize() - 8) {
                 v.set(U64, o, value);
                 markWritten(l, i, o, 8);
                 return;

@@ -17,8 +17,9 @@ import java.util.List;
  * whichever reader found a slot last; a racy write only costs a later reader one extra search, it can never
  * return a wrong slot since every cached index is a valid index of this set). Otherwise a directory indexed
  * by {@code (gfn - firstGfn) >> k} (k chosen so that the directory has about 4 entries per slot) names the
- * first slot that can contain any gfn of that bucket; a short forward scan over a compact array of end gfns
- * (or a branch-free binary search, when some bucket holds many slot ends) finishes. For layouts where slots
+ * first slot that can contain any gfn of that bucket; a bucket wholly inside one slot (or one gap) answers
+ * there, else a short forward scan over a compact array of end gfns (or a branch-free binary search, when
+ * some bucket holds many slot ends) finishes. For layouts where slots
  * and gaps are not wildly smaller than the average slot, this is two or three dependent loads whatever the
  * slot count.
  *
@@ -36,6 +37,8 @@ public final class MemslotSet {
     private static final int STRIDE = 4, BASE = 0, NPAGES = 1, HVA_DELTA = 2, FLAGS = 3;
     // Scan a bucket linearly while it holds at most this many candidate slots, else binary-search it.
     private static final int SCAN_LIMIT = 4;
+    // whole[] values besides a slot index: no gfn of the bucket is in a slot / the bucket needs the scan.
+    private static final int GAP_BUCKET = -1, MIXED_BUCKET = -2;
 
     private final PageGeometry geometry;
     private final int addressSpace;
@@ -44,6 +47,7 @@ public final class MemslotSet {
     private final long[] table;         // STRIDE longs per slot (one zero row when empty)
     private final long[] ends;          // endGfn per slot, ascending (slots never overlap)
     private final int[] dir;            // dir[b] = first slot whose end > dirBase + (b << dirShift); length buckets+1
+    private final int[] whole;          // whole[b] = the slot holding all of bucket b, GAP_BUCKET, or MIXED_BUCKET
     private final long dirBase;         // first gfn of the first slot
     private final long dirSpan;         // gfns from dirBase to the end of the last slot (0 when empty)
     private final int dirShift;
@@ -124,6 +128,7 @@ public final class MemslotSet {
             dirSpan = 0;
             dirShift = 0;
             dir = new int[] {0};
+            whole = new int[] {GAP_BUCKET};
             dirScan = true;
         } else {
             dirBase = s[0].baseGfn();
@@ -142,6 +147,18 @@ public final class MemslotSet {
                 if (b > 0) widest = Math.max(widest, dir[b] - dir[b - 1] + 1);
             }
             dirScan = widest <= SCAN_LIMIT;
+            // A bucket that lies inside one slot (or inside no slot) is answered by one load, no scan and no
+            // gap check: with slots and gaps aligned to the bucket size (a VMM's usual MiB-aligned layout)
+            // every lookup takes that path, which keeps the instructions between two guest accesses few.
+            whole = new int[buckets];
+            long last = dirBase + dirSpan;
+            for (int b = 0; b < buckets; b++) {
+                long start = dirBase + ((long) b << k), end = Math.min(start + (1L << k), last);
+                int first = dir[b];
+                if (first >= n || s[first].baseGfn() >= end) whole[b] = GAP_BUCKET;
+                else if (s[first].baseGfn() <= start && ends[first] >= end) whole[b] = first;
+                else whole[b] = MIXED_BUCKET;
+            }
         }
     }
 
@@ -163,6 +180,11 @@ public final class MemslotSet {
         final long rel = gfn - dirBase;
         if (Long.compareUnsigned(rel, dirSpan) >= 0) return -1;
         final int b = (int) (rel >>> dirShift);
+        final int w = whole[b];
+        if (w != MIXED_BUCKET) {
+            if (w >= 0) lastUsed = w;
+            return w;
+        }
         final long[] e = ends;
         int lo = dir[b];
         if (dirScan) {
