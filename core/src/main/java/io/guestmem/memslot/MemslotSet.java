@@ -13,13 +13,14 @@ import java.util.List;
  *
  * <h2>The lookup path</h2>
  * {@link #indexOf(long)}, {@link #gfnToHva(long)} and {@link #gpaToHva(long)} allocate nothing and take no
- * lock. They try the last slot found first (like KVM's {@code last_used_slot}: a plain field, written by
- * whichever reader found a slot last; a racy write only costs a later reader one extra search, it can never
- * return a wrong slot since every cached index is a valid index of this set). Otherwise a directory indexed
- * by {@code (gfn - firstGfn) >> k} (k chosen so that the directory has about 4 entries per slot) names the
- * first slot that can contain any gfn of that bucket; a bucket wholly inside one slot (or one gap) answers
- * there, else a short forward scan over a compact array of end gfns (or a branch-free binary search, when
- * some bucket holds many slot ends) finishes. For layouts where slots
+ * lock. A directory indexed by {@code (gfn - firstGfn) >> k} (k chosen so that the directory has about 4
+ * entries per slot) answers a bucket that lies wholly inside one slot (or one gap) with one load: with slots
+ * aligned to the bucket size, a VMM's usual layout, that is every lookup, and it touches one cache line
+ * besides the set itself. In a bucket where slots or gaps meet, the last slot found is tried first (KVM's
+ * {@code last_used_slot}: a plain field, written by whichever reader searched last; a racy write only costs a
+ * later reader one extra search, it can never return a wrong slot since every cached index is a valid index
+ * of this set), then the bucket's first candidate slot and a short forward scan over a compact array of end
+ * gfns (or a branch-free binary search, when some bucket holds many slot ends). For layouts where slots
  * and gaps are not wildly smaller than the average slot, this is two or three dependent loads whatever the
  * slot count.
  *
@@ -169,22 +170,20 @@ public final class MemslotSet {
      * lock-free; updates the last-used cache.
      */
     public int indexOf(long gfn) {
-        final long[] t = table;
-        final int i = lastUsed;
-        final int o = i * STRIDE;
-        if (Long.compareUnsigned(gfn - t[o + BASE], t[o + NPAGES]) < 0) return i;
-        return search(gfn);
-    }
-
-    private int search(long gfn) {
         final long rel = gfn - dirBase;
         if (Long.compareUnsigned(rel, dirSpan) >= 0) return -1;
         final int b = (int) (rel >>> dirShift);
         final int w = whole[b];
-        if (w != MIXED_BUCKET) {
-            if (w >= 0) lastUsed = w;
-            return w;
-        }
+        if (w != MIXED_BUCKET) return w; // one load: the bucket lies in one slot or in no slot
+        // A bucket where slots or gaps meet: KVM's last-used slot first, then the search.
+        final long[] t = table;
+        final int i = lastUsed;
+        final int o = i * STRIDE;
+        if (Long.compareUnsigned(gfn - t[o + BASE], t[o + NPAGES]) < 0) return i;
+        return search(gfn, b);
+    }
+
+    private int search(long gfn, int b) {
         final long[] e = ends;
         int lo = dir[b];
         if (dirScan) {
