@@ -331,10 +331,8 @@ final class DemoVm implements AutoCloseable {
         return m;
     }
 
-    static String label(long bytes) {
-        if (bytes >= 1L << 30) return (bytes >> 30) + "G";
-        if (bytes >= 1L << 20) return (bytes >> 20) + "M";
-        return (bytes >> 10) + "K";
+    private static String label(long bytes) {
+        return PageClassification.levelLabel(bytes);
     }
 
     /** Locks the first guest-written slot that fits RLIMIT_MEMLOCK (all fit with CAP_IPC_LOCK). */

@@ -1,12 +1,12 @@
 package io.guestmem.cli;
 
-import io.guestmem.procfs.KPageFlag;
+import io.guestmem.mmu.LevelSizes;
+import io.guestmem.mmu.RefcountedPage;
+
 import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.Vma;
 import io.guestmem.procfs.VmFlag;
 import io.guestmem.sys.Posix;
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 /**
@@ -14,41 +14,26 @@ import java.nio.file.Path;
  * PAGEMAP_SCAN, smaps): whether KVM would hold a reference on the page, at what level it is mapped, and
  * what backs a VMA.
  *
- * <p><b>Stand-in:</b> this is library logic kept in the CLI until core's follow_pfn helper
- * ({@code io.guestmem.mmu}) provides the classification; {@code inspect} should then switch to it. It is
- * deliberately small and table-driven so the two can be compared.
+ * <p>The refcounted decision and the PMD size are the library's ({@link RefcountedPage}, {@link LevelSizes});
+ * what stays here is how {@code inspect} names levels and VMAs.
  */
 public final class PageClassification {
     private PageClassification() {}
 
     /**
-     * The seed's {@code kvm_pfn_to_refcounted_page} (virt/kvm/kvm_main.c before 6.13, which the v9
-     * follow_pfn series builds on), as far as kpageflags can tell, in the function's order:
-     * <ol>
-     * <li>no struct page ({@code !pfn_valid}; kpageflags says NOPAGE) → not refcounted;</li>
-     * <li>ZERO_PAGE → refcounted: the 4K zero page is PG_reserved but the function makes an explicit
-     *     exception for it ("The ZERO_PAGE(s) is marked PG_reserved, but is refcounted"), and the huge zero
-     *     page is an ordinary compound page;</li>
-     * <li>PG_reserved (kpageflags bit 32, RESERVED) → not refcounted. ZONE_DEVICE pages are reserved too
-     *     but refcounted for KVM; kpageflags cannot tell them apart, and none appear in pagemap here;</li>
-     * <li>anything else → refcounted; for a compound tail (hugetlb, THP, large folio) the reference is
-     *     taken on the head, which {@code get_page} does.</li>
-     * </ol>
-     * Since 6.13 KVM no longer asks this question of a pfn (the refcounted page comes from GUP, PFNMAP
-     * memory never has one); for pages that pagemap shows, the answers agree.
+     * Whether KVM would hold a reference on the page behind {@code pfn}: the question
+     * {@code kvm_pfn_to_refcounted_page} answers from a pfn alone (the seed's rule on the remapped path), as
+     * {@link RefcountedPage} decides it from kpageflags — the library's one table, documented there.
      *
      * @return null when the pfn is unknown (not present, hidden by the kernel, or kpageflags unreadable)
      */
     public static Boolean refcounted(long pfn, long kpageflags, boolean kpageflagsKnown) {
         if (pfn == PagemapEntry.PFN_NONE || pfn == PagemapEntry.PFN_HIDDEN || pfn < 0 || !kpageflagsKnown) return null;
-        if (KPageFlag.NOPAGE.in(kpageflags)) return false;
-        if (KPageFlag.ZERO_PAGE.in(kpageflags)) return true;
-        if (KPageFlag.RESERVED.in(kpageflags)) return false;
-        return true;
+        return RefcountedPage.seedRule(RefcountedPage.classify(kpageflags), RefcountedPage.Path.REMAPPED).refcounted();
     }
 
-    /** The PMD mapping size, i.e. the THP size: sysfs's hpage_pmd_size, else what a page of 8-byte entries maps. */
-    public static final long PMD_SIZE = pmdSize();
+    /** The PMD mapping size, i.e. the THP size (from sysfs, through the library's {@link LevelSizes}). */
+    public static final long PMD_SIZE = LevelSizes.host().pmdSize();
 
     /**
      * The size of the mapping that covers a page: the VMA's hugetlb page size, the PMD size when
@@ -96,13 +81,5 @@ public final class PageClassification {
             return thp ? "thp" : "anon";
         }
         return "file";
-    }
-
-    private static long pmdSize() {
-        try {
-            return Long.parseLong(Files.readString(Path.of("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")).trim());
-        } catch (IOException | NumberFormatException e) {
-            return Posix.PAGE_SIZE * (Posix.PAGE_SIZE / 8); // one page table of 8-byte entries
-        }
     }
 }

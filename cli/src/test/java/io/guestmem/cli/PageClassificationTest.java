@@ -1,6 +1,7 @@
 package io.guestmem.cli;
 
 import static io.guestmem.procfs.KPageFlag.ANON;
+import static io.guestmem.procfs.KPageFlag.BUDDY;
 import static io.guestmem.procfs.KPageFlag.COMPOUND_HEAD;
 import static io.guestmem.procfs.KPageFlag.COMPOUND_TAIL;
 import static io.guestmem.procfs.KPageFlag.HUGE;
@@ -33,6 +34,7 @@ class PageClassificationTest {
         assertEquals(true, rc(maskOf(HUGE, COMPOUND_TAIL)));          // hugetlb tail: via its head
         assertEquals(true, rc(maskOf(THP, ANON, COMPOUND_TAIL)));     // THP tail: via its head
         assertEquals(false, rc(maskOf(NOPAGE, ZERO_PAGE)));           // no struct page wins
+        assertEquals(false, rc(maskOf(BUDDY)));                       // free page: get_page_unless_zero fails
     }
 
     @Test
