@@ -61,6 +61,16 @@ final class Fixture implements AutoCloseable {
         return pagemap.pfnOf(pagemap.readRaw(hva & -PAGE));
     }
 
+    /** {@code r} succeeded with a visible pfn, and it is pagemap's pfn for {@code r.hva()} read now. */
+    void assertPfnIsPagemaps(FollowPfnResult r) {
+        org.junit.jupiter.api.Assertions.assertTrue(r.ok(), r::toString);
+        org.junit.jupiter.api.Assertions.assertEquals(PfnObservability.VISIBLE, r.observability(), r::toString);
+        long pm = pagemapPfn(r.hva());
+        org.junit.jupiter.api.Assertions.assertTrue(pm >= 0, "pagemap shows no pfn for " + r);
+        org.junit.jupiter.api.Assertions.assertEquals(pm, r.pfn(), "the library's pfn is pagemap's");
+        org.junit.jupiter.api.Assertions.assertTrue(KvmPfn.isRealPfn(r.pfn()));
+    }
+
     boolean present(long hva) {
         return PagemapEntry.isPresent(pagemap.readRaw(hva & -PAGE));
     }

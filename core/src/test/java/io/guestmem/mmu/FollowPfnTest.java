@@ -33,15 +33,6 @@ class FollowPfnTest {
         f.close();
     }
 
-    private void assertPfnIsPagemaps(FollowPfnResult r) {
-        assertTrue(r.ok(), r::toString);
-        assertEquals(PfnObservability.VISIBLE, r.observability());
-        long pm = f.pagemapPfn(r.hva());
-        assertTrue(pm >= 0, "pagemap shows no pfn for " + r);
-        assertEquals(pm, r.pfn(), "the library's pfn is pagemap's");
-        assertTrue(KvmPfn.isRealPfn(r.pfn()));
-    }
-
     @Test
     void writeFaultOnAnonymousMemoryFaultsInThenIsFast() {
         HostRegion r = f.own(HostRegion.anonymous(16 * PAGE).create());
@@ -51,7 +42,7 @@ class FollowPfnTest {
 
         FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(gfn));
         System.out.println("first write: " + w + " flags " + KPageFlag.decode(w.page().kpageflags()));
-        assertPfnIsPagemaps(w);
+        f.assertPfnIsPagemaps(w);
         assertEquals(Path.SLOW, w.path());
         assertTrue(w.writable());
         assertEquals(RefcountedPage.Kind.NORMAL, w.page().kind());
@@ -84,7 +75,7 @@ class FollowPfnTest {
         FollowPfnResult rd = f.fp.follow(FollowPfnRequest.read(gfn).withMapWritable(true));
         long flags = f.flags(rd.pfn());
         System.out.println("zero page: " + rd + " kpageflags " + KPageFlag.decode(flags));
-        assertPfnIsPagemaps(rd);
+        f.assertPfnIsPagemaps(rd);
         assertTrue(KPageFlag.ZERO_PAGE.in(flags), "kpageflags says zero page");
         assertEquals(RefcountedPage.Kind.ZERO_PAGE, rd.page().kind());
         assertFalse(rd.writable(), "the zero page is never mapped writable");
@@ -94,7 +85,7 @@ class FollowPfnTest {
         assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().linux613Rule(RefcountedPage.Path.GUP));
         // A write fault then breaks COW: a new, writable, normal page.
         FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(gfn));
-        assertPfnIsPagemaps(w);
+        f.assertPfnIsPagemaps(w);
         assertNotEquals(rd.pfn(), w.pfn());
         assertEquals(Path.SLOW, w.path());
         assertEquals(RefcountedPage.Kind.NORMAL, w.page().kind());
@@ -113,7 +104,7 @@ class FollowPfnTest {
         }
         r.segment().set(ValueLayout.JAVA_BYTE, 2 * PAGE, (byte) 7);
         FollowPfnResult ok = f.fp.follow(FollowPfnRequest.read(gfn).withNoWait(true));
-        assertPfnIsPagemaps(ok);
+        f.assertPfnIsPagemaps(ok);
         assertEquals(Path.FAST, ok.path());
     }
 
@@ -134,7 +125,7 @@ class FollowPfnTest {
 
         r.segment().set(ValueLayout.JAVA_BYTE, 0, (byte) 1); // host-writable page
         FollowPfnResult rd = f.fp.follow(FollowPfnRequest.read(s.baseGfn()).withMapWritable(true));
-        assertPfnIsPagemaps(rd);
+        f.assertPfnIsPagemaps(rd);
         assertFalse(rd.writable(), "a READONLY slot clears map_writable");
 
         // a slot taken from an older set is invalid once deleted: NOSLOT
@@ -165,7 +156,7 @@ class FollowPfnTest {
         assertFalse(f.present(r.address() + PAGE));
         // reads work; mapWritable is honestly refused
         FollowPfnResult rd = f.fp.follow(FollowPfnRequest.read(g0).withMapWritable(true));
-        assertPfnIsPagemaps(rd);
+        f.assertPfnIsPagemaps(rd);
         assertFalse(rd.writable(), "a read-only VMA is not mapped writable");
         // noWait: a read of a non-present page of a readable VMA needs IO; a write is invalid → FAULT
         assertEquals(PfnError.NEEDS_IO, f.fp.follow(FollowPfnRequest.read(g0 + 1).withNoWait(true)).error());
@@ -186,7 +177,7 @@ class FollowPfnTest {
         HostRegion r = f.own(HostRegion.memfd(8 * PAGE).create());
         Memslot s = f.slot(r, 0);
         FollowPfnResult rd = f.fp.follow(FollowPfnRequest.read(s.baseGfn() + 1).withMapWritable(true));
-        assertPfnIsPagemaps(rd);
+        f.assertPfnIsPagemaps(rd);
         assertTrue(PagemapEntry.isFileOrShared(f.pagemap.readRaw(rd.hva())));
         System.out.println("memfd read: " + rd + " " + KPageFlag.decode(rd.page().kpageflags()));
         assertTrue(rd.writable(), "a shared writable shmem mapping maps read faults writable");
@@ -201,7 +192,7 @@ class FollowPfnTest {
         HostRegion r = f.own(HostRegion.anonymous(4 * PAGE).create());
         Memslot s = f.slot(r, 0);
         FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(s.baseGfn()));
-        assertPfnIsPagemaps(w);
+        f.assertPfnIsPagemaps(w);
         assertFalse(w.page().hwpoison());
         f.fp.poison().poisonPfn(w.pfn());
         FollowPfnResult p = f.fp.follow(FollowPfnRequest.read(s.baseGfn()));
@@ -226,7 +217,7 @@ class FollowPfnTest {
         assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.write(priv)).error());
         assertFalse(f.present(r.address() + PAGE), "host lookup of a private page touched it");
         FollowPfnResult g = f.fp.follow(FollowPfnRequest.write(priv).withGuest(true));
-        assertPfnIsPagemaps(g);
+        f.assertPfnIsPagemaps(g);
         assertTrue(g.writable(), "private memory that is host-writable is mapped writable");
         // shared: only without the guest flag
         assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.read(s.baseGfn()).withGuest(true)).error());

@@ -32,11 +32,6 @@ class HugeAndPfnmapTest {
         f.close();
     }
 
-    private void assertPfnIsPagemaps(FollowPfnResult r) {
-        assertTrue(r.ok(), r::toString);
-        assertEquals(f.pagemapPfn(r.hva()), r.pfn(), "the library's pfn is pagemap's");
-    }
-
     @Test
     void transparentHugePage() {
         long pmd = HugePagePools.thpSize();
@@ -48,7 +43,7 @@ class HugeAndPfnmapTest {
 
         FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(gfn).withLevel(true));
         System.out.println("THP: " + w + " " + KPageFlag.decode(w.page().kpageflags()));
-        assertPfnIsPagemaps(w);
+        f.assertPfnIsPagemaps(w);
         assertEquals(RefcountedPage.Kind.THP_TAIL, w.page().kind());
         assertEquals(RefcountedPage.Refcount.REFCOUNTED_VIA_HEAD, w.page().linux613Rule(RefcountedPage.Path.GUP));
         assertEquals(MappingLevel.PMD, w.level());
@@ -81,7 +76,7 @@ class HugeAndPfnmapTest {
             assertEquals(MappingLevel.PAGE, f.fp.levels().hostMappingLevel(r.address() + size.bytes()));
             FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(tailGfn).withLevel(true));
             System.out.println("hugetlb 2M: " + w + " " + KPageFlag.decode(w.page().kpageflags()));
-            assertPfnIsPagemaps(w);
+            f.assertPfnIsPagemaps(w);
             assertEquals(RefcountedPage.Kind.HUGETLB_TAIL, w.page().kind());
             assertEquals(MappingLevel.PMD, w.level());
             assertEquals(MappingLevel.PMD, f.fp.levels().maxMappingLevel(s, tailGfn));
@@ -119,7 +114,7 @@ class HugeAndPfnmapTest {
             long gfn = f.gfn(s, 3 * (2L << 20) + 9 * PAGE);
             FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(gfn).withLevel(true));
             System.out.println("hugetlb 1G: " + w);
-            assertPfnIsPagemaps(w);
+            f.assertPfnIsPagemaps(w);
             assertEquals(RefcountedPage.Kind.HUGETLB_TAIL, w.page().kind());
             assertEquals(MappingLevel.PUD, w.level());
             assertEquals(MappingLevel.PUD, f.fp.levels().maxMappingLevel(s, gfn));

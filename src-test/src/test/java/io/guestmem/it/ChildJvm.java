@@ -20,8 +20,13 @@ import java.util.stream.Stream;
 final class ChildJvm {
     private ChildJvm() {}
 
-    /** The child's exit status and everything it printed (stdout and stderr). */
-    record Result(int exit, String output) {
+    /** The child's exit status, its standard output and its standard error. */
+    record Result(int exit, String stdout, String err) {
+        /** Everything it printed: standard output, then standard error. */
+        String output() {
+            return stdout + err;
+        }
+
         List<String> lines(String prefix) {
             return output.lines().filter(l -> l.startsWith(prefix)).toList();
         }
@@ -74,19 +79,23 @@ final class ChildJvm {
         cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
                 "-XX:-UsePerfData", "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, classpath), main.getName()));
         cmd.addAll(args);
+        Path errFile = null;
         try {
-            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+            errFile = Files.createTempFile("guestmem-child", ".err");
+            Process p = new ProcessBuilder(cmd).redirectError(errFile.toFile()).start();
             byte[] out = p.getInputStream().readAllBytes();
             if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
                 p.destroyForcibly();
                 throw new AssertionError("child " + main.getSimpleName() + " did not finish in " + timeoutSeconds + " s: " + new String(out));
             }
-            return new Result(p.exitValue(), new String(out));
+            return new Result(p.exitValue(), new String(out), Files.readString(errFile));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new AssertionError(e);
+        } finally {
+            if (errFile != null) errFile.toFile().delete();
         }
     }
 

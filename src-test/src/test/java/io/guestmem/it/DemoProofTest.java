@@ -16,7 +16,6 @@ import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
@@ -87,15 +86,12 @@ class DemoProofTest {
     void lowMemlockWithoutCapIpcLockLocksWhatFits() throws Exception {
         Assumptions.assumeTrue(Files.isExecutable(Path.of("/usr/bin/prlimit")) && Files.isExecutable(Path.of("/usr/bin/setpriv")),
                 "prlimit and setpriv (util-linux) are needed to run the child without CAP_IPC_LOCK");
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        List<String> cmd = List.of("/usr/bin/prlimit", "--memlock=1048576:1048576", "/usr/bin/setpriv",
-                "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", java, "--enable-native-access=ALL-UNNAMED",
-                "-cp", System.getProperty("java.class.path"), Main.class.getName(), "demo", "--json", "--slot-size", "2");
-        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-        String out = new String(p.getInputStream().readAllBytes());
-        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child finished");
-        System.out.println("demo under RLIMIT_MEMLOCK 1 MiB without CAP_IPC_LOCK:\n" + out);
-        assertEquals(0, p.exitValue(), out);
+        ChildJvm.Result r = ChildJvm.run(List.of("/usr/bin/prlimit", "--memlock=1048576:1048576", "/usr/bin/setpriv",
+                "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock"), ChildJvm.classpath(), Main.class,
+                List.of("demo", "--json", "--slot-size", "2"), 120);
+        String out = r.stdout();
+        System.out.println("demo under RLIMIT_MEMLOCK 1 MiB without CAP_IPC_LOCK:\n" + out + r.err());
+        assertEquals(0, r.exit(), r.output());
         JsonNode m = new ObjectMapper().readTree(out).get("memlock");
         assertFalse(m.get("capIpcLock").asBoolean(), m.toString());
         assertEquals(1L << 20, m.get("limitBytes").asLong());

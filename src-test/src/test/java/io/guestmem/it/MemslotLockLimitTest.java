@@ -3,19 +3,15 @@ package io.guestmem.it;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.guestmem.host.HostRegion;
 import io.guestmem.host.HugePagePools;
 import io.guestmem.host.HugePageSize;
 import io.guestmem.lock.LockLimitChild;
-import io.guestmem.lock.MemslotLock;
 import io.guestmem.sys.Posix;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
@@ -99,23 +95,14 @@ class MemslotLockLimitTest {
         return Long.parseLong(v);
     }
 
-    static Map<String, String> runChild(long limit, boolean hugetlb) throws Exception {
-        List<String> cp = new ArrayList<>();
-        for (Class<?> c : List.of(LockLimitChild.class, MemslotLock.class, HostRegion.class,
-                org.apache.commons.lang3.Validate.class)) {
-            String loc = Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
-            if (!cp.contains(loc)) cp.add(loc);
-        }
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        List<String> cmd = new ArrayList<>(List.of("/usr/bin/prlimit", "--memlock=" + limit + ":" + limit,
-                "/usr/bin/setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock",
-                java, "--enable-native-access=ALL-UNNAMED", "-cp", String.join(":", cp), LockLimitChild.class.getName()));
-        if (hugetlb) cmd.add("hugetlb");
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        String out = new String(p.getInputStream().readAllBytes());
-        assertTrue(p.waitFor(120, TimeUnit.SECONDS), "child finished");
-        System.out.println("child (" + String.join(" ", cmd.subList(0, 5)) + " java ...):\n" + out);
-        assertEquals(0, p.exitValue(), out);
+    static Map<String, String> runChild(long limit, boolean hugetlb) {
+        List<String> prefix = List.of("/usr/bin/prlimit", "--memlock=" + limit + ":" + limit,
+                "/usr/bin/setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock");
+        ChildJvm.Result r = ChildJvm.run(prefix, ChildJvm.classpath(), LockLimitChild.class,
+                hugetlb ? List.of("hugetlb") : List.of(), 120);
+        String out = r.output();
+        System.out.println("child (" + String.join(" ", prefix) + " java ...):\n" + out);
+        assertEquals(0, r.exit(), out);
         Map<String, String> m = new LinkedHashMap<>();
         for (String l : out.lines().toList()) {
             int eq = l.indexOf('=');

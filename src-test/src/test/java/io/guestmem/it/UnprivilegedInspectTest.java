@@ -7,21 +7,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.guestmem.cli.Main;
 import io.guestmem.procfs.Maps;
 import io.guestmem.procfs.MapsEntry;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -34,54 +30,19 @@ import org.junit.jupiter.api.Test;
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class UnprivilegedInspectTest {
     static final String[] SETPRIV = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"};
-    static Path dir;
-    static String classpath;
-
-    record Result(int code, String out, String err) {}
+    static List<String> classpath;
 
     @BeforeAll
-    static void copyClasspath() throws Exception {
+    static void readableClasspath() {
         Assumptions.assumeTrue(Posix.geteuid() == 0, "needs root to start children as uid 65534 (setpriv)");
         Assumptions.assumeTrue(Files.isExecutable(Path.of(SETPRIV[0])), "setpriv (util-linux) is not installed");
-        // uid 65534 must be able to read the classes: copy what the command loads to a world-readable dir.
-        dir = Files.createTempDirectory("guestmem-inspect");
-        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
-        List<String> cp = new ArrayList<>();
-        int i = 0;
-        for (String c : List.of("io.guestmem.cli.Main", "io.guestmem.procfs.Pagemap", "picocli.CommandLine",
-                "com.fasterxml.jackson.databind.ObjectMapper", "com.fasterxml.jackson.core.JsonGenerator",
-                "com.fasterxml.jackson.annotation.JsonInclude", "me.tongfei.progressbar.ProgressBar",
-                "org.jline.terminal.Terminal")) {
-            Path src = Path.of(Class.forName(c).getProtectionDomain().getCodeSource().getLocation().toURI());
-            Path dst = dir.resolve("cp" + i++ + (Files.isDirectory(src) ? "" : ".jar"));
-            copyTree(src, dst);
-            cp.add(dst.toString());
-        }
-        classpath = String.join(":", cp);
+        classpath = ChildJvm.worldReadableClasspath(); // uid 65534 must be able to read the classes
     }
 
-    @AfterAll
-    static void cleanUp() throws IOException {
-        if (dir == null) return;
-        try (Stream<Path> s = Files.walk(dir)) {
-            s.sorted(Comparator.reverseOrder()).forEach(x -> x.toFile().delete());
-        }
-    }
-
-    static Result inspectAsNobody(String... args) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(SETPRIV));
-        cmd.addAll(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--enable-native-access=ALL-UNNAMED", "-cp", classpath, "io.guestmem.cli.Main", "inspect"));
-        cmd.addAll(List.of(args));
-        Path err = Files.createTempFile("inspect-err", ".txt");
-        try {
-            Process p = new ProcessBuilder(cmd).redirectError(err.toFile()).start();
-            String out = new String(p.getInputStream().readAllBytes());
-            assertTrue(p.waitFor(60, TimeUnit.SECONDS));
-            return new Result(p.exitValue(), out, Files.readString(err));
-        } finally {
-            Files.delete(err);
-        }
+    static ChildJvm.Result inspectAsNobody(String... args) {
+        List<String> a = new ArrayList<>(List.of("inspect"));
+        a.addAll(List.of(args));
+        return ChildJvm.run(List.of(SETPRIV), classpath, Main.class, a, 60);
     }
 
     @Test
@@ -98,10 +59,10 @@ class UnprivilegedInspectTest {
                 Thread.sleep(20);
             }
             assertNotNull(stack);
-            Result r = inspectAsNobody("--pid", Integer.toString(pid), "--pages", "--json", "--range",
+            ChildJvm.Result r = inspectAsNobody("--pid", Integer.toString(pid), "--pages", "--json", "--range",
                     Fmt.hex(stack.start()) + "-" + Fmt.hex(stack.end()));
-            assertEquals(0, r.code(), r.err());
-            JsonNode doc = new ObjectMapper().readTree(r.out());
+            assertEquals(0, r.exit(), r.err());
+            JsonNode doc = new ObjectMapper().readTree(r.stdout());
             assertFalse(doc.get("pfnVisible").asBoolean(), "uid 65534 without CAP_SYS_ADMIN sees no pfns");
             int present = 0;
             for (JsonNode p : doc.get("pages")) {
@@ -126,26 +87,10 @@ class UnprivilegedInspectTest {
 
     @Test
     void aProcessItMayNotReadIsRefusedInOneLine() throws Exception {
-        Result r = inspectAsNobody("--pid", Long.toString(ProcessHandle.current().pid()));
-        assertEquals(1, r.code(), r.out() + r.err());
+        ChildJvm.Result r = inspectAsNobody("--pid", Long.toString(ProcessHandle.current().pid()));
+        assertEquals(1, r.exit(), r.stdout() + r.err());
         assertEquals(1, r.err().lines().count(), r.err());
         assertTrue(r.err().contains("no permission") && r.err().contains("PTRACE_MODE_READ"), r.err());
-        assertEquals("", r.out());
-    }
-
-    private static void copyTree(Path src, Path dst) throws IOException {
-        if (!Files.isDirectory(src)) {
-            Files.copy(src, dst);
-            Files.setPosixFilePermissions(dst, PosixFilePermissions.fromString("rw-r--r--"));
-            return;
-        }
-        try (Stream<Path> s = Files.walk(src)) {
-            for (Path x : s.toList()) {
-                Path t = dst.resolve(src.relativize(x).toString());
-                if (Files.isDirectory(x)) Files.createDirectories(t);
-                else Files.copy(x, t);
-                Files.setPosixFilePermissions(t, PosixFilePermissions.fromString(Files.isDirectory(x) ? "rwxr-xr-x" : "rw-r--r--"));
-            }
-        }
+        assertEquals("", r.stdout());
     }
 }
