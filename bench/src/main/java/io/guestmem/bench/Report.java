@@ -68,8 +68,8 @@ final class Report {
             String bench = parts[parts.length - 2] + "." + parts[parts.length - 1];
             Map<String, String> params = new LinkedHashMap<>();
             for (String k : r.getParams().getParamsKeys()) params.put(k, r.getParams().getParam(k));
-            Result p = r.getPrimaryResult();
-            Result alloc = r.getSecondaryResults().get("gc.alloc.rate.norm");
+            Result<?> p = r.getPrimaryResult();
+            Result<?> alloc = r.getSecondaryResults().get("gc.alloc.rate.norm");
             rows.add(new Row(bench, params, p.getScore(), p.getScoreError(), p.getScoreUnit(),
                     alloc == null ? Double.NaN : alloc.getScore()));
         }
