@@ -28,7 +28,7 @@ final class ChildJvm {
         }
 
         List<String> lines(String prefix) {
-            return output.lines().filter(l -> l.startsWith(prefix)).toList();
+            return output().lines().filter(l -> l.startsWith(prefix)).toList();
         }
 
         /** A status above 128 is death by a signal (134 SIGABRT: the JVM's crash handler; 139 SIGSEGV). */
