@@ -99,10 +99,12 @@ class HostRegionTest {
             assertEquals(16 * MiB / P, Mman.residentPages(r.address(), r.size()));
             assertEquals(16 * MiB / 1024, ProcText.smapsKb(r.address(), "Rss"));
         }
+        int[] mask = io.guestmem.sys.Sched.allowedCpus();
         try (HostRegion r = HostRegion.anonymous(128 * MiB).prefault(Prefault.Mode.WRITE).create()) {
             assertTrue(Prefault.threadsFor(r.size()) >= Math.min(2, Runtime.getRuntime().availableProcessors()));
             assertEquals(128 * MiB / P, Mman.residentPages(r.address(), r.size()), "split prefault covers every page");
         }
+        assertArrayEquals(mask, io.guestmem.sys.Sched.allowedCpus(), "the caller's CPU mask is restored after the workers start");
         try (HostRegion r = HostRegion.secret(MiB).prefault(Prefault.Mode.WRITE).create()) {
             assertEquals(MiB / P, Mman.residentPages(r.address(), r.size()), "secretmem prefaulted by touching");
         }
