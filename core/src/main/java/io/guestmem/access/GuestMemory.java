@@ -11,6 +11,7 @@ import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Fmt;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
@@ -20,6 +21,7 @@ import java.nio.channels.FileChannel;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.WritableByteChannel;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -44,11 +46,13 @@ import java.util.function.Function;
  * On every memslot change (a {@link MemslotObserver} on the writer) and every registration, an immutable
  * {@code Layout} is built: the {@link MemslotSet}, each slot's base gpa, size, view and dirty bitmap, and a
  * bucket table: guest-physical space cut into equal power-of-two buckets no larger than the alignment of the
- * slots' boundaries, each holding the slice of the one slot it lies in (or nothing). An access that fits in
- * one bucket of a plain RAM slot is one volatile read of the layout, a subtraction and a shift, one array
- * load and the slice's bounds and liveness checks: no search, no allocation, no lock, no syscall. Accesses
- * that cross a bucket, hit a hole, an unbacked or a GUEST_MEMFD slot take a checked loop (the memslot
- * lookup, then slot by slot) that still allocates nothing for typed accessors.
+ * slots' boundaries, each bucket that lies in one plain RAM slot holding the offset from its gpas into one
+ * segment shared by all such slots. An access that fits in one bucket is one volatile read of the layout, a
+ * subtraction and a shift, one load from a dense long[] and the segment's bounds and liveness checks: no
+ * search, no allocation, no lock, no syscall. Accesses that cross a bucket, hit a hole, an unbacked or a
+ * GUEST_MEMFD slot take a checked loop (the memslot lookup, then slot by slot) that still allocates nothing
+ * for typed accessors. A layout is retired (its segment closed) as soon as the next one is published; an
+ * access that raced the change goes again on the new layout.
  *
  * <h2>Typed accessors</h2>
  * Little-endian, at any gpa for the plain flavour ({@code readU32}, {@code writeU64}, ...; crossing slots
@@ -99,19 +103,28 @@ public final class GuestMemory implements AutoCloseable {
      * What an access needs; immutable once published. Two parts:
      * <ul>
      *   <li>Per slot, parallel to the indices of {@code set}: base gpa, size, view, dirty log. The checked
-     *       (slow) path and the bulk loops use these.</li>
-     *   <li>The fast path: guest-physical space from {@code fastBase} cut into equal power-of-two buckets, and
-     *       per bucket the slice of the one slot that holds all of it (null when no fast-path slot does: a
-     *       hole, a slot boundary inside the bucket, GUEST_MEMFD, unbacked). An access that fits in its bucket
-     *       is then a subtraction, a shift, one array load and the slice's own checks, with no search and no
-     *       per-slot indirection: the slices are allocated together here, so the metadata every access
-     *       touches is a few dense cache lines and pages, which is what keeps a random read near a bare load
-     *       (measured: scattered per-slot objects cost 2-10x on 4K pages, where the TLB misses on them).</li>
+     *       (slow) path, slices and channel I/O use these.</li>
+     *   <li>The fast path: guest-physical space from {@code fastBase} cut into equal power-of-two buckets; per
+     *       bucket that lies wholly in one plain RAM slot, the offset that turns a gpa into an offset of
+     *       {@code all}, one segment from the lowest to the highest hva of those slots, in an arena of this
+     *       layout's own ({@link #NONE} for any other bucket: a hole, a slot boundary inside it, GUEST_MEMFD,
+     *       unbacked, and for writes READONLY). An access that fits in its bucket is then a subtraction, a
+     *       shift, one load from a dense long[] and one access through a segment every access shares: the
+     *       metadata it touches is a few cache lines, which keeps a random read at a bare load's cost
+     *       (measured: per-slot or per-bucket segment objects, each with its own scope, cost 1.5-10x on 4K
+     *       pages, from TLB and cache misses on the objects themselves).</li>
      * </ul>
+     * {@code all} spans memory between the slots that is not guest RAM: it is only ever accessed inside a
+     * bucket found here, i.e. inside a slot of an open registered region. Its arena is closed right after a
+     * newer layout is published (every change, {@link #close()}), and before a region it covers unmaps (its
+     * close hook rebuilds first), so a thread still holding this layout gets IllegalStateException, never
+     * unmapped memory; the accessors then retry on the new layout.
      */
     private static final class Layout {
         /** Most buckets the fast path keeps; past it buckets grow, and those a slot boundary cuts go slow. */
         static final int MAX_BUCKETS = 1 << 14;
+        /** A bucket the fast path does not serve. */
+        static final long NONE = Long.MIN_VALUE;
 
         final MemslotSet set;
         final int shift;
@@ -124,13 +137,15 @@ public final class GuestMemory implements AutoCloseable {
         final DirtyBitmap[] dirty;
         final Mapping[] mapping;
 
+        final Arena arena;             // owns all; null when no bucket is served
+        final MemorySegment all;       // [lowest, highest hva) of the served slots
         final long fastBase;           // gpa of bucket 0
         final int fastShift;           // log2 of the bucket size
         final long fastMask;           // bucket size - 1
-        final MemorySegment[] fastRead;   // bucket b's bytes, readable, or null
-        final MemorySegment[] fastWrite;  // bucket b's bytes, writable, or null
-        final DirtyBitmap[] fastDirty;    // the dirty log of bucket b's slot
-        final long[] fastPage;            // page index in that slot of bucket b's first byte
+        final long[] readOff;          // offset in all = gpa + readOff[b], or NONE
+        final long[] writeOff;         // the same when the bucket may be written, or NONE
+        final DirtyBitmap[] fastDirty; // the dirty log of bucket b's slot
+        final long[] fastPage;         // page index in that slot of bucket b's first byte
 
         Layout(MemslotSet set, Map<Integer, Mapping> mappings) {
             this.set = set;
@@ -145,7 +160,7 @@ public final class GuestMemory implements AutoCloseable {
             write = new MemorySegment[n];
             dirty = new DirtyBitmap[n];
             mapping = new Mapping[n];
-            long align = 0, lo = Long.MAX_VALUE, hi = 0;
+            long align = 0, lo = Long.MAX_VALUE, hi = 0, loHva = Long.MAX_VALUE, hiHva = 0;
             for (int i = 0; i < n; i++) {
                 Memslot s = set.slotAt(i);
                 Mapping m = mappings.get(s.id());
@@ -161,6 +176,8 @@ public final class GuestMemory implements AutoCloseable {
                     align |= base[i] | size[i];
                     lo = Math.min(lo, base[i]);
                     hi = Math.max(hi, base[i] + size[i]);
+                    loHva = Math.min(loHva, v.address());
+                    hiHva = Math.max(hiHva, v.address() + size[i]);
                 }
             }
             // The largest bucket that every fast slot's boundaries are aligned to: then each bucket lies wholly
@@ -171,35 +188,42 @@ public final class GuestMemory implements AutoCloseable {
             fastMask = (1L << k) - 1;
             fastBase = align == 0 ? 0 : lo & ~fastMask;
             int buckets = align == 0 ? 0 : (int) (((hi - fastBase - 1) >>> k) + 1);
-            fastRead = new MemorySegment[buckets];
-            fastWrite = new MemorySegment[buckets];
+            readOff = new long[buckets];
+            writeOff = new long[buckets];
             fastDirty = new DirtyBitmap[buckets];
             fastPage = new long[buckets];
+            Arrays.fill(readOff, NONE);
+            Arrays.fill(writeOff, NONE);
+            boolean served = false;
             for (int b = 0; b < buckets; b++) {
                 long start = fastBase + ((long) b << k), end = start + fastMask + 1;
                 int i = set.indexOf(start >>> shift);
                 if (i < 0 || read[i] == null || base[i] > start || base[i] + size[i] < end) continue;
-                MemorySegment slice = read[i].asSlice(start - base[i], fastMask + 1);
-                fastRead[b] = slice;
-                fastWrite[b] = write[i] != null ? slice : null;
+                // gpa -> hva of the slot's view -> offset in all
+                readOff[b] = read[i].address() - base[i] - loHva;
+                writeOff[b] = write[i] != null ? readOff[b] : NONE;
                 fastDirty[b] = dirty[i];
                 fastPage[b] = (start - base[i]) >>> shift;
+                served = true;
             }
+            arena = served ? Arena.ofShared() : null;
+            all = served ? MemorySegment.ofAddress(loHva).reinterpret(hiHva - loHva, arena, null) : MemorySegment.NULL;
         }
 
         /**
-         * The fast-path bucket of {@code [gpa, gpa + len)} when the access fits in one bucket of a fast slot
-         * ({@code fastRead[b]} is then non-null), else -1. {@code len >= 1}.
+         * The fast-path bucket of {@code [gpa, gpa + len)} when the access fits in one served bucket (for a
+         * write: one that may be written), else -1. {@code len >= 1}.
          */
-        int bucket(long gpa, long len) {
+        int bucket(long gpa, long len, boolean forWrite) {
             final long r = gpa - fastBase;
             final long b = r >>> fastShift; // a gpa below fastBase gives a huge b
-            return b < fastRead.length && (r & fastMask) <= fastMask - (len - 1) && fastRead[(int) b] != null ? (int) b : -1;
+            return b < readOff.length && (r & fastMask) <= fastMask - (len - 1)
+                    && (forWrite ? writeOff : readOff)[(int) b] != NONE ? (int) b : -1;
         }
 
-        /** The offset of {@code gpa} in its bucket's slice. */
-        long bucketOffset(long gpa) {
-            return (gpa - fastBase) & fastMask;
+        /** Closes the arena of {@code all}: threads still holding this layout get IllegalStateException. */
+        void retire() {
+            if (arena != null) arena.close();
         }
     }
 
@@ -307,10 +331,16 @@ public final class GuestMemory implements AutoCloseable {
         Objects.checkFromIndexSize(off, len, dst.length);
         if (len == 0) return;
         final Layout l = layout;
-        final int b = l.bucket(gpa, len);
+        final int b = l.bucket(gpa, len, false);
         if (b >= 0) {
-            MemorySegment.copy(l.fastRead[b], ValueLayout.JAVA_BYTE, l.bucketOffset(gpa), dst, off, len);
-            return;
+            try {
+                MemorySegment.copy(l.all, ValueLayout.JAVA_BYTE, gpa + l.readOff[b], dst, off, len);
+                return;
+            } catch (IllegalStateException e) {
+                retired(l, e); // the layout changed under us: go again on the new one
+                read(gpa, dst, off, len);
+                return;
+            }
         }
         copy(l, gpa, MemorySegment.ofArray(dst).asSlice(off, len), false, "read");
     }
@@ -335,11 +365,16 @@ public final class GuestMemory implements AutoCloseable {
         Objects.checkFromIndexSize(off, len, src.length);
         if (len == 0) return;
         final Layout l = layout;
-        final int b = l.bucket(gpa, len);
-        if (b >= 0 && l.fastWrite[b] != null) {
-            final long o = l.bucketOffset(gpa);
-            MemorySegment.copy(src, off, l.fastWrite[b], ValueLayout.JAVA_BYTE, o, len);
-            markFast(l, b, o, len);
+        final int b = l.bucket(gpa, len, true);
+        if (b >= 0) {
+            try {
+                MemorySegment.copy(src, off, l.all, ValueLayout.JAVA_BYTE, gpa + l.writeOff[b], len);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                write(gpa, src, off, len);
+                return;
+            }
+            markFast(l, b, gpa, len);
             return;
         }
         copy(l, gpa, MemorySegment.ofArray(src).asSlice(off, len), true, "write");
@@ -429,10 +464,20 @@ public final class GuestMemory implements AutoCloseable {
         return l.read[i] != null ? l.size[i] : Math.min(l.size[i], (o | (l.pageSize - 1)) + 1);
     }
 
-    /** Marks the pages of {@code len} bytes written at offset {@code o} of fast bucket {@code b}. */
-    private static void markFast(Layout l, int b, long o, long len) {
+    /** Marks the pages of {@code len} bytes written at {@code gpa} through fast bucket {@code b}. */
+    private static void markFast(Layout l, int b, long gpa, long len) {
+        long o = (gpa - l.fastBase) & l.fastMask;
         long first = o >>> l.shift;
         l.fastDirty[b].markRange(l.fastPage[b] + first, ((o + len - 1) >>> l.shift) - first + 1);
+    }
+
+    /**
+     * Called when an access through layout {@code l} threw IllegalStateException: returns when {@code l} is no
+     * longer the current layout (it was retired, its segments closed, between our read of it and the access:
+     * the caller goes again on the new one), else rethrows.
+     */
+    private void retired(Layout l, IllegalStateException e) {
+        if (layout == l) throw e;
     }
 
     private static void markWritten(Layout l, int i, long o, long len) {
@@ -445,39 +490,76 @@ public final class GuestMemory implements AutoCloseable {
     /** The byte at {@code gpa}, zero-extended. */
     public int readU8(long gpa) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 1);
-        return b >= 0 ? Byte.toUnsignedInt(l.fastRead[b].get(ValueLayout.JAVA_BYTE, l.bucketOffset(gpa))) : (int) readSlow(gpa, 1, "readU8");
+        final int b = l.bucket(gpa, 1, false);
+        if (b >= 0) {
+            try {
+                return Byte.toUnsignedInt(l.all.get(ValueLayout.JAVA_BYTE, gpa + l.readOff[b]));
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                return readU8(gpa);
+            }
+        }
+        return (int) readSlow(gpa, 1, "readU8");
     }
 
     /** The little-endian u16 at {@code gpa} (any alignment), zero-extended. */
     public int readU16(long gpa) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 2);
-        return b >= 0 ? Short.toUnsignedInt(l.fastRead[b].get(U16, l.bucketOffset(gpa))) : (int) readSlow(gpa, 2, "readU16");
+        final int b = l.bucket(gpa, 2, false);
+        if (b >= 0) {
+            try {
+                return Short.toUnsignedInt(l.all.get(U16, gpa + l.readOff[b]));
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                return readU16(gpa);
+            }
+        }
+        return (int) readSlow(gpa, 2, "readU16");
     }
 
     /** The little-endian u32 at {@code gpa} (any alignment), as an int's bits. */
     public int readU32(long gpa) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 4);
-        return b >= 0 ? l.fastRead[b].get(U32, l.bucketOffset(gpa)) : (int) readSlow(gpa, 4, "readU32");
+        final int b = l.bucket(gpa, 4, false);
+        if (b >= 0) {
+            try {
+                return l.all.get(U32, gpa + l.readOff[b]);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                return readU32(gpa);
+            }
+        }
+        return (int) readSlow(gpa, 4, "readU32");
     }
 
     /** The little-endian u64 at {@code gpa} (any alignment). */
     public long readU64(long gpa) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 8);
-        return b >= 0 ? l.fastRead[b].get(U64, l.bucketOffset(gpa)) : readSlow(gpa, 8, "readU64");
+        final int b = l.bucket(gpa, 8, false);
+        if (b >= 0) {
+            try {
+                return l.all.get(U64, gpa + l.readOff[b]);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                return readU64(gpa);
+            }
+        }
+        return readSlow(gpa, 8, "readU64");
     }
 
     /** Writes the low byte of {@code value} at {@code gpa}. */
     public void writeU8(long gpa, int value) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 1);
-        if (b >= 0 && l.fastWrite[b] != null) {
-            final long o = l.bucketOffset(gpa);
-            l.fastWrite[b].set(ValueLayout.JAVA_BYTE, o, (byte) value);
-            markFast(l, b, o, 1);
+        final int b = l.bucket(gpa, 1, true);
+        if (b >= 0) {
+            try {
+                l.all.set(ValueLayout.JAVA_BYTE, gpa + l.writeOff[b], (byte) value);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                writeU8(gpa, value);
+                return;
+            }
+            markFast(l, b, gpa, 1);
             return;
         }
         writeSlow(gpa, 1, value, "writeU8");
@@ -486,11 +568,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes the low 16 bits of {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU16(long gpa, int value) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 2);
-        if (b >= 0 && l.fastWrite[b] != null) {
-            final long o = l.bucketOffset(gpa);
-            l.fastWrite[b].set(U16, o, (short) value);
-            markFast(l, b, o, 2);
+        final int b = l.bucket(gpa, 2, true);
+        if (b >= 0) {
+            try {
+                l.all.set(U16, gpa + l.writeOff[b], (short) value);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                writeU16(gpa, value);
+                return;
+            }
+            markFast(l, b, gpa, 2);
             return;
         }
         writeSlow(gpa, 2, value, "writeU16");
@@ -499,11 +586,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU32(long gpa, int value) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 4);
-        if (b >= 0 && l.fastWrite[b] != null) {
-            final long o = l.bucketOffset(gpa);
-            l.fastWrite[b].set(U32, o, value);
-            markFast(l, b, o, 4);
+        final int b = l.bucket(gpa, 4, true);
+        if (b >= 0) {
+            try {
+                l.all.set(U32, gpa + l.writeOff[b], value);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                writeU32(gpa, value);
+                return;
+            }
+            markFast(l, b, gpa, 4);
             return;
         }
         writeSlow(gpa, 4, value, "writeU32");
@@ -512,11 +604,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU64(long gpa, long value) {
         final Layout l = layout;
-        final int b = l.bucket(gpa, 8);
-        if (b >= 0 && l.fastWrite[b] != null) {
-            final long o = l.bucketOffset(gpa);
-            l.fastWrite[b].set(U64, o, value);
-            markFast(l, b, o, 8);
+        final int b = l.bucket(gpa, 8, true);
+        if (b >= 0) {
+            try {
+                l.all.set(U64, gpa + l.writeOff[b], value);
+            } catch (IllegalStateException e) {
+                retired(l, e);
+                writeU64(gpa, value);
+                return;
+            }
+            markFast(l, b, gpa, 8);
             return;
         }
         writeSlow(gpa, 8, value, "writeU64");
@@ -562,22 +659,22 @@ public final class GuestMemory implements AutoCloseable {
     private int aligned(Layout l, long gpa, int size, boolean write, String op) {
         if ((gpa & (size - 1)) != 0)
             throw new IllegalArgumentException(op + " at gpa " + Fmt.hex(gpa) + ": not " + size + "-byte aligned");
-        int b = l.bucket(gpa, size);
-        if (b >= 0 && (!write || l.fastWrite[b] != null)) return b;
+        int b = l.bucket(gpa, size, write);
+        if (b >= 0) return b;
         return ~checkedIndex(l, gpa, 0, write, op);
     }
 
     private static MemorySegment segment(Layout l, int h) {
-        return h >= 0 ? l.fastRead[h] : l.any[~h];
+        return h >= 0 ? l.all : l.any[~h];
     }
 
     private static long offset(Layout l, int h, long gpa) {
-        return h >= 0 ? l.bucketOffset(gpa) : gpa - l.base[~h];
+        return h >= 0 ? gpa + l.readOff[h] : gpa - l.base[~h];
     }
 
     /** Marks the page of an aligned access (which never crosses a page). */
     private static void mark(Layout l, int h, long gpa) {
-        if (h >= 0) l.fastDirty[h].mark(l.fastPage[h] + (l.bucketOffset(gpa) >>> l.shift));
+        if (h >= 0) l.fastDirty[h].mark(l.fastPage[h] + (((gpa - l.fastBase) & l.fastMask) >>> l.shift));
         else l.dirty[~h].mark((gpa - l.base[~h]) >>> l.shift);
     }
 
@@ -585,35 +682,61 @@ public final class GuestMemory implements AutoCloseable {
     public int readU8Volatile(long gpa) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 1, false, "readU8Volatile");
-        return Byte.toUnsignedInt((byte) A8.getOpaque(segment(l, h), offset(l, h, gpa)));
+        try {
+            return Byte.toUnsignedInt((byte) A8.getOpaque(segment(l, h), offset(l, h, gpa)));
+        } catch (IllegalStateException e) {
+            retired(l, e); // the layout changed under us: go again on the new one
+            return readU8Volatile(gpa);
+        }
     }
 
     /** The u16 at {@code gpa} (2-byte aligned) with opaque ordering, zero-extended. */
     public int readU16Volatile(long gpa) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 2, false, "readU16Volatile");
-        return Short.toUnsignedInt((short) A16.getOpaque(segment(l, h), offset(l, h, gpa)));
+        try {
+            return Short.toUnsignedInt((short) A16.getOpaque(segment(l, h), offset(l, h, gpa)));
+        } catch (IllegalStateException e) {
+            retired(l, e); // the layout changed under us: go again on the new one
+            return readU16Volatile(gpa);
+        }
     }
 
     /** The u32 at {@code gpa} (4-byte aligned) with opaque ordering. */
     public int readU32Volatile(long gpa) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 4, false, "readU32Volatile");
-        return (int) A32.getOpaque(segment(l, h), offset(l, h, gpa));
+        try {
+            return (int) A32.getOpaque(segment(l, h), offset(l, h, gpa));
+        } catch (IllegalStateException e) {
+            retired(l, e); // the layout changed under us: go again on the new one
+            return readU32Volatile(gpa);
+        }
     }
 
     /** The u64 at {@code gpa} (8-byte aligned) with opaque ordering. */
     public long readU64Volatile(long gpa) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 8, false, "readU64Volatile");
-        return (long) A64.getOpaque(segment(l, h), offset(l, h, gpa));
+        try {
+            return (long) A64.getOpaque(segment(l, h), offset(l, h, gpa));
+        } catch (IllegalStateException e) {
+            retired(l, e); // the layout changed under us: go again on the new one
+            return readU64Volatile(gpa);
+        }
     }
 
     /** Writes a byte with opaque ordering. */
     public void writeU8Volatile(long gpa, int value) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 1, true, "writeU8Volatile");
-        A8.setOpaque(segment(l, h), offset(l, h, gpa), (byte) value);
+        try {
+            A8.setOpaque(segment(l, h), offset(l, h, gpa), (byte) value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU8Volatile(gpa, value);
+            return;
+        }
         mark(l, h, gpa);
     }
 
@@ -621,7 +744,13 @@ public final class GuestMemory implements AutoCloseable {
     public void writeU16Volatile(long gpa, int value) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 2, true, "writeU16Volatile");
-        A16.setOpaque(segment(l, h), offset(l, h, gpa), (short) value);
+        try {
+            A16.setOpaque(segment(l, h), offset(l, h, gpa), (short) value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU16Volatile(gpa, value);
+            return;
+        }
         mark(l, h, gpa);
     }
 
@@ -629,7 +758,13 @@ public final class GuestMemory implements AutoCloseable {
     public void writeU32Volatile(long gpa, int value) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 4, true, "writeU32Volatile");
-        A32.setOpaque(segment(l, h), offset(l, h, gpa), value);
+        try {
+            A32.setOpaque(segment(l, h), offset(l, h, gpa), value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU32Volatile(gpa, value);
+            return;
+        }
         mark(l, h, gpa);
     }
 
@@ -637,7 +772,13 @@ public final class GuestMemory implements AutoCloseable {
     public void writeU64Volatile(long gpa, long value) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 8, true, "writeU64Volatile");
-        A64.setOpaque(segment(l, h), offset(l, h, gpa), value);
+        try {
+            A64.setOpaque(segment(l, h), offset(l, h, gpa), value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU64Volatile(gpa, value);
+            return;
+        }
         mark(l, h, gpa);
     }
 
@@ -645,7 +786,13 @@ public final class GuestMemory implements AutoCloseable {
     public boolean compareAndSetU32(long gpa, int expect, int update) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 4, true, "compareAndSetU32");
-        boolean ok = A32.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+        boolean ok;
+        try {
+            ok = A32.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return compareAndSetU32(gpa, expect, update);
+        }
         if (ok) mark(l, h, gpa);
         return ok;
     }
@@ -654,7 +801,13 @@ public final class GuestMemory implements AutoCloseable {
     public boolean compareAndSetU64(long gpa, long expect, long update) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 8, true, "compareAndSetU64");
-        boolean ok = A64.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+        boolean ok;
+        try {
+            ok = A64.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return compareAndSetU64(gpa, expect, update);
+        }
         if (ok) mark(l, h, gpa);
         return ok;
     }
@@ -663,7 +816,13 @@ public final class GuestMemory implements AutoCloseable {
     public int getAndAddU32(long gpa, int delta) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 4, true, "getAndAddU32");
-        int old = (int) A32.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+        int old;
+        try {
+            old = (int) A32.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return getAndAddU32(gpa, delta);
+        }
         mark(l, h, gpa);
         return old;
     }
@@ -672,7 +831,13 @@ public final class GuestMemory implements AutoCloseable {
     public long getAndAddU64(long gpa, long delta) {
         final Layout l = layout;
         final int h = aligned(l, gpa, 8, true, "getAndAddU64");
-        long old = (long) A64.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+        long old;
+        try {
+            old = (long) A64.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return getAndAddU64(gpa, delta);
+        }
         mark(l, h, gpa);
         return old;
     }
@@ -953,8 +1118,10 @@ public final class GuestMemory implements AutoCloseable {
             if (!next.containsKey(e.getKey()) && e.getValue().view() != null) stale.add(e.getValue().view());
         }
         mappings = next;
+        Layout old = layout;
         layout = new Layout(set, next);
-        for (RegionView v : stale) v.close(); // after publication: new accesses use the new layout
+        if (old != null) old.retire(); // after publication: new accesses use the new layout
+        for (RegionView v : stale) v.close();
     }
 
     private HostRegion regionFor(Memslot s) {
@@ -981,7 +1148,9 @@ public final class GuestMemory implements AutoCloseable {
             memslots.removeObserver(observer);
             Map<Integer, Mapping> old = mappings;
             mappings = new HashMap<>();
+            Layout last = layout;
             layout = new Layout(MemslotSet.empty(geometry, addressSpace), mappings);
+            last.retire();
             for (Mapping m : old.values()) if (m.view() != null) m.view().close();
         }
     }
