@@ -9,20 +9,17 @@ import io.guestmem.sys.Mman;
 
 import java.lang.foreign.ValueLayout;
 import java.lang.management.ManagementFactory;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /** Batch translation against pagemap, over a range with holes, a read-only slot and a PROT_NONE page. */
 class FollowPfnBatchTest {
     private static final com.sun.management.ThreadMXBean MX =
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+    @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
 
-    @AfterEach
-    void close() {
-        f.close();
-    }
 
     @Test
     void batchEqualsPagemapWithFewSyscalls() {

@@ -20,17 +20,18 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /** Each row of FollowPfn's decision table over real base-page memory, checked against pagemap/kpageflags. */
 class FollowPfnTest {
+    @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
 
     @AfterEach
-    void close() {
+    void resetUnsafeMappings() {
         FollowPfn.setAllowUnsafeMappings(false);
-        f.close();
     }
 
     @Test

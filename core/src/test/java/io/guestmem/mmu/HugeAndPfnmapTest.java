@@ -18,18 +18,19 @@ import io.guestmem.procfs.VmFlag;
 
 import java.lang.foreign.ValueLayout;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /** THP, hugetlb 2M/1G and a real VM_PFNMAP range through follow_pfn and the host mapping level. */
 class HugeAndPfnmapTest {
+    @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
 
     @AfterEach
-    void close() {
+    void resetUnsafeMappings() {
         FollowPfn.setAllowUnsafeMappings(false);
-        f.close();
     }
 
     @Test

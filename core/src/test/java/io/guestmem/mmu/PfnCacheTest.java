@@ -13,20 +13,17 @@ import io.guestmem.sys.Mman;
 
 import java.lang.foreign.ValueLayout;
 import java.lang.management.ManagementFactory;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /** The pfn cache over real memory: hit path allocation-free, invalidation, generation, refresh. */
 class PfnCacheTest {
     private static final com.sun.management.ThreadMXBean MX =
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+    @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
 
-    @AfterEach
-    void close() {
-        f.close();
-    }
 
     @Test
     void activateCheckInvalidateRefresh() {

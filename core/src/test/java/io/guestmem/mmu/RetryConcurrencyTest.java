@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -24,13 +24,10 @@ import org.junit.jupiter.api.Test;
  * sequence: the count of those that do not (stale) must be 0.
  */
 class RetryConcurrencyTest {
+    @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
 
-    @AfterEach
-    void close() {
-        f.close();
-    }
 
     @Test
     void noResultThatPassesTheRetryCheckIsStale() throws Exception {
