@@ -9,7 +9,6 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
-import java.util.Arrays;
 
 /**
  * CPU affinity of the calling thread: {@code sched_getaffinity} and {@code sched_setaffinity} with pid 0,
@@ -42,8 +41,6 @@ public final class Sched {
                     throw new SyscallException(e, "sched_getaffinity(0, " + bytes + ")");
                 }
                 return cpusOf(mask.toArray(ValueLayout.JAVA_LONG));
-            } catch (SyscallException e) {
-                throw e;
             } catch (Throwable t) {
                 throw Native.rethrow(t);
             }
@@ -52,27 +49,14 @@ public final class Sched {
 
     /** Restricts the calling thread to {@code cpu}. */
     public static void pinCurrentThread(int cpu) {
-        setCurrentThreadAffinity(cpu);
-    }
-
-    /**
-     * Restricts the calling thread to {@code cpus} (a thread it creates from now on inherits the mask: the
-     * way to start a thread on a given CPU rather than move it after it first ran).
-     */
-    public static void setCurrentThreadAffinity(int... cpus) {
-        if (cpus.length == 0) throw new IllegalArgumentException("no cpu");
-        int max = 0;
-        for (int c : cpus) {
-            if (c < 0 || c >= MAX_MASK_BYTES * 8) throw new IllegalArgumentException("cpu " + c);
-            max = Math.max(max, c);
-        }
-        long bytes = Math.max(FIRST_MASK_BYTES, ((max / 64) + 1) * 8L);
+        if (cpu < 0 || cpu >= MAX_MASK_BYTES * 8) throw new IllegalArgumentException("cpu " + cpu);
+        long bytes = Math.max(FIRST_MASK_BYTES, ((cpu / 64) + 1) * 8L);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment mask = a.allocate(bytes, 8);
-            for (int c : cpus) mask.setAtIndex(ValueLayout.JAVA_LONG, c / 64, mask.getAtIndex(ValueLayout.JAVA_LONG, c / 64) | (1L << (c % 64)));
+            mask.setAtIndex(ValueLayout.JAVA_LONG, cpu / 64, 1L << (cpu % 64));
             MemorySegment st = Native.state();
             int r = (int) SETAFFINITY.invokeExact(st, 0, bytes, mask);
-            if (r < 0) throw new SyscallException(Native.errno(st), "sched_setaffinity(0, cpus " + Arrays.toString(cpus) + ")");
+            if (r < 0) throw new SyscallException(Native.errno(st), "sched_setaffinity(0, cpu " + cpu + ")");
         } catch (Throwable t) {
             throw Native.rethrow(t);
         }
@@ -86,6 +70,6 @@ public final class Sched {
         for (int i = 0; i < words.length; i++) {
             for (long w = words[i]; w != 0; w &= w - 1) cpus[k++] = i * 64 + Long.numberOfTrailingZeros(w);
         }
-        return Arrays.copyOf(cpus, k);
+        return cpus;
     }
 }

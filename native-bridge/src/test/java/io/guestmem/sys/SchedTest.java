@@ -70,30 +70,6 @@ class SchedTest {
     }
 
     @Test
-    void aThreadStartsWithTheMaskOfItsCreator() throws Exception {
-        int[] cpus = Sched.allowedCpus();
-        int cpu = cpus[0];
-        AtomicReference<Object> seen = new AtomicReference<>();
-        Thread creator = Thread.ofPlatform().start(() -> {
-            try {
-                Sched.setCurrentThreadAffinity(cpu);
-                AtomicReference<int[]> child = new AtomicReference<>();
-                Thread c = Thread.ofPlatform().start(() -> child.set(Sched.allowedCpus()));
-                Sched.setCurrentThreadAffinity(cpus);
-                c.join();
-                seen.set(new int[][] {child.get(), Sched.allowedCpus()});
-            } catch (Throwable e) {
-                seen.set(e);
-            }
-        });
-        creator.join();
-        if (seen.get() instanceof Throwable e) throw new AssertionError(e);
-        int[][] r = (int[][]) seen.get();
-        assertArrayEquals(new int[] {cpu}, r[0], "the child inherited the mask it was created under");
-        assertArrayEquals(cpus, r[1], "the creator's mask is restored");
-    }
-
-    @Test
     void aCpuThatDoesNotExistIsEinval() throws Exception {
         AtomicReference<Throwable> thrown = new AtomicReference<>();
         Thread t = Thread.ofPlatform().start(() -> {
