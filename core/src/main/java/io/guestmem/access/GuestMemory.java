@@ -132,8 +132,7 @@ public final class GuestMemory implements AutoCloseable {
         final long[] base;             // first gpa of slot i
         final long[] size;             // bytes of slot i
         final MemorySegment[] any;     // the view, or null when unbacked
-        final MemorySegment[] read;    // the view when the fast path may read it (backed, not GUEST_MEMFD)
-        final MemorySegment[] write;   // ... and write it (also not READONLY, not a read-only mapping)
+        final MemorySegment[] read;    // the view when plain loops may use it (backed, not GUEST_MEMFD)
         final DirtyBitmap[] dirty;
         final Mapping[] mapping;
 
@@ -157,7 +156,7 @@ public final class GuestMemory implements AutoCloseable {
             size = new long[n];
             any = new MemorySegment[n];
             read = new MemorySegment[n];
-            write = new MemorySegment[n];
+            boolean[] writable = new boolean[n]; // not READONLY, not a read-only mapping
             dirty = new DirtyBitmap[n];
             mapping = new Mapping[n];
             long align = 0, lo = Long.MAX_VALUE, hi = 0, loHva = Long.MAX_VALUE, hiHva = 0;
@@ -171,7 +170,7 @@ public final class GuestMemory implements AutoCloseable {
                 MemorySegment v = m.view() == null ? null : m.view().segment();
                 any[i] = v;
                 read[i] = v == null || s.guestMemfd() ? null : v;
-                write[i] = read[i] == null || s.readOnly() || v.isReadOnly() ? null : v;
+                writable[i] = read[i] != null && !s.readOnly() && !v.isReadOnly();
                 if (read[i] != null) {
                     align |= base[i] | size[i];
                     lo = Math.min(lo, base[i]);
@@ -201,7 +200,7 @@ public final class GuestMemory implements AutoCloseable {
                 if (i < 0 || read[i] == null || base[i] > start || base[i] + size[i] < end) continue;
                 // gpa -> hva of the slot's view -> offset in all
                 readOff[b] = read[i].address() - base[i] - loHva;
-                writeOff[b] = write[i] != null ? readOff[b] : NONE;
+                writeOff[b] = writable[i] ? readOff[b] : NONE;
                 fastDirty[b] = dirty[i];
                 fastPage[b] = (start - base[i]) >>> shift;
                 served = true;
