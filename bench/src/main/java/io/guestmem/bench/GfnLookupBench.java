@@ -11,6 +11,12 @@ import org.openjdk.jmh.annotations.*;
  * by {@link Memslots} as a VMM would. {@code random} uses the reference xorshift sequence (compare with
  * vm-memory's {@code get_host_address}); {@code sequential} walks pages in order, where the last-used
  * slot cache hits. The hvas are never dereferenced, so they need no backing memory.
+ *
+ * <p>Three shapes: {@code gfnToHva} is one lookup per JMH invocation (the harness's own index step and
+ * call in every op); {@code gfnToHvaLoop} is a loop over the whole sequence summing the hvas, the shape of
+ * vm-memory's loop in {@code bench/reference/vm-memory}, so their ratio compares like with like;
+ * {@code indexFloor} is {@code gfnToHva}'s harness with no lookup (it returns the gfn), the floor under
+ * {@code gfnToHva}.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -49,8 +55,28 @@ public class GfnLookupBench {
 
     @Benchmark
     public long gfnToHva() {
+        return set.gfnToHva(gfns[step()]);
+    }
+
+    /** ns per lookup over the whole sequence, no harness between two lookups. */
+    @Benchmark
+    @OperationsPerInvocation(Layout.N)
+    public long gfnToHvaLoop() {
+        final MemslotSet s = set;
+        final long[] g = gfns;
+        long acc = 0;
+        for (int k = 0; k < g.length; k++) acc += s.gfnToHva(g[k]);
+        return acc;
+    }
+
+    @Benchmark
+    public long indexFloor() {
+        return gfns[step()];
+    }
+
+    private int step() {
         int i = next;
         next = (i + 1) & Layout.MASK;
-        return set.gfnToHva(gfns[i]);
+        return i;
     }
 }

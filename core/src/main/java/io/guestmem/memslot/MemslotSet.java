@@ -40,6 +40,8 @@ public final class MemslotSet {
     private static final int SCAN_LIMIT = 4;
     // whole[] values besides a slot index: no gfn of the bucket is in a slot / the bucket needs the scan.
     private static final int GAP_BUCKET = -1, MIXED_BUCKET = -2;
+    // wholeDelta[] for a gap or mixed bucket (a slot whose delta is exactly this takes the indexOf path).
+    private static final long NO_DELTA = Long.MIN_VALUE;
 
     private final PageGeometry geometry;
     private final int addressSpace;
@@ -49,6 +51,8 @@ public final class MemslotSet {
     private final long[] ends;          // endGfn per slot, ascending (slots never overlap)
     private final int[] dir;            // dir[b] = first slot whose end > dirBase + (b << dirShift); length buckets+1
     private final int[] whole;          // whole[b] = the slot holding all of bucket b, GAP_BUCKET, or MIXED_BUCKET
+    private final long[] wholeDelta;    // hva - (gfn << shift) of the slot holding all 2^dirShift gfns of bucket b, or NO_DELTA
+    private final int shift;            // the geometry's page shift, kept here: one load less per lookup
     private final long dirBase;         // first gfn of the first slot
     private final long dirSpan;         // gfns from dirBase to the end of the last slot (0 when empty)
     private final int dirShift;
@@ -76,6 +80,7 @@ public final class MemslotSet {
 
     private MemslotSet(PageGeometry geometry, int addressSpace, long generation, Memslot[] unsorted) {
         this.geometry = geometry;
+        this.shift = geometry.shift();
         this.addressSpace = addressSpace;
         this.generation = generation;
         Memslot[] s = unsorted.clone();
@@ -130,6 +135,7 @@ public final class MemslotSet {
             dirShift = 0;
             dir = new int[] {0};
             whole = new int[] {GAP_BUCKET};
+            wholeDelta = new long[] {NO_DELTA};
             dirScan = true;
         } else {
             dirBase = s[0].baseGfn();
@@ -152,6 +158,7 @@ public final class MemslotSet {
             // gap check: with slots and gaps aligned to the bucket size (a VMM's usual MiB-aligned layout)
             // every lookup takes that path, which keeps the instructions between two guest accesses few.
             whole = new int[buckets];
+            wholeDelta = new long[buckets];
             long last = dirBase + dirSpan;
             for (int b = 0; b < buckets; b++) {
                 long start = dirBase + ((long) b << k), end = Math.min(start + (1L << k), last);
@@ -159,6 +166,10 @@ public final class MemslotSet {
                 if (first >= n || s[first].baseGfn() >= end) whole[b] = GAP_BUCKET;
                 else if (s[first].baseGfn() <= start && ends[first] >= end) whole[b] = first;
                 else whole[b] = MIXED_BUCKET;
+                // Only for a bucket the slot covers to its last gfn, so a gfn past the end of the last slot
+                // (in the last bucket's tail) never finds one.
+                boolean full = whole[b] >= 0 && ends[first] - start >= 1L << k;
+                wholeDelta[b] = full ? table[first * STRIDE + HVA_DELTA] : NO_DELTA;
             }
         }
     }
@@ -204,8 +215,14 @@ public final class MemslotSet {
 
     /** The hva of {@code gfn}, or {@link #BAD_HVA}. Allocation-free ({@code __gfn_to_hva_many} for a read). */
     public long gfnToHva(long gfn) {
+        // A bucket inside one slot: one load gives the hva, not a slot index and then the slot's row.
+        final long b = (gfn - dirBase) >>> dirShift; // a gfn below dirBase gives a b past the table (unsigned)
+        if (Long.compareUnsigned(b, wholeDelta.length) < 0) {
+            final long d = wholeDelta[(int) b];
+            if (d != NO_DELTA) return d + (gfn << shift);
+        }
         int i = indexOf(gfn);
-        return i < 0 ? BAD_HVA : table[i * STRIDE + HVA_DELTA] + (gfn << geometry.shift());
+        return i < 0 ? BAD_HVA : table[i * STRIDE + HVA_DELTA] + (gfn << shift);
     }
 
     /**
@@ -217,12 +234,12 @@ public final class MemslotSet {
         if (i < 0) return BAD_HVA;
         int o = i * STRIDE;
         if ((table[o + FLAGS] & Memslot.READONLY) != 0) return RO_BAD_HVA;
-        return table[o + HVA_DELTA] + (gfn << geometry.shift());
+        return table[o + HVA_DELTA] + (gfn << shift);
     }
 
     /** The hva of a guest physical address (page offset kept), or {@link #BAD_HVA}. */
     public long gpaToHva(long gpa) {
-        long hva = gfnToHva(gpa >>> geometry.shift());
+        long hva = gfnToHva(gpa >>> shift);
         return hva < 0 ? hva : hva + geometry.offset(gpa);
     }
 
@@ -233,7 +250,7 @@ public final class MemslotSet {
 
     /** The hva of {@code gfn} in the slot at {@code index}; the caller got index from {@link #indexOf}. */
     public long hvaAt(int index, long gfn) {
-        return table[index * STRIDE + HVA_DELTA] + (gfn << geometry.shift());
+        return table[index * STRIDE + HVA_DELTA] + (gfn << shift);
     }
 
     public long baseGfnAt(int index) {
