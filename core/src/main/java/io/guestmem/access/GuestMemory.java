@@ -14,6 +14,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -47,8 +48,9 @@ import java.util.function.Function;
  * {@code Layout} is built: the {@link MemslotSet}, each slot's base gpa, size, view and dirty bitmap, and a
  * bucket table: guest-physical space cut into equal power-of-two buckets no larger than the alignment of the
  * slots' boundaries, each bucket that lies in one plain RAM slot holding the offset from its gpas into one
- * segment shared by all such slots. An access that fits in one bucket is one volatile read of the layout, a
- * subtraction and a shift, one load from a dense long[] and the segment's bounds and liveness checks: no
+ * segment shared by all such slots. An access that fits in one bucket is a read of the layout (plain for the
+ * plain flavour, so that a device's loop keeps it in registers), a subtraction and a shift, one load from a
+ * dense long[] and the segment's bounds and liveness checks: no
  * search, no allocation, no lock, no syscall. Accesses that cross a bucket, hit a hole, an unbacked or a
  * GUEST_MEMFD slot take a checked loop (the memslot lookup, then slot by slot) that still allocates nothing
  * for typed accessors. A layout is retired (its segment closed) as soon as the next one is published; an
@@ -232,9 +234,36 @@ public final class GuestMemory implements AutoCloseable {
     private final MemslotObserver observer = new Observer();
     private final List<HostRegion> regions = new ArrayList<>();       // guarded by this
     private Map<Integer, Mapping> mappings = new HashMap<>();          // guarded by this
-    private volatile Layout layout;
+    private Layout layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private volatile PageAccessPolicy policy;
     private boolean closed;                                            // guarded by this
+
+    private static final VarHandle LAYOUT;
+    static {
+        try {
+            LAYOUT = MethodHandles.lookup().findVarHandle(GuestMemory.class, "layout", Layout.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    /**
+     * The current layout, read with acquire ordering: what every path uses that may refuse an access (not
+     * RAM, read-only, private) or that goes through a slot's own view, so that it never refuses or serves
+     * on a layout a finished memslot change replaced.
+     *
+     * <p>The plain typed and byte[] fast paths instead read {@code layout} plainly, so that the JIT can keep
+     * it (and the table and segment it holds) in registers across a device model's loop: a read then costs
+     * the arithmetic, one table load and the access itself. That is sound because a fast path only ever
+     * serves a bucket through {@code all}, and a layout's arena is closed as soon as the next one is
+     * published: a thread still using an old layout gets IllegalStateException from the closed arena (the
+     * JDK's close handshake deoptimizes compiled frames that hoisted the liveness check), goes to
+     * {@link #retired}, which re-reads here, and retries; and a fast-path miss goes to a slow path that
+     * starts from here.
+     */
+    private Layout current() {
+        return (Layout) LAYOUT.getAcquire(this);
+    }
 
     /** Guest memory over address space 0 of {@code memslots}, every page accessible (no private memory). */
     public GuestMemory(Memslots memslots) {
@@ -341,7 +370,7 @@ public final class GuestMemory implements AutoCloseable {
                 return;
             }
         }
-        copy(l, gpa, MemorySegment.ofArray(dst).asSlice(off, len), false, "read");
+        copy(current(), gpa, MemorySegment.ofArray(dst).asSlice(off, len), false, "read");
     }
 
     /** Reads {@code dst.remaining()} bytes at {@code gpa}; the position advances by the bytes read, even on error. */
@@ -351,7 +380,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Reads {@code dst.byteSize()} bytes at {@code gpa} into {@code dst}. */
     public void read(long gpa, MemorySegment dst) {
-        copy(layout, gpa, dst, false, "read");
+        copy(current(), gpa, dst, false, "read");
     }
 
     /** Writes {@code src} at {@code gpa}. */
@@ -376,7 +405,7 @@ public final class GuestMemory implements AutoCloseable {
             markFast(l, b, gpa, len);
             return;
         }
-        copy(l, gpa, MemorySegment.ofArray(src).asSlice(off, len), true, "write");
+        copy(current(), gpa, MemorySegment.ofArray(src).asSlice(off, len), true, "write");
     }
 
     /** Writes {@code src.remaining()} bytes at {@code gpa}; the position advances by the bytes written, even on error. */
@@ -386,12 +415,12 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes the bytes of {@code src} at {@code gpa}. */
     public void write(long gpa, MemorySegment src) {
-        copy(layout, gpa, src, true, "write");
+        copy(current(), gpa, src, true, "write");
     }
 
     /** Sets {@code len} bytes at {@code gpa} to {@code value}. */
     public void fill(long gpa, long len, byte value) {
-        Layout l = layout;
+        Layout l = current();
         long done = 0;
         while (done < len) {
             long g = gpa + done;
@@ -408,7 +437,7 @@ public final class GuestMemory implements AutoCloseable {
         int pos = buf.position();
         MemorySegment seg = MemorySegment.ofBuffer(buf); // [position, limit)
         try {
-            copy(layout, gpa, seg, write, op);
+            copy(current(), gpa, seg, write, op);
             buf.position(buf.limit());
         } catch (GuestMemoryException e) {
             buf.position(pos + (int) e.bytesDone());
@@ -476,7 +505,7 @@ public final class GuestMemory implements AutoCloseable {
      * the caller goes again on the new one), else rethrows.
      */
     private void retired(Layout l, IllegalStateException e) {
-        if (layout == l) throw e;
+        if (current() == l) throw e;
     }
 
     private static void markWritten(Layout l, int i, long o, long len) {
@@ -620,7 +649,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Byte by byte through the checked path: crossing slots, GUEST_MEMFD pages, errors. Allocation-free. */
     private long readSlow(long gpa, int n, String op) {
-        Layout l = layout;
+        Layout l = current();
         long v = 0;
         for (int k = 0; k < n; k++) {
             long g = gpa + k;
@@ -635,7 +664,7 @@ public final class GuestMemory implements AutoCloseable {
      * be worse than none), then writes byte by byte.
      */
     private void writeSlow(long gpa, int n, long value, String op) {
-        Layout l = layout;
+        Layout l = current();
         for (int k = 0; k < n; k++) checkedIndex(l, gpa + k, 0, true, op);
         for (int k = 0; k < n; k++) {
             long g = gpa + k;
@@ -679,7 +708,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The byte at {@code gpa} with opaque ordering, zero-extended. */
     public int readU8Volatile(long gpa) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 1, false, "readU8Volatile");
         try {
             return Byte.toUnsignedInt((byte) A8.getOpaque(segment(l, h), offset(l, h, gpa)));
@@ -691,7 +720,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u16 at {@code gpa} (2-byte aligned) with opaque ordering, zero-extended. */
     public int readU16Volatile(long gpa) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 2, false, "readU16Volatile");
         try {
             return Short.toUnsignedInt((short) A16.getOpaque(segment(l, h), offset(l, h, gpa)));
@@ -703,7 +732,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u32 at {@code gpa} (4-byte aligned) with opaque ordering. */
     public int readU32Volatile(long gpa) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 4, false, "readU32Volatile");
         try {
             return (int) A32.getOpaque(segment(l, h), offset(l, h, gpa));
@@ -715,7 +744,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u64 at {@code gpa} (8-byte aligned) with opaque ordering. */
     public long readU64Volatile(long gpa) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 8, false, "readU64Volatile");
         try {
             return (long) A64.getOpaque(segment(l, h), offset(l, h, gpa));
@@ -727,7 +756,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a byte with opaque ordering. */
     public void writeU8Volatile(long gpa, int value) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 1, true, "writeU8Volatile");
         try {
             A8.setOpaque(segment(l, h), offset(l, h, gpa), (byte) value);
@@ -741,7 +770,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u16 (2-byte aligned) with opaque ordering. */
     public void writeU16Volatile(long gpa, int value) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 2, true, "writeU16Volatile");
         try {
             A16.setOpaque(segment(l, h), offset(l, h, gpa), (short) value);
@@ -755,7 +784,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u32 (4-byte aligned) with opaque ordering. */
     public void writeU32Volatile(long gpa, int value) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 4, true, "writeU32Volatile");
         try {
             A32.setOpaque(segment(l, h), offset(l, h, gpa), value);
@@ -769,7 +798,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u64 (8-byte aligned) with opaque ordering. */
     public void writeU64Volatile(long gpa, long value) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 8, true, "writeU64Volatile");
         try {
             A64.setOpaque(segment(l, h), offset(l, h, gpa), value);
@@ -783,7 +812,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Atomically sets the u32 at {@code gpa} (4-byte aligned) to {@code update} if it is {@code expect}. */
     public boolean compareAndSetU32(long gpa, int expect, int update) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 4, true, "compareAndSetU32");
         boolean ok;
         try {
@@ -798,7 +827,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Atomically sets the u64 at {@code gpa} (8-byte aligned) to {@code update} if it is {@code expect}. */
     public boolean compareAndSetU64(long gpa, long expect, long update) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 8, true, "compareAndSetU64");
         boolean ok;
         try {
@@ -813,7 +842,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Atomically adds {@code delta} to the u32 at {@code gpa} (4-byte aligned, wrapping); returns the old value. */
     public int getAndAddU32(long gpa, int delta) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 4, true, "getAndAddU32");
         int old;
         try {
@@ -828,7 +857,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Atomically adds {@code delta} to the u64 at {@code gpa} (8-byte aligned, wrapping); returns the old value. */
     public long getAndAddU64(long gpa, long delta) {
-        final Layout l = layout;
+        final Layout l = current();
         final int h = aligned(l, gpa, 8, true, "getAndAddU64");
         long old;
         try {
@@ -853,7 +882,7 @@ public final class GuestMemory implements AutoCloseable {
      */
     public MemorySegment slice(long gpa, long len) {
         if (len <= 0) throw new IllegalArgumentException("slice length " + len);
-        Layout l = layout;
+        Layout l = current();
         int i = checkedIndex(l, gpa, 0, false, "slice");
         long o = gpa - l.base[i];
         if (len > l.size[i] - o) {
@@ -871,7 +900,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Marks {@code [gpa, gpa + len)} dirty (for writes made through a {@link #slice}); holes are an error. */
     public void markDirty(long gpa, long len) {
-        Layout l = layout;
+        Layout l = current();
         long done = 0;
         while (done < len) {
             long g = gpa + done;
@@ -924,7 +953,7 @@ public final class GuestMemory implements AutoCloseable {
 
     private long transfer(long gpa, long len, boolean intoGuest, String op, Io io) throws IOException {
         if (len < 0) throw new IllegalArgumentException(op + " length " + len);
-        Layout l = layout;
+        Layout l = current();
         for (long done = 0; done < len; ) { // check everything before moving a byte
             long g = gpa + done;
             int i = checkedIndex(l, g, 0, intoGuest, op);
@@ -1010,7 +1039,7 @@ public final class GuestMemory implements AutoCloseable {
      */
     public List<DirtyPages> pagesToSend(Function<Memslot, long[]> externalGfns) {
         List<DirtyPages> out = new ArrayList<>();
-        for (Memslot s : layout.set.slots()) {
+        for (Memslot s : current().set.slots()) {
             long[] ext = externalGfns == null ? null : externalGfns.apply(s);
             out.add(ext == null ? collectDirty(s.id()) : collectDirty(s.id(), ext));
         }
@@ -1024,7 +1053,7 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     private Mapping mappingOf(int slotId) {
-        Layout l = layout;
+        Layout l = current();
         for (Mapping m : l.mapping) if (m.slot().id() == slotId) return m;
         throw new IllegalArgumentException("no slot " + slotId + " in address space " + addressSpace);
     }
@@ -1038,7 +1067,7 @@ public final class GuestMemory implements AutoCloseable {
      */
     public List<SharedRegion> sharedRegions() {
         List<SharedRegion> out = new ArrayList<>();
-        for (Mapping m : layout.mapping) {
+        for (Mapping m : current().mapping) {
             if (m.view() == null || !m.region().isOpen()) continue;
             var fd = m.region().fd();
             if (fd.isEmpty()) continue;
@@ -1057,13 +1086,13 @@ public final class GuestMemory implements AutoCloseable {
      * Allocation-free; what every accessor does first.
      */
     public int slotIndexOf(long gpa) {
-        final Layout l = layout;
+        final Layout l = current();
         return l.set.indexOf(gpa >>> l.shift);
     }
 
     /** The memslot set the accessors currently use (the one of the last change this memory saw). */
     public MemslotSet memslotSet() {
-        return layout.set;
+        return current().set;
     }
 
     // ------------------------------------------------------------------------------------------ life cycle
@@ -1118,7 +1147,7 @@ public final class GuestMemory implements AutoCloseable {
         }
         mappings = next;
         Layout old = layout;
-        layout = new Layout(set, next);
+        LAYOUT.setVolatile(this, new Layout(set, next));
         if (old != null) old.retire(); // after publication: new accesses use the new layout
         for (RegionView v : stale) v.close();
     }
@@ -1148,7 +1177,7 @@ public final class GuestMemory implements AutoCloseable {
             Map<Integer, Mapping> old = mappings;
             mappings = new HashMap<>();
             Layout last = layout;
-            layout = new Layout(MemslotSet.empty(geometry, addressSpace), mappings);
+            LAYOUT.setVolatile(this, new Layout(MemslotSet.empty(geometry, addressSpace), mappings));
             last.retire();
             for (Mapping m : old.values()) if (m.view() != null) m.view().close();
         }
@@ -1156,7 +1185,7 @@ public final class GuestMemory implements AutoCloseable {
 
     @Override
     public String toString() {
-        Layout l = layout;
+        Layout l = current();
         return "GuestMemory[as " + addressSpace + ", " + l.set.size() + " slots, gen " + l.set.generation() + "]";
     }
 }

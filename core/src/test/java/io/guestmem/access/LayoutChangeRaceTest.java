@@ -16,6 +16,11 @@ import org.junit.jupiter.api.Test;
  * is published). Accesses to a slot that did not change must never notice: readers and writers hammer slot 0
  * while another thread adds and deletes slot 1 thousands of times, and every access must succeed with the
  * right value; the atomic counter ends at exactly the number of increments.
+ *
+ * <p>The plain fast path reads the layout without ordering, so the JIT may keep an old one in registers
+ * across a hot loop; the second test proves such a loop still never reads or writes through a layout a
+ * finished change replaced: the region a moved slot left is poisoned right after the change returns, and
+ * no read may see the poison, no write may overwrite it.
  */
 class LayoutChangeRaceTest {
     static final long MiB = 1 << 20;
@@ -65,6 +70,79 @@ class LayoutChangeRaceTest {
             assertTrue(changes > 100, "only " + changes + " layout changes in a second");
             assertEquals(increments[0] + increments[1], a.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, 0),
                     "every getAndAdd landed exactly once");
+        } finally {
+            gm.close();
+        }
+    }
+
+    @Test
+    void hotLoopsNeverUseAReplacedLayout() throws Exception {
+        final long gpa = 4 * MiB, poison = 0xDEAD_DEAD_DEAD_DEADL;
+        Memslots slots = new Memslots();
+        GuestMemory gm = new GuestMemory(slots);
+        try (HostRegion a = HostRegion.anonymous(2 * MiB).create(); HostRegion b = HostRegion.anonymous(2 * MiB).create()) {
+            a.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0xAAAAL);
+            b.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0xBBBBL);
+            gm.addRam(1, gpa, a);
+            AtomicBoolean stop = new AtomicBoolean();
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            long[] served = new long[2];
+            Runnable reader = () -> {
+                try {
+                    while (!stop.get()) {
+                        try {
+                            for (int k = 0; k < 100_000; k++) { // no synchronization inside: the JIT may hoist
+                                long v = gm.readU64(gpa);
+                                if (v != 0xAAAAL && v != 0xBBBBL) throw new AssertionError("read 0x" + Long.toHexString(v));
+                            }
+                            served[0] += 100_000;
+                        } catch (PartialAccessException e) {
+                            assertEquals(GuestMemoryException.Reason.NOT_RAM, e.reason()); // between delete and add
+                        }
+                    }
+                } catch (Throwable e) {
+                    failure.compareAndSet(null, e);
+                }
+            };
+            Runnable writer = () -> {
+                try {
+                    long n = 0;
+                    while (!stop.get()) {
+                        try {
+                            for (int k = 0; k < 100_000; k++) gm.writeU64(gpa + 8, n++);
+                            served[1] += 100_000;
+                        } catch (PartialAccessException e) {
+                            assertEquals(GuestMemoryException.Reason.NOT_RAM, e.reason());
+                        }
+                    }
+                } catch (Throwable e) {
+                    failure.compareAndSet(null, e);
+                }
+            };
+            List<Thread> threads = List.of(Thread.ofPlatform().start(reader), Thread.ofPlatform().start(writer));
+            HostRegion cur = a;
+            int moves = 0;
+            long until = System.nanoTime() + 1_500_000_000L;
+            while (System.nanoTime() < until && failure.get() == null) {
+                Thread.sleep(1); // let the loops run (and compile) on the current layout
+                HostRegion next = cur == a ? b : a;
+                next.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 0, next == a ? 0xAAAAL : 0xBBBBL);
+                gm.removeRam(1);
+                gm.addRam(1, gpa, next);
+                // cur is no longer guest memory: nothing may read these or write over them from now on
+                cur.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 0, poison);
+                cur.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 8, poison);
+                Thread.sleep(1);
+                assertEquals(poison, cur.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, 8),
+                        "a write landed in the region slot 1 left, after move " + moves);
+                cur = next;
+                moves++;
+            }
+            stop.set(true);
+            for (Thread t : threads) t.join();
+            if (failure.get() != null) throw new AssertionError("after " + moves + " moves", failure.get());
+            assertTrue(moves > 50, "only " + moves + " moves");
+            assertTrue(served[0] > 0 && served[1] > 0, "the loops never completed a pass: " + served[0] + ", " + served[1]);
         } finally {
             gm.close();
         }
