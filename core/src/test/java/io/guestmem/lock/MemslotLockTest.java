@@ -377,6 +377,10 @@ class MemslotLockTest {
     void unmappedOrPfnmapHvaIsEfaultAndPopulateFailureRollsBack() {
         slot(1, 0, 0x100000, 2 * MiB, 0x100000000L); // nothing mapped there
         kvmError(Errno.EFAULT, () -> lock.lockMemslot(1, LockMode.READ));
+        io.guestmem.host.Pfnmap.unavailableReason().ifPresent(why -> {
+            System.out.println("SKIP unmappedOrPfnmapHvaIsEfaultAndPopulateFailureRollsBack (pfnmap part; the unmapped part passed): " + why);
+            org.junit.jupiter.api.Assumptions.abort(why);
+        });
         HostRegion ring = HostRegion.perfRing(8).create();
         regions.add(ring);
         long sz = ring.size() / PS * PS;

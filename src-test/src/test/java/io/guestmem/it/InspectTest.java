@@ -219,6 +219,10 @@ class InspectTest {
 
     @Test
     void pfnmapRangeHasNoPageView() throws Exception {
+        io.guestmem.host.Pfnmap.unavailableReason().ifPresent(why -> {
+            System.out.println("SKIP pfnmapRangeHasNoPageView: " + why);
+            org.junit.jupiter.api.Assumptions.abort(why);
+        });
         try (HostRegion ring = HostRegion.perfRing(8).create()) {
             Run run = inspect("--pages", "--json", "--range", range(ring.address(), ring.address() + ring.size()));
             assertEquals(0, run.code(), run.err());
