@@ -146,7 +146,7 @@ final class DemoVm implements AutoCloseable {
     private HostRegion create(String backing, long size) {
         return switch (backing) {
             case "anon" -> HostRegion.anonymous(size).create();
-            case "thp" -> HostRegion.thp(size).create();
+            case "thp" -> thp(size);
             case "memfd" -> HostRegion.memfd(size).create();
             case "hugetlb-64K", "hugetlb-2M", "hugetlb-32M", "hugetlb-1G" -> hugetlb(backing, size);
             case "guest_memfd" -> guestMemfd(size);
@@ -177,6 +177,14 @@ final class DemoVm implements AutoCloseable {
             resources.add(HugePagePools.raise(hs, need));
         }
         return HostRegion.hugetlb(rounded, hs).create();
+    }
+
+    /** A THP region of at least one PMD (32M on 16K arm64, where an 8M slot could hold no THP). */
+    private HostRegion thp(long size) {
+        long pmd = Math.max(HugePagePools.thpSize(), io.guestmem.sys.Posix.PAGE_SIZE);
+        long rounded = (size + pmd - 1) / pmd * pmd;
+        if (rounded != size) notes.add("thp: slot rounded up to " + Fmt.size(rounded) + ", whole " + Fmt.size(pmd) + " THPs");
+        return HostRegion.thp(rounded).create();
     }
 
     /** A perf ring where the kernel maps it VM_PFNMAP (its smaps VmFlags say); otherwise a note of why not. */

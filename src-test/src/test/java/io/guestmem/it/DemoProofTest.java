@@ -57,10 +57,15 @@ class DemoProofTest {
         var noPfnmap = io.guestmem.host.Pfnmap.unavailableReason();
         assertEquals(noPfnmap.isEmpty(), byBacking.containsKey("pfnmap"), "pfnmap slot iff the kernel has one: " + noPfnmap);
         JsonNode thp = byBacking.get("thp");
-        assertTrue(thp.get("levels").get("2M").asLong() > 0, "THP slot mapped by PMDs: " + thp);
+        // Level labels are the machine's: the PMD is 2M on x86-64 and 4K arm64, 32M on 16K arm64, where a 2M
+        // hugetlb page is contiguous-PTE and so maps at the base-page level.
+        io.guestmem.mmu.LevelSizes ls = io.guestmem.mmu.LevelSizes.host();
+        String pmdLabel = io.guestmem.cli.PageClassification.levelLabel(ls.pmdSize());
+        assertTrue(thp.get("levels").get(pmdLabel).asLong() > 0, "THP slot mapped by PMDs: " + thp);
         if (byBacking.containsKey("hugetlb-2M")) {
             JsonNode h = byBacking.get("hugetlb-2M");
-            assertEquals(h.get("pagesPresent").asLong(), h.get("levels").get("2M").asLong(), h.toString());
+            String h2m = io.guestmem.cli.PageClassification.levelLabel(ls.size(ls.levelFor(2L << 20)));
+            assertEquals(h.get("pagesPresent").asLong(), h.get("levels").get(h2m).asLong(), h.toString());
         }
         if (noPfnmap.isEmpty()) {
             JsonNode pfnmap = byBacking.get("pfnmap");
