@@ -20,7 +20,7 @@ import picocli.CommandLine.Model.CommandSpec;
                 "Exit 0 only when every guest page agrees."})
 final class DemoCommand implements Callable<Integer> {
 
-    static final String BACKINGS = "anon, thp, hugetlb-2M, hugetlb-1G, memfd, guest_memfd, pfnmap, secret";
+    static final String BACKINGS = "anon, thp, hugetlb-64K, hugetlb-2M, hugetlb-32M, hugetlb-1G, memfd, guest_memfd, pfnmap, secret";
     static final List<String> DEFAULT_BACKINGS = List.of("anon", "thp", "hugetlb-2M", "memfd", "guest_memfd", "pfnmap");
 
     @Spec

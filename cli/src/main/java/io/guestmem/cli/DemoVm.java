@@ -146,11 +146,11 @@ final class DemoVm implements AutoCloseable {
     private HostRegion create(String backing, long size) {
         return switch (backing) {
             case "anon" -> HostRegion.anonymous(size).create();
-            case "thp" -> HostRegion.thp(size).create();
+            case "thp" -> thp(size);
             case "memfd" -> HostRegion.memfd(size).create();
-            case "hugetlb-2M", "hugetlb-1G" -> hugetlb(backing, size);
+            case "hugetlb-64K", "hugetlb-2M", "hugetlb-32M", "hugetlb-1G" -> hugetlb(backing, size);
             case "guest_memfd" -> guestMemfd(size);
-            case "pfnmap" -> HostRegion.perfRing(8).create();
+            case "pfnmap" -> pfnmap();
             case "secret" -> HostRegion.secret(size).create();
             default -> throw new UsageException("unknown backing '" + backing + "' (known: " + DemoCommand.BACKINGS + ")");
         };
@@ -158,7 +158,12 @@ final class DemoVm implements AutoCloseable {
 
     /** A hugetlb region on a pool raised by exactly what it needs; the reservation is closed after the region. */
     private HostRegion hugetlb(String backing, long size) {
-        long bytes = backing.equals("hugetlb-1G") ? 1L << 30 : 2L << 20;
+        long bytes = switch (backing) {
+            case "hugetlb-64K" -> 64L << 10;
+            case "hugetlb-32M" -> 32L << 20;
+            case "hugetlb-1G" -> 1L << 30;
+            default -> 2L << 20;
+        };
         HugePageSize hs = HugePagePools.sizes().stream().filter(s -> s.bytes() == bytes).findFirst().orElse(null);
         if (hs == null) {
             notes.add(backing + ": this kernel has no " + Fmt.size(bytes) + " hugetlb pool");
@@ -172,6 +177,24 @@ final class DemoVm implements AutoCloseable {
             resources.add(HugePagePools.raise(hs, need));
         }
         return HostRegion.hugetlb(rounded, hs).create();
+    }
+
+    /** A THP region of at least one PMD (32M on 16K arm64, where an 8M slot could hold no THP). */
+    private HostRegion thp(long size) {
+        long pmd = Math.max(HugePagePools.thpSize(), io.guestmem.sys.Posix.PAGE_SIZE);
+        long rounded = (size + pmd - 1) / pmd * pmd;
+        if (rounded != size) notes.add("thp: slot rounded up to " + Fmt.size(rounded) + ", whole " + Fmt.size(pmd) + " THPs");
+        return HostRegion.thp(rounded).create();
+    }
+
+    /** A perf ring where the kernel maps it VM_PFNMAP (its smaps VmFlags say); otherwise a note of why not. */
+    private HostRegion pfnmap() {
+        var why = io.guestmem.host.Pfnmap.unavailableReason();
+        if (why.isPresent()) {
+            notes.add("pfnmap: no slot: " + why.get());
+            return null;
+        }
+        return HostRegion.perfRing(8).create();
     }
 
     private HostRegion guestMemfd(long size) {

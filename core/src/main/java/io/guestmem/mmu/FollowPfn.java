@@ -367,7 +367,7 @@ public final class FollowPfn implements AutoCloseable {
     static boolean looksWritable(long raw, long flags) {
         if (PagemapEntry.isUffdWp(raw) || !PagemapEntry.isExclusive(raw)) return false;
         if (flags == RefcountedPage.UNKNOWN_FLAGS) return true;
-        if (KPageFlag.ZERO_PAGE.in(flags) || KPageFlag.KSM.in(flags)) return false;
+        if (KPageFlag.ZERO_PAGE.in(flags) || RefcountedPage.isKsm(flags)) return false;
         return !KPageFlag.ANON.in(flags) || KPageFlag.MAPPEDTODISK.in(flags);
     }
 

@@ -1,6 +1,7 @@
 package io.guestmem.mmu;
 
 import io.guestmem.procfs.KPageFlag;
+import io.guestmem.procfs.KsmStat;
 
 /**
  * The page behind a pfn as {@code /proc/kpageflags} describes it, and whether KVM would hold a reference on it.
@@ -94,6 +95,16 @@ public record RefcountedPage(long pfn, Kind kind, long kpageflags) {
         if (head) return Kind.COMPOUND_HEAD;
         if (tail) return Kind.COMPOUND_TAIL;
         return Kind.NORMAL;
+    }
+
+    /**
+     * Whether kpageflags {@code flags} of one of this process's pages mean a KSM page. KPF_KSM is trusted only
+     * where KSM can have merged a page of ours (ksm_stat counts merged pages; see {@link KsmStat} for the
+     * 6.12 kernels that set the bit on every anonymous page), read only when the bit is set.
+     */
+    public static boolean isKsm(long flags) {
+        if (flags == UNKNOWN_FLAGS || !KPageFlag.KSM.in(flags)) return false;
+        return KsmStat.mergedPages(0).orElse(1) != 0;
     }
 
     /** The page of {@code pfn} with kpageflags {@code flags}. */

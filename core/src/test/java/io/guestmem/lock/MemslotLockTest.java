@@ -377,6 +377,10 @@ class MemslotLockTest {
     void unmappedOrPfnmapHvaIsEfaultAndPopulateFailureRollsBack() {
         slot(1, 0, 0x100000, 2 * MiB, 0x100000000L); // nothing mapped there
         kvmError(Errno.EFAULT, () -> lock.lockMemslot(1, LockMode.READ));
+        io.guestmem.host.Pfnmap.unavailableReason().ifPresent(why -> {
+            System.out.println("SKIP unmappedOrPfnmapHvaIsEfaultAndPopulateFailureRollsBack (pfnmap part; the unmapped part passed): " + why);
+            org.junit.jupiter.api.Assumptions.abort(why);
+        });
         HostRegion ring = HostRegion.perfRing(8).create();
         regions.add(ring);
         long sz = ring.size() / PS * PS;
@@ -403,7 +407,8 @@ class MemslotLockTest {
             Stage2Mapping m = lock.stage2(1);
             assertArrayEquals(now, m.pfns(), "recorded pfns are pagemap's");
             for (int i = 0; i < now.length; i++) {
-                assertEquals(now[i - i % 512] + i % 512, now[i], "a 2M page's base pages are contiguous");
+                int per = (int) (2 * MiB / PS); // base pages per 2M page: 512 with 4K pages, 128 with 16K
+                assertEquals(now[i - i % per] + i % per, now[i], "a 2M page's base pages are contiguous");
             }
             try (KPageFlags kf = KPageFlags.open()) {
                 assertTrue(kf.flags(now[0]).contains(KPageFlag.HUGE));

@@ -208,6 +208,7 @@ public final class RegionBuilder {
 
             // 3. The region itself, MAP_FIXED over the reservation.
             map(addr, fd, fdOffset);
+            if (backing == Backing.PFNMAP) checkPfnmap(addr);
 
             // 4. Policy and advice, before any page is faulted in.
             if (numaMode != null) Mempolicy.mbind(addr, size, numaMode, numaNodes, 0);
@@ -253,6 +254,15 @@ public final class RegionBuilder {
             while (!undo.isEmpty()) undo.pop().run();
             throw e;
         }
+    }
+
+    /** The ring must really be VM_PFNMAP (6.12 maps it with struct pages): the kernel's smaps VmFlags say. */
+    private static void checkPfnmap(long addr) {
+        io.guestmem.procfs.Vma vma = io.guestmem.procfs.Smaps.vmaOf(addr);
+        if (vma == null || !vma.pfnMap())
+            throw new PfnmapUnavailableException("this kernel maps a perf ring buffer without VM_PFNMAP (smaps VmFlags: "
+                    + (vma == null ? "no vma" : String.join(" ", vma.vmFlagCodes())) + "), and no other PFNMAP mapping can "
+                    + "back a region of a chosen size", null);
     }
 
     /** mmap MAP_FIXED of the region's kind at {@code addr}; a short hugetlb pool becomes a clear error. */

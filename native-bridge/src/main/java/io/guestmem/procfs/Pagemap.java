@@ -1,5 +1,6 @@
 package io.guestmem.procfs;
 
+import io.guestmem.sys.Arch;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
 import java.lang.foreign.Arena;
@@ -24,18 +25,22 @@ import java.util.List;
 public final class Pagemap extends ProcFile {
     private final int targetPid;
     private final boolean pfnVisible;
+    private final long userLimit;
 
     private Pagemap(String path, int checkPid, int targetPid) {
         super(path, checkPid);
         this.targetPid = targetPid;
         boolean visible;
+        long limit;
         try {
             visible = checkPid == 0 ? probeVisibility(this) : probeSelfVisibility();
+            limit = probeUserLimit(this);
         } catch (RuntimeException e) {
             close();
             throw e;
         }
         this.pfnVisible = visible;
+        this.userLimit = limit;
     }
 
     /** This process's pagemap. */
@@ -57,6 +62,15 @@ public final class Pagemap extends ProcFile {
     /** The pid whose address space this reads. */
     public int pid() {
         return targetPid;
+    }
+
+    /**
+     * The end of the target's user address space ({@code mm->task_size}) as this file reports it: the first
+     * address whose page has no entry. Reads at or past it are {@link AddressRangeException}s, checked here
+     * because arm64's {@code pagemap_read} untags the top byte (TBI), so 2^60 would alias address 0.
+     */
+    public long userAddressLimit() {
+        return userLimit;
     }
 
     /** Whether this reader sees pfns (false: present pages report {@link PagemapEntry#PFN_HIDDEN}). */
@@ -126,6 +140,9 @@ public final class Pagemap extends ProcFile {
         if (pages > maxPages - vpn)
             throw new AddressRangeException(pages + " pages from " + Fmt.hex(address) + " wrap past the top of the "
                     + "64-bit address space");
+        if (Long.compareUnsigned(address, userLimit) >= 0 || pages > (userLimit - address) / Posix.PAGE_SIZE)
+            throw new AddressRangeException(pages + " pages from " + Fmt.hex(address) + " reach past " + Fmt.hex(userLimit)
+                    + " (end of the user address space of pid " + targetPid + ")");
         return vpn;
     }
 
@@ -149,6 +166,28 @@ public final class Pagemap extends ProcFile {
                 // Reclaimed between the write and the read: try again.
             }
             throw new ProcfsException("pagemap probe: a page just written is not present");
+        }
+    }
+
+    /**
+     * Finds mm->task_size by bisection on one-entry reads: pagemap_read returns an entry for every page below
+     * task_size (holes included) and nothing at or above it, for addresses the kernel's untagging leaves
+     * alone. The search ceiling is the arch's ({@link Arch#pagemapProbeCeiling()}), above every task_size.
+     */
+    private static long probeUserLimit(Pagemap self) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment one = arena.allocate(8, 8);
+            long lo = 0; // vpn 0 always has an entry
+            long hi = Arch.CURRENT.pagemapProbeCeiling() / Posix.PAGE_SIZE; // never has one
+            if (self.readEntries(hi, 1, one) != 0)
+                throw new ProcfsException(self.path + " has an entry at " + Fmt.hex(hi * Posix.PAGE_SIZE)
+                        + ", above any user address space");
+            while (hi - lo > 1) {
+                long mid = (lo + hi) >>> 1;
+                if (self.readEntries(mid, 1, one) == 1) lo = mid;
+                else hi = mid;
+            }
+            return hi * Posix.PAGE_SIZE;
         }
     }
 

@@ -37,6 +37,12 @@ public sealed interface Arch permits X86_64, Aarch64 {
 
     long sysPidfdGetfd();
 
+    /**
+     * An address above every user address space that the kernel's address untagging leaves above it, so
+     * {@code pagemap_read} reports nothing there: where a bisection for mm->task_size may start.
+     */
+    long pagemapProbeCeiling();
+
     /** True where KVM's x86 ioctls (REGS/SREGS, TSS) and real-mode guests exist. */
     boolean isX86();
 

@@ -14,5 +14,10 @@ public record X86_64() implements Arch {
     @Override public long sysPerfEventOpen() { return 298; }
     @Override public long sysPidfdOpen() { return 434; }
     @Override public long sysPidfdGetfd() { return 438; }
+    /**
+     * 2^56: above TASK_SIZE even with 5-level paging ((2^56) - PAGE); LAM_U57 untagging clears bits 57-62
+     * only, so this address stays where it is.
+     */
+    @Override public long pagemapProbeCeiling() { return 1L << 56; }
     @Override public boolean isX86() { return true; }
 }

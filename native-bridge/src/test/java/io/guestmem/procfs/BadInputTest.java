@@ -36,12 +36,17 @@ class BadInputTest {
             // Far above any user address space (x86-64 5-level ends at 2^56, arm64 at 2^52).
             var e = assertThrows(AddressRangeException.class, () -> pm.read(1L << 60, 1));
             assertTrue(e.getMessage().contains("end of the user address space"), e.getMessage());
-            // Straddling the end: find the end by probing down from 2^47 (4-level x86-64 ends at 2^47 - PAGE).
-            long top = (1L << 47) - PAGE;
-            if (Posix.PAGE_SIZE == 4096) {
-                var s = assertThrows(AddressRangeException.class, () -> pm.read(top, 2 + (int) ((1L << 20))));
-                System.out.println(s.getMessage());
-            }
+            // The limit is the kernel's: the last page below it has an entry, and every mapping (the stack
+            // included) lies below it.
+            long limit = pm.userAddressLimit();
+            assertEquals(1, pm.read(limit - PAGE, 1).length);
+            long highestMapping = Maps.self().stream().mapToLong(MapsEntry::end)
+                    .filter(end -> Long.compareUnsigned(end, limit) <= 0).max().orElseThrow();
+            assertTrue(highestMapping > (1L << 32), "highest user mapping " + Long.toHexString(highestMapping));
+            // Straddling the end.
+            var s = assertThrows(AddressRangeException.class, () -> pm.read(limit - PAGE, 2));
+            System.out.println(s.getMessage());
+            assertThrows(AddressRangeException.class, () -> pm.read(limit, 1));
             // Kernel-half and wrapping addresses.
             assertThrows(AddressRangeException.class, () -> pm.read(-PAGE, 1));
             assertThrows(AddressRangeException.class, () -> pm.read(-PAGE, 2));

@@ -30,7 +30,8 @@ class UnprivilegedChildTest {
             Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
             List<String> cp = new ArrayList<>();
             int i = 0;
-            for (Class<?> c : List.of(Pagemap.class, HiddenPfnProbe.class)) {
+            // Pagemap needs io.guestmem.sys.Arch, which detects the architecture with commons-lang3 (a jar).
+            for (Class<?> c : List.of(Pagemap.class, HiddenPfnProbe.class, org.apache.commons.lang3.ArchUtils.class)) {
                 Path src = Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI());
                 Path dst = dir.resolve("cp" + i++);
                 copyTree(src, dst);
