@@ -81,8 +81,8 @@ class GuestsTest {
             assertEquals(0x1122334455667788L, ro.u64(0), "a read-only slot keeps its bytes");
 
             // The guest reads the slot fine: it reports the low half of what the host put there.
-            exits = run(cpu, ram, g.readAndReport(CODE, roGpa));
-            assertEquals(0x55667788L, g.reported(exits).orElseThrow(() -> new AssertionError("no report in " + exits)));
+            List<VcpuExit> read = run(cpu, ram, g.readAndReport(CODE, roGpa));
+            assertEquals(0x55667788L, g.reported(read).orElseThrow(() -> new AssertionError("no report in " + read)));
         }
     }
 

@@ -122,13 +122,18 @@ public final class UseAfterCloseChild {
         if (Files.isReadable(Path.of("/dev/kvm")) && Files.isWritable(Path.of("/dev/kvm"))) {
             KvmVm vm = KvmVm.open();
             Vcpu vcpu = vm.createVcpu(0);
-            KvmGuestMemfd g = vm.createGuestMemfd(4 * PAGE);
+            boolean gmem = vm.capabilities().guestMemfd();
+            KvmGuestMemfd g = gmem ? vm.createGuestMemfd(4 * PAGE) : null;
             vcpu.close();
             check("vcpu run after close", vcpu::run);
             check("vcpu fd after close", vcpu::vcpuFd);
-            g.close();
-            check("guest_memfd mapShared after close", g::mapShared);
-            check("guest_memfd punchHole after close", () -> g.punchHole(0, PAGE));
+            if (gmem) {
+                g.close();
+                check("guest_memfd mapShared after close", g::mapShared);
+                check("guest_memfd punchHole after close", () -> g.punchHole(0, PAGE));
+            } else {
+                System.out.println("INFO KVM_CAP_GUEST_MEMFD is 0 here: guest_memfd fds not checked");
+            }
             Vcpu v1 = vm.createVcpu(1);
             GuestMemfdRegion gr = GuestMemfdRegion.create(vm, 4 * PAGE);
             gr.close();
@@ -137,7 +142,7 @@ public final class UseAfterCloseChild {
             vm.close();
             check("vcpu run after its VM is closed", v1::run);
             check("VM createVcpu after close", () -> vm.createVcpu(2));
-            check("VM createGuestMemfd after close", () -> vm.createGuestMemfd(4 * PAGE));
+            if (gmem) check("VM createGuestMemfd after close", () -> vm.createGuestMemfd(4 * PAGE));
             check("VM fd after close", vm::vmFd);
             check("VM memslot observer after close", () -> vm.memslotObserver().beforeCommit(new MemslotChange(
                     MemslotChange.Kind.CREATE, null, new io.guestmem.memslot.Memslot(0, 5, 0, 1, 0x10000000L, 0, -1, 0))));
