@@ -105,7 +105,7 @@ class KvmDirtyTrackingGuestTest {
     void kvmDirtyLogVariants() {
         // Protected mode instead of real mode.
         try (Rig rig = Rig.open(KvmVm.Options.defaults(), Memslot.LOG_DIRTY_PAGES)) {
-            DirtyTrackerCheck c = check("flat32", KvmDirtyLog.of(rig.vm(), rig.dataSlot()), rig.guestWrites(false, 2, 3, 5));
+            DirtyTrackerCheck c = check(G.arch(), KvmDirtyLog.of(rig.vm(), rig.dataSlot()), rig.guestWrites(false, 2, 3, 5));
             assertTrue(c.exact(), c.summary());
         }
         // Pages touched by the host first, logging on from the start.
@@ -137,8 +137,8 @@ class KvmDirtyTrackingGuestTest {
             KvmDirtyLog log = KvmDirtyLog.of(rig.vm(), rig.dataSlot());
             for (long[] pages : new long[][] {{2, 3, 5}, {0, 7, 8, 15}}) {
                 long[] written = rig.guestWrites(false, pages);
-                DirtyTrackerCheck u = check("flat32 " + java.util.Arrays.toString(pages), uffd, written);
-                DirtyTrackerCheck k = check("flat32 " + java.util.Arrays.toString(pages), log, written);
+                DirtyTrackerCheck u = check(G.arch() + " " + java.util.Arrays.toString(pages), uffd, written);
+                DirtyTrackerCheck k = check(G.arch() + " " + java.util.Arrays.toString(pages), log, written);
                 assertTrue(u.exact(), u.summary());
                 assertArrayEquals(k.reported(), u.reported(), "KVM's log and uffd-wp agree on guest writes");
             }
