@@ -10,9 +10,8 @@ import io.guestmem.kvm.KvmGuestMemfd;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.kvm.Vcpu;
 import io.guestmem.kvm.VcpuExit;
-import io.guestmem.kvm.x86.X86Cpu;
-import io.guestmem.kvm.x86.X86GuestPrograms;
-import io.guestmem.kvm.x86.X86Program;
+import io.guestmem.kvm.GuestCpu;
+import io.guestmem.kvm.GuestProgram;
 import io.guestmem.lock.LockMode;
 import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslot;
@@ -53,7 +52,7 @@ final class DemoVm implements AutoCloseable {
     static final long FIRST_DATA_GPA = 16L << 20;
     static final long SLOT_STRIDE_MIN = 16L << 20;
     static final int TAG = 0x6e6d656d; // "memn": marks values the guest wrote
-    private static final long CODE_GPA = 0x1000, GDT_GPA = 0x0, BOOT_SIZE = 64 << 10;
+    private static final long CODE_GPA = 0x1000, BOOT_SIZE = 64 << 10;
 
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final List<SlotPlan> plans = new ArrayList<>();
@@ -73,9 +72,6 @@ final class DemoVm implements AutoCloseable {
     DemoVm() {
         KvmVm opened = null;
         String reason = null;
-        if (!Arch.CURRENT.isX86()) {
-            reason = "the demo's tiny guest is x86 code; on " + Arch.CURRENT.name() + " the host writes the pages";
-        }
         try {
             opened = KvmVm.open();
         } catch (RuntimeException e) {
@@ -198,6 +194,10 @@ final class DemoVm implements AutoCloseable {
     }
 
     private HostRegion guestMemfd(long size) {
+        if (vm != null && !vm.capabilities().guestMemfd()) {
+            notes.add("guest_memfd: left out: KVM_CAP_GUEST_MEMFD is 0 on this kernel (" + Arch.CURRENT.name() + ")");
+            return null;
+        }
         if (vm == null || !vm.capabilities().guestMemfdMmapShared()) {
             notes.add("guest_memfd: " + (vm == null ? "no KVM" : "this KVM cannot mmap guest_memfd (GUEST_MEMFD_FLAGS)")
                     + "; a memfd stands in, reported as backing 'memfd (guest_memfd stand-in)'");
@@ -236,24 +236,26 @@ final class DemoVm implements AutoCloseable {
         List<SlotPlan> targets = plans.stream().filter(SlotPlan::guestWrites).toList();
         long expected = 0, logged = 0;
         boolean anyLog = false;
-        if (vm == null || !Arch.CURRENT.isX86()) {
+        if (vm == null) {
             for (SlotPlan p : targets) {
                 for (long gfn = p.slot.baseGfn(); gfn < p.slot.endGfn(); gfn++)
-                    memory.writeU64(gfn << shift(), X86GuestPrograms.pageValue(gfn, TAG));
+                    memory.writeU64(gfn << shift(), pageValue(gfn));
                 progress.step(1);
             }
-            return new DemoReport.Kvm(vm != null, false, kvmReason, 0, null, null);
+            return new DemoReport.Kvm(false, false, kvmReason, 0, null, null);
         }
-        X86Cpu.prepareVm(vm);
+        // This architecture's guest (x86 flat32 ending in HLT, arm64 EL1 ending in PSCI SYSTEM_OFF): the code
+        // (and x86's GDT) in the boot slot at CODE_GPA.
+        GuestCpu guest = GuestCpu.current();
+        guest.prepareVm(vm);
         Vcpu vcpu = vm.createVcpu(0);
-        memory.write(GDT_GPA, X86GuestPrograms.flatGdt());
         long exits = 0;
         for (SlotPlan p : targets) {
-            long guestPages = p.slot.npages() * (1L << shift()) / X86GuestPrograms.GUEST_PAGE;
-            X86Program prog = X86GuestPrograms.writeGfnToEveryPage(CODE_GPA, p.slot.baseGfn() << shift(), guestPages, TAG);
-            memory.write(CODE_GPA, prog.code());
-            List<VcpuExit> ex = X86Cpu.run(vcpu, prog, GDT_GPA, 16);
-            exits += ex.size();
+            long guestPages = p.slot.npages() * (1L << shift()) / GuestCpu.GUEST_PAGE;
+            GuestProgram prog = guest.writeGfnToEveryPage(CODE_GPA, p.slot.baseGfn() << shift(), guestPages, TAG);
+            for (GuestProgram.Chunk c : prog.image()) memory.write(c.gpa(), c.bytes());
+            List<VcpuExit> ex = guest.runToCompletion(vcpu, prog, 16);
+            exits += ex.size() + 1; // and the clean end itself
             if (p.dirtyLog != null) {
                 // The guest wrote every page of the slot, so the log is exact iff it names each gfn once.
                 anyLog = true;
@@ -264,6 +266,11 @@ final class DemoVm implements AutoCloseable {
             progress.step(1);
         }
         return new DemoReport.Kvm(true, true, null, exits, anyLog ? logged : null, anyLog ? expected : null);
+    }
+
+    /** What the guest leaves at the start of host page {@code gfn}: the value of the 4 KiB guest page there. */
+    private long pageValue(long gfn) {
+        return GuestCpu.pageValue((gfn << shift()) / GuestCpu.GUEST_PAGE, TAG);
     }
 
     private int shift() {
@@ -321,7 +328,7 @@ final class DemoVm implements AutoCloseable {
 
     /** Why page {@code gfn} disagrees with the kernel, or null when it agrees. */
     private String check(SlotPlan p, long gfn, FollowPfnResult r, long raw, Pagemap pm, boolean refcounted) {
-        long want = X86GuestPrograms.pageValue(gfn, TAG);
+        long want = pageValue(gfn);
         long got = memory.readU64(gfn << shift());
         if (got != want) return "value " + Fmt.hex(got) + ", the guest wrote " + Fmt.hex(want);
         if (notifier.retryGfn(gfn, r.sequence())) return "invalidated while checked";

@@ -37,7 +37,7 @@ public final class KvmVm implements AutoCloseable {
      *
      * @param vmType          KVM_CREATE_VM's machine type (0 = default)
      * @param useRegion2      use KVM_SET_USER_MEMORY_REGION2 when offered; false forces v1 (as on kernels before 6.8)
-     * @param dirtyRingBytes  enable KVM_CAP_DIRTY_LOG_RING with this many bytes per vCPU (0 = bitmap dirty log)
+     * @param dirtyRingBytes  enable the dirty ring (KVM_CAP_DIRTY_LOG_RING, or _ACQ_REL where only that is offered) with this many bytes per vCPU (0 = bitmap dirty log)
      */
     public record Options(long vmType, boolean useRegion2, long dirtyRingBytes) {
         public static Options defaults() {
@@ -95,11 +95,13 @@ public final class KvmVm implements AutoCloseable {
             if (options.dirtyRingBytes() > 0) {
                 if (!caps.dirtyLogRing())
                     throw new KvmException(Errno.EINVAL, "KVM_ENABLE_CAP(KVM_CAP_DIRTY_LOG_RING)",
-                            "this KVM does not offer KVM_CAP_DIRTY_LOG_RING");
+                            "this KVM offers neither KVM_CAP_DIRTY_LOG_RING nor KVM_CAP_DIRTY_LOG_RING_ACQ_REL");
+                String cap = KvmCap.nameOf(caps.dirtyLogRingCap());
                 if (options.dirtyRingBytes() > caps.dirtyLogRingMaxBytes())
-                    throw new KvmException(Errno.EINVAL, "KVM_ENABLE_CAP(KVM_CAP_DIRTY_LOG_RING)",
+                    throw new KvmException(Errno.EINVAL, "KVM_ENABLE_CAP(" + cap + ")",
                             Fmt.size(options.dirtyRingBytes()) + " exceeds the maximum " + Fmt.size(caps.dirtyLogRingMaxBytes()));
-                vm.enableCap(KvmCap.DIRTY_LOG_RING, options.dirtyRingBytes());
+                // the ring reader (KvmDirtyRing) uses acquire/release on the entry flags, which ACQ_REL requires
+                vm.enableCap(caps.dirtyLogRingCap(), options.dirtyRingBytes());
             }
             return new KvmVm(kvm, vm, caps, options);
         } catch (RuntimeException e) {

@@ -75,14 +75,20 @@ public final class Vcpu implements AutoCloseable {
      * bound is reached.
      */
     public List<VcpuExit> runToHlt(int maxExits) {
+        return runUntil(e -> e instanceof VcpuExit.Hlt, "halt", maxExits);
+    }
+
+    /**
+     * Like {@link #runToHlt} with another clean end: returns every exit, the last one the first that
+     * {@code end} accepts ({@code what} names it in messages).
+     */
+    public List<VcpuExit> runUntil(java.util.function.Predicate<VcpuExit> end, String what, int maxExits) {
         List<VcpuExit> exits = new ArrayList<>();
         for (int i = 0; i < maxExits; i++) {
             VcpuExit exit = run();
             exits.add(exit);
+            if (end.test(exit)) return exits;
             switch (exit) {
-                case VcpuExit.Hlt h -> {
-                    return exits;
-                }
                 case VcpuExit.Io io -> {
                     if (io.direction() == VcpuExit.Io.Direction.IN) fd.kvmRun().setIoData(new byte[io.size() * io.count()]);
                 }
@@ -93,7 +99,7 @@ public final class Vcpu implements AutoCloseable {
                 default -> throw new GuestRunException("vcpu " + id() + " stopped with " + exit, exits);
             }
         }
-        throw new GuestRunException("vcpu " + id() + " did not halt within " + maxExits + " exits", exits);
+        throw new GuestRunException("vcpu " + id() + " did not " + what + " within " + maxExits + " exits", exits);
     }
 
     @Override

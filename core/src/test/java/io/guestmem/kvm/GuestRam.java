@@ -34,6 +34,11 @@ public final class GuestRam implements AutoCloseable {
         MemorySegment.copy(bytes, 0, seg, ValueLayout.JAVA_BYTE, offset, bytes.length);
     }
 
+    /** Loads every chunk of {@code program}'s image, this RAM being the slot that starts at {@code slotGpa}. */
+    public void load(io.guestmem.kvm.GuestProgram program, long slotGpa) {
+        for (io.guestmem.kvm.GuestProgram.Chunk c : program.image()) load(c.gpa() - slotGpa, c.bytes());
+    }
+
     public long u64(long offset) {
         return seg.get(ValueLayout.JAVA_LONG_UNALIGNED, offset);
     }

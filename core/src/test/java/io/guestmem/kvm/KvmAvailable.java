@@ -13,4 +13,14 @@ public final class KvmAvailable {
         if (why != null) System.out.println("SKIP (KVM tests): " + why);
         Assumptions.assumeTrue(why == null, why);
     }
+
+    /** For genuinely x86-only tests (real mode, x86 registers): skips elsewhere with the reason printed. */
+    public static void assumeX86(String what) {
+        assume();
+        boolean x86 = io.guestmem.sys.Arch.CURRENT.isX86();
+        String why = "x86-only (" + what + "): this is " + io.guestmem.sys.Arch.CURRENT.name()
+                + "; the architecture-neutral counterpart runs through GuestCpu";
+        if (!x86) System.out.println("SKIP: " + why);
+        Assumptions.assumeTrue(x86, why);
+    }
 }

@@ -8,9 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.KvmException;
-import io.guestmem.kvm.x86.X86Cpu;
-import io.guestmem.kvm.x86.X86GuestPrograms;
-import io.guestmem.kvm.x86.X86Program;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotChange.Kind;
@@ -52,7 +49,7 @@ class KvmVmTest {
     void createMoveFlagsDeleteAreMirroredIntoKvm() {
         KvmAvailable.assume();
         try (KvmVm vm = KvmVm.open(); GuestRam boot = GuestRam.anonymous(0x10000); GuestRam data = GuestRam.anonymous(0x10000)) {
-            X86Cpu.prepareVm(vm);
+            GuestCpu.current().prepareVm(vm);
             MemslotObserver mirror = vm.memslotObserver();
             Memslot bootSlot = slot(0, 0, boot.size, boot.addr, 0);
             mirror.beforeCommit(new MemslotChange(Kind.CREATE, null, bootSlot));
@@ -89,12 +86,12 @@ class KvmVmTest {
         }
     }
 
-    /** Real-mode store from code at 0x1000 of the boot slot; runs to HLT. */
+    /** This architecture's store-byte guest from code at 0x1000 of the boot slot; the exits before its clean end. */
     static List<VcpuExit> runStore(Vcpu cpu, GuestRam boot, long gpa, int value) {
-        X86Program p = X86GuestPrograms.storeByteReal(0x1000, gpa, value);
-        boot.load(p.loadGpa(), p.code());
-        X86Cpu.enter(cpu, p, 0);
-        return cpu.runToHlt(10);
+        GuestCpu g = GuestCpu.current();
+        GuestProgram p = g.storeByte(0x1000, gpa, value);
+        boot.load(p, 0);
+        return g.runToCompletion(cpu, p, 10);
     }
 
     @Test

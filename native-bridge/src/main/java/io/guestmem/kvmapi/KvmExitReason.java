@@ -11,6 +11,9 @@ public final class KvmExitReason {
     /** {@code kvm_run.io.direction}. */
     public static final int IO_IN = 0, IO_OUT = 1;
 
+    /** {@code KVM_SYSTEM_EVENT_*}: {@code kvm_run.system_event.type} (SHUTDOWN is what PSCI SYSTEM_OFF gives). */
+    public static final int SYSTEM_EVENT_SHUTDOWN = 1, SYSTEM_EVENT_RESET = 2, SYSTEM_EVENT_CRASH = 3;
+
     /** {@code KVM_MEMORY_EXIT_FLAG_PRIVATE}: the faulting access was to private memory. */
     public static final long MEMORY_EXIT_FLAG_PRIVATE = 1L << 3;
 

@@ -165,4 +165,9 @@ public final class VmFd extends KvmFd {
     int ioctlInt(long request, long arg, String call) {
         return ioctl(request, arg, call);
     }
+
+    /** For arch-specific ioctl classes ({@link Arm64Kvm}): a pointer-argument VM ioctl. */
+    int ioctlPtr(long request, MemorySegment arg, String call) {
+        return ioctl(request, arg, call);
+    }
 }

@@ -43,7 +43,8 @@ class KvmDeviceTest {
                 SyscallException e = assertThrows(SyscallException.class,
                         () -> vm.setUserMemoryRegion2(1, 0, Posix.PAGE_SIZE, size, addr, 0, 0));
                 assertEquals(Errno.EEXIST.number, e.errno());
-                assertTrue(e.getMessage().contains("KVM_SET_USER_MEMORY_REGION2, slot=1 flags=0x0 gpa=0x1000"), e.getMessage());
+                assertTrue(e.getMessage().contains("KVM_SET_USER_MEMORY_REGION2, slot=1 flags=0x0 gpa=0x"
+                        + Long.toHexString(Posix.PAGE_SIZE)), e.getMessage());
                 SyscallException u = assertThrows(SyscallException.class,
                         () -> vm.setUserMemoryRegion(2, 0, 0x100000 + 1, size, addr));
                 assertEquals(Errno.EINVAL.number, u.errno());

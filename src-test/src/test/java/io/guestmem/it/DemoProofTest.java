@@ -51,7 +51,12 @@ class DemoProofTest {
                 assertEquals(pages, s.get("refcounted").asLong(), "every page the guest wrote is a refcounted page: " + s);
             }
         }
-        for (String b : List.of("anon", "thp", "memfd", "guest_memfd"))
+        boolean gmem;
+        try (io.guestmem.kvm.KvmVm probe = io.guestmem.kvm.KvmVm.open()) {
+            gmem = probe.capabilities().guestMemfd();
+        }
+        if (!gmem) System.out.println("SKIP (part): KVM_CAP_GUEST_MEMFD is 0 here: the demo leaves the guest_memfd slot out");
+        for (String b : gmem ? List.of("anon", "thp", "memfd", "guest_memfd") : List.of("anon", "thp", "memfd"))
             assertTrue(byBacking.containsKey(b), "the demo maps a " + b + " slot: " + byBacking.keySet());
         // pfnmap where the kernel has a VM_PFNMAP mapping for it (smaps VmFlags); otherwise the demo says why.
         var noPfnmap = io.guestmem.host.Pfnmap.unavailableReason();

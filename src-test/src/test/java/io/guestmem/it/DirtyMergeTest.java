@@ -9,9 +9,8 @@ import io.guestmem.host.HostRegion;
 import io.guestmem.kvm.KvmDirtyLog;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.kvm.Vcpu;
-import io.guestmem.kvm.x86.X86Cpu;
-import io.guestmem.kvm.x86.X86GuestPrograms;
-import io.guestmem.kvm.x86.X86Program;
+import io.guestmem.kvm.GuestCpu;
+import io.guestmem.kvm.GuestProgram;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.sys.Arch;
@@ -30,14 +29,14 @@ import org.junit.jupiter.api.Test;
  */
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class DirtyMergeTest {
+    static final long PAGE = io.guestmem.sys.Posix.PAGE_SIZE;
 
     @Test
     void kvmLogAndVmmBitmapMergeIntoPagesToSend() {
-        Assumptions.assumeTrue(Arch.CURRENT.isX86(), "the tiny guest is x86 code");
         Assumptions.assumeTrue(Files.isWritable(Path.of("/dev/kvm")), "no usable /dev/kvm");
         try (KvmVm vm = KvmVm.open();
              HostRegion boot = HostRegion.anonymous(64 << 10).create();
-             HostRegion ram = HostRegion.anonymous(1 << 20).create()) {
+             HostRegion ram = HostRegion.anonymous(128 * PAGE).create()) {
             Memslots memslots = new Memslots(vm.memslotsConfig());
             memslots.addObserver(vm.memslotObserver());
             GuestMemory mem = new GuestMemory(memslots);
@@ -48,14 +47,15 @@ class DirtyMergeTest {
                 log.collect(); // start from a clean log
                 mem.collectDirty(1);
                 // The guest writes pages 0..7 of the slot.
-                X86Cpu.prepareVm(vm);
+                // (every 4 KiB guest page of 8 host pages: the same 8 gfns with 4K or 16K host pages)
+                GuestCpu g = GuestCpu.current();
+                g.prepareVm(vm);
                 Vcpu vcpu = vm.createVcpu(0);
-                mem.write(0, X86GuestPrograms.flatGdt());
-                X86Program prog = X86GuestPrograms.writeGfnToEveryPage(0x1000, base, 8, 0x77);
-                mem.write(0x1000, prog.code());
-                X86Cpu.run(vcpu, prog, 0, 16);
+                GuestProgram prog = g.writeGfnToEveryPage(0x1000, base, 8 * PAGE / GuestCpu.GUEST_PAGE, 0x77);
+                for (GuestProgram.Chunk c : prog.image()) mem.write(c.gpa(), c.bytes());
+                assertEquals(List.of(), g.runToCompletion(vcpu, prog, 16));
                 // The VMM (a device model) writes pages 100..103 through the API.
-                for (long p = 100; p < 104; p++) mem.writeU64(base + p * 4096, 0xd0d0L);
+                for (long p = 100; p < 104; p++) mem.writeU64(base + p * PAGE, 0xd0d0L);
 
                 long g0 = slot.baseGfn();
                 long[] kvm = log.collect();

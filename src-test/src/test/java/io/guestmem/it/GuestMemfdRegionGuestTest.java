@@ -10,9 +10,8 @@ import io.guestmem.gmem.HostAccessRefusedException;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.kvm.Vcpu;
 import io.guestmem.kvm.VcpuExit;
-import io.guestmem.kvm.x86.X86Cpu;
-import io.guestmem.kvm.x86.X86GuestPrograms;
-import io.guestmem.kvm.x86.X86Program;
+import io.guestmem.kvm.GuestCpu;
+import io.guestmem.kvm.GuestProgram;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.sys.Posix;
 import java.io.File;
@@ -28,7 +27,7 @@ import org.junit.jupiter.api.Test;
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class GuestMemfdRegionGuestTest {
     static final long PAGE = Posix.PAGE_SIZE;
-    static final long GDT = 0x500, CODE = 0x1000, DATA = 0x4000;
+    static final long CODE = 0x1000, DATA = 0x4000;
 
     @Test
     void guestSeesHostWritesAndHostSeesGuestWrites() {
@@ -36,35 +35,43 @@ class GuestMemfdRegionGuestTest {
         if (!f.canRead() || !f.canWrite()) System.out.println("SKIP: /dev/kvm absent or not read-write");
         Assumptions.assumeTrue(f.canRead() && f.canWrite());
         try (KvmVm vm = KvmVm.open(); GuestMemfdRegion r = GuestMemfdRegion.create(vm, 0x10000)) {
-            if (r.backing() != GuestMemfdBacking.GUEST_MEMFD) System.out.println("SKIP: " + r.backing());
-            Assumptions.assumeTrue(r.backing() == GuestMemfdBacking.GUEST_MEMFD, "no MMAP|INIT_SHARED guest_memfd");
-            X86Cpu.prepareVm(vm);
+            String why = "no MMAP|INIT_SHARED guest_memfd (backing " + r.backing() + "; KVM_CAP_GUEST_MEMFD = "
+                    + (vm.capabilities().guestMemfd() ? 1 : 0) + ")";
+            if (r.backing() != GuestMemfdBacking.GUEST_MEMFD) System.out.println("SKIP: " + why);
+            Assumptions.assumeTrue(r.backing() == GuestMemfdBacking.GUEST_MEMFD, why);
+            GuestCpu g = GuestCpu.current();
+            g.prepareVm(vm);
             vm.memslotObserver().beforeCommit(new MemslotChange(MemslotChange.Kind.CREATE, null, r.memslot(0, 0, 0)));
             Vcpu cpu = vm.createVcpu(0);
-            byte[] gdt = X86GuestPrograms.flatGdt();
-            r.write(GDT, gdt, 0, gdt.length);
             r.putLong(DATA, 0x6D656D66L);
-            X86Program read = X86GuestPrograms.readU32ThenOut(CODE, DATA, 0x80);
-            r.write(CODE, read.code(), 0, read.code().length);
-            List<VcpuExit> exits = X86Cpu.run(cpu, read, GDT, 8);
-            assertEquals(0x6D656D66L, assertInstanceOf(VcpuExit.Io.class, exits.get(0)).value(), "the guest sees the host's write");
+            GuestProgram read = g.readAndReport(CODE, DATA);
+            load(r, read);
+            List<VcpuExit> exits = g.runToCompletion(cpu, read, 8);
+            assertEquals(0x6D656D66L, g.reported(exits).orElseThrow(() -> new AssertionError(exits.toString())),
+                    "the guest sees the host's write");
 
-            X86Program write = X86GuestPrograms.writeGfnToEveryPage(CODE, 0x8000, 8, 0x47);
-            r.write(CODE, write.code(), 0, write.code().length);
-            assertEquals(List.of(new VcpuExit.Hlt()), X86Cpu.run(cpu, write, GDT, 8));
+            GuestProgram write = g.writeGfnToEveryPage(CODE, 0x8000, 8, 0x47);
+            load(r, write);
+            assertEquals(List.of(), g.runToCompletion(cpu, write, 8));
             for (long gpa = 0x8000; gpa < 0x10000; gpa += 0x1000)
-                assertEquals(X86GuestPrograms.pageValue(gpa >>> 12, 0x47), r.getLong(gpa), "the host sees the guest's write");
+                assertEquals(GuestCpu.pageValue(gpa >>> 12, 0x47), r.getLong(gpa), "the host sees the guest's write");
 
             r.zapHostMapping(0x8000, 0x8000);
             r.toPrivate(0x8000, 0x8000);
             assertThrows(HostAccessRefusedException.class, () -> r.getLong(0x9000));
             // This kernel has no in-place conversion: KVM itself still treats the page as shared, so the guest
             // keeps running from it; the library's state only governs the host side.
-            X86Program reread = X86GuestPrograms.readU32ThenOut(CODE, 0x9000, 0x80);
-            r.write(CODE, reread.code(), 0, reread.code().length);
-            long seen = assertInstanceOf(VcpuExit.Io.class, X86Cpu.run(cpu, reread, GDT, 8).get(0)).value();
+            GuestProgram reread = g.readAndReport(CODE, 0x9000);
+            load(r, reread);
+            List<VcpuExit> again = g.runToCompletion(cpu, reread, 8);
+            long seen = g.reported(again).orElseThrow(() -> new AssertionError(again.toString()));
             System.out.println("guest reads a library-private page: 0x" + Long.toHexString(seen) + " (KVM does not know the library's state)");
-            assertEquals(X86GuestPrograms.pageValue(9, 0x47) & 0xffffffffL, seen);
+            assertEquals(GuestCpu.pageValue(9, 0x47) & 0xffffffffL, seen);
         }
+    }
+
+    /** The region is the slot at gpa 0: each chunk goes at its gpa. */
+    static void load(GuestMemfdRegion r, GuestProgram p) {
+        for (GuestProgram.Chunk c : p.image()) r.write(c.gpa(), c.bytes(), 0, c.bytes().length);
     }
 }

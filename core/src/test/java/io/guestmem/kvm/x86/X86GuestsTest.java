@@ -28,7 +28,7 @@ class X86GuestsTest {
 
     @BeforeAll
     static void kvm() {
-        KvmAvailable.assume();
+        KvmAvailable.assumeX86("real mode, flat32 segments, x86 registers");
     }
 
     /** A VM with a 64 KiB boot slot at gpa 0 holding the flat GDT. */
