@@ -79,6 +79,7 @@ class CrashSafetyTest {
         System.out.println("crash test: leftovers " + leftovers.size() + " " + leftovers);
         ReliabilityReport.put("crash safety", "child JVMs killed with SIGKILL at random instants (" + String.join(", ", scenarios) + ")", total);
         ReliabilityReport.put("crash safety", "distinct kill points hit (scenario:phase)", points.size());
+        ReliabilityReport.put("crash safety", "kill points (scenario:phase=kills)", points);
         ReliabilityReport.put("crash safety", "leftovers after a kill (pools, surplus, overcommit, files, guardians)", leftovers.size());
         assertEquals(List.of(), leftovers);
     }
