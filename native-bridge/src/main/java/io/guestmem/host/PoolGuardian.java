@@ -36,7 +36,7 @@ final class PoolGuardian {
               cur=$(cat "$2")
               new=$((cur + $3))
               [ "$new" -lt 0 ] && new=0
-              if echo "$new" 2>/dev/null >"$2"; then rc=0; else rc=1; fi
+              if err=$( { echo "$new" >"$2"; } 2>&1 ); then rc=0; else rc=1; fi
               now=$(cat "$2")
               flock -u 9
               got=$((now - cur))
@@ -47,7 +47,7 @@ final class PoolGuardian {
             }
             while read -r id file delta; do
               apply "$id" "$file" "$delta"
-              echo "$got $rc"
+              echo "$got $rc $err" | tr -d '\\n'; echo
             done
             for id in $ids; do
               eval "n=\\$net_$id; f=\\$path_$id"
@@ -111,11 +111,21 @@ final class PoolGuardian {
         }
         if (reply == null)
             throw new IllegalStateException("hugetlb pool guardian (pid " + process.pid() + ") exited before changing " + file);
-        String[] f = reply.trim().split(" ");
+        String[] f = reply.trim().split(" ", 3);
         long got = Long.parseLong(f[0]);
-        if (!f[1].equals("0") && got == 0)
-            throw new IllegalStateException("cannot write " + file + " (root needed, or the kernel refused "
-                    + delta + " more)");
+        if (!f[1].equals("0") && got == 0) {
+            String why = f.length > 2 ? f[2].replaceAll("^.*: ", "") : "unknown error";
+            // the shell reports strerror(); name the errno as every other library error does
+            why = switch (why) {
+                case "Permission denied" -> "EACCES (Permission denied)";
+                case "Operation not permitted" -> "EPERM (Operation not permitted)";
+                case "Invalid argument" -> "EINVAL (Invalid argument)";
+                case "Cannot allocate memory" -> "ENOMEM (Cannot allocate memory)";
+                default -> why;
+            };
+            throw new IllegalStateException("cannot write " + file + ": " + why + " from write(" + file.getFileName()
+                    + ", " + delta + " more) (root needed)");
+        }
         return got;
     }
 }
