@@ -167,9 +167,10 @@ final class DemoVm implements AutoCloseable {
         }
         long pageSize = hs.bytes();
         long rounded = (size + pageSize - 1) / pageSize * pageSize;
-        long need = rounded / pageSize - HugePagePools.pool(hs).available();
+        long need = rounded / pageSize - HugePagePools.pool(hs).obtainable();
         if (need > 0) {
-            // Closed after the region (resources close in reverse order), so the pool goes back exactly.
+            // Closed after the region (resources close in reverse order), so the pool goes back exactly; a
+            // kill at any instant is undone too (surplus pages go with the mapping, the guardian restores the knob).
             resources.add(HugePagePools.raise(hs, need));
         }
         return HostRegion.hugetlb(rounded, hs).create();

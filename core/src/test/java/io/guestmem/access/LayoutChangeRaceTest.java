@@ -57,17 +57,19 @@ class LayoutChangeRaceTest {
                     }
                 }));
             }
+            // A work target, not a rate: at least a second and at least 102 changes (bounded by a deadline for a
+            // broken build), so a slow machine (the arm64 runner under TCG) races as many changes as a fast one.
             int changes = 0;
-            long until = System.nanoTime() + 1_000_000_000L;
-            while (System.nanoTime() < until && failure.get() == null) {
+            long t0 = System.nanoTime(), until = t0 + 1_000_000_000L, deadline = t0 + 120_000_000_000L;
+            while ((System.nanoTime() < until || changes <= 100) && System.nanoTime() < deadline && failure.get() == null) {
                 gm.addRam(1, 4 * MiB, b);
                 gm.removeRam(1);
                 changes += 2;
             }
             stop.set(true);
-            for (Thread t : threads) t.join();
+            joinBounded(threads);
             if (failure.get() != null) throw new AssertionError("an access failed after " + changes + " layout changes", failure.get());
-            assertTrue(changes > 100, "only " + changes + " layout changes in a second");
+            assertTrue(changes > 100, "only " + changes + " layout changes in " + (System.nanoTime() - t0) / 1_000_000 + " ms");
             assertEquals(increments[0] + increments[1], a.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, 0),
                     "every getAndAdd landed exactly once");
         } finally {
@@ -122,8 +124,9 @@ class LayoutChangeRaceTest {
             List<Thread> threads = List.of(Thread.ofPlatform().start(reader), Thread.ofPlatform().start(writer));
             HostRegion cur = a;
             int moves = 0;
-            long until = System.nanoTime() + 1_500_000_000L;
-            while (System.nanoTime() < until && failure.get() == null) {
+            // A work target, not a rate (see above): 1.5 s and more than 50 moves, whichever comes later.
+            long t0 = System.nanoTime(), until = t0 + 1_500_000_000L, deadline = t0 + 120_000_000_000L;
+            while ((System.nanoTime() < until || moves <= 50) && System.nanoTime() < deadline && failure.get() == null) {
                 Thread.sleep(1); // let the loops run (and compile) on the current layout
                 HostRegion next = cur == a ? b : a;
                 next.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, 0, next == a ? 0xAAAAL : 0xBBBBL);
@@ -139,12 +142,20 @@ class LayoutChangeRaceTest {
                 moves++;
             }
             stop.set(true);
-            for (Thread t : threads) t.join();
+            joinBounded(threads);
             if (failure.get() != null) throw new AssertionError("after " + moves + " moves", failure.get());
             assertTrue(moves > 50, "only " + moves + " moves");
             assertTrue(served[0] > 0 && served[1] > 0, "the loops never completed a pass: " + served[0] + ", " + served[1]);
         } finally {
             gm.close();
+        }
+    }
+
+    /** Joins the test's threads with a bound: a thread that does not stop fails the test instead of hanging it. */
+    static void joinBounded(List<Thread> threads) throws InterruptedException {
+        for (Thread t : threads) {
+            t.join(java.time.Duration.ofSeconds(30));
+            assertTrue(!t.isAlive(), t + " did not stop within 30 s of being told to");
         }
     }
 }

@@ -39,12 +39,18 @@ class HugetlbRegionTest {
     void hugetlb2MRegionAndMemfd() {
         HugePageSize twoM = sizeOrSkip(2 * MiB);
         assumeRoot();
-        long totalBefore = HugePagePools.pool(twoM).total();
+        HugePagePools.Pool before = HugePagePools.pool(twoM);
+        long totalBefore = before.total();
         try (HugePagePools.Reservation res = HugePagePools.raise(twoM, 4)) {
-            assertEquals(totalBefore + 4, HugePagePools.pool(twoM).total());
+            // 2M pages are not gigantic: the raise lets 4 more be allocated (as surplus pages) and allocates none yet
+            assertTrue(res.surplus(), "a 2M raise uses surplus pages");
+            assertEquals(before.obtainable() + 4, HugePagePools.pool(twoM).obtainable());
+            assertEquals(before.overcommit() + 4, HugePagePools.pool(twoM).overcommit());
             HostRegion r = HostRegion.hugetlb(4 * MiB, twoM).create();
             long start = r.address() - r.guardBytes(), end = r.address() + r.size() + r.guardBytes();
             try {
+                assertEquals(before.surplus() + Math.max(0, 2 - before.available()), HugePagePools.pool(twoM).surplus(),
+                        "the mapping's reservation took surplus pages where free ones ran out: " + HugePagePools.pool(twoM));
                 assertEquals(Backing.HUGETLB_2M, r.backing());
                 assertEquals(2 * MiB, r.pageSize());
                 assertEquals(0, r.address() % (2 * MiB));
@@ -68,7 +74,10 @@ class HugetlbRegionTest {
             }
             Leaks.assertNoMemfd("gm-huge");
         }
-        assertEquals(totalBefore, HugePagePools.pool(twoM).total(), "pool restored");
+        HugePagePools.Pool after = HugePagePools.pool(twoM);
+        assertEquals(totalBefore, after.total(), "pool restored");
+        assertEquals(before.overcommit(), after.overcommit(), "overcommit limit restored");
+        assertEquals(before.surplus(), after.surplus(), "the kernel freed the surplus pages with the mappings");
     }
 
     @Test

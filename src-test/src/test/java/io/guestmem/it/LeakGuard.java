@@ -224,9 +224,16 @@ public final class LeakGuard implements BeforeAllCallback, AfterAllCallback {
             Map<HugePageSize, HugePagePools.Pool> now = pools();
             for (var e : before.entrySet()) {
                 HugePagePools.Pool p = now.get(e.getKey());
-                if (p.total() > e.getValue().total())
-                    diff.add("hugetlb pool " + e.getKey() + " raised by " + (p.total() - e.getValue().total())
-                            + " page(s) and not put back: " + p + ", was " + e.getValue());
+                HugePagePools.Pool was = e.getValue();
+                if (p.total() > was.total())
+                    diff.add("hugetlb pool " + e.getKey() + " raised by " + (p.total() - was.total())
+                            + " page(s) and not put back: " + p + ", was " + was);
+                if (p.overcommit() != was.overcommit())
+                    diff.add("hugetlb pool " + e.getKey() + " overcommit limit changed by " + (p.overcommit() - was.overcommit())
+                            + " and not put back: " + p + ", was " + was);
+                if (p.surplus() > was.surplus())
+                    diff.add("hugetlb pool " + e.getKey() + " holds " + (p.surplus() - was.surplus())
+                            + " more surplus page(s) than before: " + p + ", was " + was);
             }
             if (diff.isEmpty() || System.nanoTime() > deadline) return diff;
             try {

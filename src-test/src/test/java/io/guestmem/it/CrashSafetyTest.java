@@ -1,0 +1,182 @@
+package io.guestmem.it;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import io.guestmem.host.HugePagePools;
+import io.guestmem.host.HugePageSize;
+import io.guestmem.sys.Capabilities;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Nothing the library changes outside its process outlives it: child JVMs run the library's setup paths
+ * ({@link CrashChild}: hugetlb regions of each size the kernel offers, a KVM VM with a locked memslot and
+ * a guest_memfd, the CLI's demo) and are killed with SIGKILL at random instants, many times; after each
+ * kill the system is compared with before: every hugetlb pool's persistent, free, reserved and surplus
+ * pages and its overcommit limit, files the library names (/dev/shm, the temp dir), and pool guardian
+ * processes. Every other run the test JVM holds a raise of its own on the same pools across the kill, so
+ * the comparison also proves that a dying process takes back its own raise and not another's. Bounded by
+ * a time budget (many more runs on a fast machine, at least two per scenario everywhere).
+ */
+class CrashSafetyTest {
+    static final long BUDGET_NS = TimeUnit.SECONDS.toNanos(35);
+    static final int MIN_RUNS = 2, MAX_RUNS = 15;
+
+    record State(Map<String, HugePagePools.Pool> pools, List<String> files, int guardians) {}
+
+    @Test
+    void sigkillAtAnyInstantLeavesTheSystemAsItWas() throws Exception {
+        assumeTrue(Capabilities.has(Capabilities.CAP_SYS_ADMIN), "raising hugetlb pools needs root (CAP_SYS_ADMIN)");
+        List<String> scenarios = new ArrayList<>();
+        for (HugePageSize s : HugePagePools.sizes()) scenarios.add("hugetlb-" + s.label());
+        if (Files.exists(Path.of("/dev/kvm"))) scenarios.add("vm");
+        else System.out.println("crash test: no /dev/kvm, the vm scenario is skipped");
+        scenarios.add("demo");
+        Random rnd = new Random();
+        long seed = rnd.nextLong();
+        rnd.setSeed(seed);
+        System.out.println("crash test seed " + seed + ", scenarios " + scenarios);
+        Map<String, Long> window = new TreeMap<>();
+        Map<String, Integer> runs = new TreeMap<>(), points = new TreeMap<>();
+        List<String> leftovers = new ArrayList<>();
+        long start = System.nanoTime();
+        int total = 0;
+        for (int round = 0; round < MAX_RUNS; round++) {
+            if (round >= MIN_RUNS && System.nanoTime() - start > BUDGET_NS) break;
+            for (String sc : scenarios) {
+                HugePagePools.Reservation own = null;
+                HugePageSize ownSize = HugePagePools.sizes().stream().filter(s -> !s.gigantic()).findFirst().orElse(null);
+                if (total % 2 == 1 && ownSize != null) own = HugePagePools.raise(ownSize, 1);
+                try {
+                    State before = state();
+                    String point = killOnce(sc, window, rnd);
+                    total++;
+                    runs.merge(sc, 1, Integer::sum);
+                    points.merge(sc + ":" + point, 1, Integer::sum);
+                    List<String> left = differences(before, 10_000);
+                    if (!left.isEmpty()) leftovers.add(sc + " killed at " + point + (own != null ? " (with a raise of our own)" : "") + ": " + left);
+                } finally {
+                    if (own != null) own.close();
+                }
+            }
+        }
+        long secs = TimeUnit.NANOSECONDS.toSeconds(System.nanoTime() - start);
+        System.out.println("crash test: " + total + " SIGKILLs in " + secs + " s; runs " + runs);
+        System.out.println("crash test: kill points " + points);
+        System.out.println("crash test: leftovers " + leftovers.size() + " " + leftovers);
+        ReliabilityReport.put("crash safety", "child JVMs killed with SIGKILL at random instants (" + String.join(", ", scenarios) + ")", total);
+        ReliabilityReport.put("crash safety", "distinct kill points hit (scenario:phase)", points.size());
+        ReliabilityReport.put("crash safety", "kill points (scenario:phase=kills)", points);
+        ReliabilityReport.put("crash safety", "leftovers after a kill (pools, surplus, overcommit, files, guardians)", leftovers.size());
+        assertEquals(List.of(), leftovers);
+    }
+
+    /** The control: a child that raises a pool the unsafe way leaves a leftover the comparison reports. */
+    @Test
+    void theComparisonSeesALeftoverOfAnUnsafeRaise() throws Exception {
+        assumeTrue(Capabilities.has(Capabilities.CAP_SYS_ADMIN), "writing hugetlb knobs needs root (CAP_SYS_ADMIN)");
+        assumeTrue(!HugePagePools.sizes().isEmpty(), "no hugetlb pools on this kernel");
+        HugePageSize s = HugePagePools.sizes().getFirst();
+        State before = state();
+        killOnce("leaky", new TreeMap<>(), new Random());
+        List<String> left = differences(before, 500);
+        System.out.println("crash test control: " + left);
+        // put the knob back by hand, as the library itself no longer has to
+        Path knob = s.sysfsDir().resolve("nr_overcommit_hugepages");
+        Files.writeString(knob, Long.toString(before.pools().get(s.label()).overcommit()));
+        assertEquals(1, left.size(), left.toString());
+        assertEquals(true, left.getFirst().startsWith("pool " + s.label()), left.toString());
+        assertEquals(List.of(), differences(before, 2_000));
+    }
+
+    /** One child killed at a random instant; returns the phase it was in (or "startup"). */
+    private static String killOnce(String scenario, Map<String, Long> window, Random rnd) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
+                "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, ChildJvm.classpath()), CrashChild.class.getName(), scenario));
+        long t0 = System.nanoTime();
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+        AtomicReference<String> phase = new AtomicReference<>("startup");
+        AtomicReference<Long> firstIter = new AtomicReference<>();
+        Thread reader = Thread.ofVirtual().start(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream()))) {
+                for (String l; (l = r.readLine()) != null; ) {
+                    if (l.startsWith("PHASE ")) phase.set(l.substring(6));
+                    else if (l.startsWith("ITER ") && firstIter.get() == null) firstIter.set(System.nanoTime() - t0);
+                }
+            } catch (IOException ignored) {
+                // the child is gone
+            }
+        });
+        Long w = window.get(scenario);
+        if (w == null) {
+            // Calibration on this machine: the first child runs one whole round (JVM start included), then dies.
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (firstIter.get() == null && p.isAlive() && System.nanoTime() < deadline) Thread.sleep(5);
+            w = firstIter.get() != null ? firstIter.get() : System.nanoTime() - t0;
+            window.put(scenario, w);
+            System.out.println("crash test: " + scenario + " first round after " + w / 1_000_000 + " ms");
+        } else {
+            long at = (long) (rnd.nextDouble() * w * 1.5);
+            TimeUnit.NANOSECONDS.sleep(at);
+        }
+        String point = p.isAlive() ? phase.get() : "exited-" + p.exitValue();
+        p.destroyForcibly(); // SIGKILL
+        if (!p.waitFor(30, TimeUnit.SECONDS)) throw new AssertionError(scenario + " child survived SIGKILL");
+        reader.join(TimeUnit.SECONDS.toMillis(30));
+        return point;
+    }
+
+    static State state() {
+        Map<String, HugePagePools.Pool> pools = new TreeMap<>();
+        for (HugePageSize s : HugePagePools.sizes()) pools.put(s.label(), HugePagePools.pool(s));
+        List<String> files = new ArrayList<>();
+        for (Path dir : List.of(Path.of("/dev/shm"), Path.of(System.getProperty("java.io.tmpdir")), Path.of("/dev/hugepages"))) {
+            if (!Files.isDirectory(dir)) continue;
+            try (Stream<Path> s = Files.list(dir)) {
+                s.map(Path::toString).filter(n -> n.contains("guestmem") && !n.contains("guestmem-tests.lock")
+                        && !n.contains("guestmem-child") && !n.contains("guestmem-cp")).sorted().forEach(files::add);
+            } catch (IOException e) {
+                files.add(dir + ": " + e);
+            }
+        }
+        int guardians = (int) ProcessHandle.allProcesses()
+                .filter(h -> h.info().arguments().map(a -> String.join(" ", a).contains("guestmem-pool-guardian")).orElse(false))
+                .count();
+        return new State(pools, files, guardians);
+    }
+
+    /** What differs from {@code before} and still differs after {@code settleMs} (the kernel frees as the child exits). */
+    static List<String> differences(State before, long settleMs) throws InterruptedException {
+        long deadline = System.nanoTime() + settleMs * 1_000_000;
+        while (true) {
+            State now = state();
+            List<String> d = new ArrayList<>();
+            for (var e : before.pools().entrySet()) {
+                HugePagePools.Pool a = e.getValue(), b = now.pools().get(e.getKey());
+                if (a.total() != b.total() || a.free() != b.free() || a.reserved() != b.reserved() || a.surplus() != b.surplus()
+                        || a.overcommit() != b.overcommit())
+                    d.add("pool " + e.getKey() + " now " + b + ", was " + a);
+            }
+            List<String> newFiles = new ArrayList<>(now.files());
+            newFiles.removeAll(before.files());
+            if (!newFiles.isEmpty()) d.add("files left: " + newFiles);
+            if (now.guardians() > before.guardians()) d.add((now.guardians() - before.guardians()) + " pool guardian(s) still running");
+            if (d.isEmpty() || System.nanoTime() > deadline) return d;
+            Thread.sleep(50);
+        }
+    }
+}
