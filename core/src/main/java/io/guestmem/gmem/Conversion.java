@@ -1,5 +1,6 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.Mappability;
 /**
  * The outcome of {@link GuestMemfdRegion#toPrivate} / {@link GuestMemfdRegion#toShared} over
  * {@code [offset, offset + length)}: {@code completed} pages reached {@code target} at once (or were there

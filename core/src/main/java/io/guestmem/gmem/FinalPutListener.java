@@ -1,5 +1,6 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.Mappability;
 /**
  * Hears a deferred conversion finish: the library's last reference to a {@link Mappability#NONE} page was
  * released and the page became {@code now} (the seed's {@code kvm_gmem_handle_folio_put}). Called on the

@@ -1,5 +1,9 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.FollGuest;
+import io.guestmem.mmu.GuestPageRefs;
+import io.guestmem.mmu.Mappability;
+import io.guestmem.mmu.MappabilityQuery;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
@@ -8,11 +12,11 @@ import java.util.Arrays;
 /**
  * The gfn view of the library's guest_memfd regions over one {@link Memslots}: which region page backs a gfn
  * (a GUEST_MEMFD slot names its guest_memfd by fd and offset; a stand-in region's plain slot is found by its
- * userspace_addr), its {@link Mappability}, and references by gfn, the hooks follow_pfn and the guest-memory
- * accessors plug into. Lookups read the current memslot set and a copy-on-write array of regions: no
+ * userspace_addr), its {@link Mappability}, and references by gfn: follow_pfn's {@link MappabilityQuery} and
+ * {@link GuestPageRefs} itself, and the guest-memory accessors' policy ({@link #hostMayAccess}). Lookups read the current memslot set and a copy-on-write array of regions: no
  * allocation, no syscall.
  */
-public final class GuestMemfdPages implements GfnMappability {
+public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
     private final Memslots memslots;
     private volatile GuestMemfdRegion[] regions = new GuestMemfdRegion[0];
 
@@ -58,10 +62,20 @@ public final class GuestMemfdPages implements GfnMappability {
     }
 
     @Override
+    public Mappability mappability(Memslot slot, long gfn) {
+        return mappability(slot.addressSpace(), gfn);
+    }
+
+    /** {@link Mappability#ALL} for every gfn not backed by a registered guest_memfd region. */
     public Mappability mappability(int addressSpace, long gfn) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return Mappability.ALL;
         return regions[(int) (loc >>> 32)].mappabilityOfPage(loc & 0xffffffffL);
+    }
+
+    /** The access policy: the host may read or write the gfn through its mapping. */
+    public boolean hostMayAccess(int addressSpace, long gfn) {
+        return mappability(addressSpace, gfn).hostMayAccess();
     }
 
     /** The FOLL_GUEST decision for {@code gfn} ({@link FollGuest#check}). */
@@ -74,6 +88,7 @@ public final class GuestMemfdPages implements GfnMappability {
      * follow_pfn result the caller will release with {@link #put}); true for gfns no region backs (nothing to
      * count there). False when the page is not in that view.
      */
+    @Override
     public boolean tryGet(int addressSpace, long gfn, boolean guest) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return !guest;
@@ -81,6 +96,7 @@ public final class GuestMemfdPages implements GfnMappability {
     }
 
     /** Releases a reference taken by {@link #tryGet}; the final put of a converting page finishes it. */
+    @Override
     public void put(int addressSpace, long gfn, boolean guest) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return;

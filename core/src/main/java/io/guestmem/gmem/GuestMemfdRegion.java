@@ -1,5 +1,6 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.Mappability;
 import io.guestmem.KvmException;
 import io.guestmem.host.Backing;
 import io.guestmem.host.HostRegion;

@@ -219,7 +219,7 @@ public final class FollowPfn implements AutoCloseable {
         }
         final long hva = slot.userspaceAddr() + ((gfn - slot.baseGfn()) << geometry.shift());
         final boolean mapWritable = req.mapWritable() && !slot.readOnly(); // row 3
-        if (!MappabilityQuery.allows(mappability.mappability(slot, gfn), req.guest())) {
+        if (!FollGuest.view(mappability.mappability(slot, gfn), req.guest()).ok()) {
             return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK); // row 4
         }
         if (poison.isGfnPoisoned(as, gfn)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.PRECHECK); // row 5

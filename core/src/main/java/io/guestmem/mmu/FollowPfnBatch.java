@@ -124,7 +124,7 @@ public final class FollowPfnBatch {
     }
 
     private static boolean allowed(MappabilityQuery mq, Memslot slot, long gfn) {
-        return MappabilityQuery.allows(mq.mappability(slot, gfn), false);
+        return FollGuest.view(mq.mappability(slot, gfn), false).ok();
     }
 
     /** The decision table for one page, without keeping a reference. */

@@ -11,8 +11,6 @@ import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.FollowPfn;
-import io.guestmem.mmu.GuestPageRefs;
-import io.guestmem.mmu.MappabilityQuery;
 import io.guestmem.mmu.MmuNotifier;
 
 /**
@@ -65,22 +63,8 @@ public final class VmMemory implements AutoCloseable {
         followPfn.setWriteFaultHook((slot, gfn) -> lock.relaxWrite(slot.addressSpace(), gfn));
         // 2. private memory: one state machine for follow_pfn, its references and the accessors
         GuestMemfdPages pages = guestMemfdPages;
-        followPfn.setMappability((slot, gfn) -> switch (pages.mappability(slot.addressSpace(), gfn)) {
-            case ALL -> MappabilityQuery.Mappability.SHARED;
-            case GUEST -> MappabilityQuery.Mappability.PRIVATE;
-            case NONE -> MappabilityQuery.Mappability.NONE;
-        });
-        followPfn.setGuestPageRefs(new GuestPageRefs() {
-            @Override
-            public boolean tryGet(int addressSpace, long gfn, boolean guest) {
-                return pages.tryGet(addressSpace, gfn, guest);
-            }
-
-            @Override
-            public void put(int addressSpace, long gfn, boolean guest) {
-                pages.put(addressSpace, gfn, guest);
-            }
-        });
+        followPfn.setMappability(pages);
+        followPfn.setGuestPageRefs(pages);
         memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
         followPfn.poison().setPfnSource(hwPoison::marked);
         // 3. dirty: both sources feed the VMM's bitmap

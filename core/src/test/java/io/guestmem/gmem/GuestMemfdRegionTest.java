@@ -1,5 +1,6 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.Mappability;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;

@@ -212,8 +212,8 @@ class FollowPfnTest {
         HostRegion r = f.own(HostRegion.memfd(4 * PAGE).create());
         Memslot s = f.slot(r, 0);
         long priv = s.baseGfn() + 1;
-        f.fp.setMappability((slot, gfn) -> gfn == priv ? MappabilityQuery.Mappability.PRIVATE
-                : gfn == priv + 1 ? MappabilityQuery.Mappability.NONE : MappabilityQuery.Mappability.SHARED);
+        f.fp.setMappability((slot, gfn) -> gfn == priv ? Mappability.GUEST
+                : gfn == priv + 1 ? Mappability.NONE : Mappability.ALL);
         // private: refused to the host view, untouched; granted to the guest view
         assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.write(priv)).error());
         assertFalse(f.present(r.address() + PAGE), "host lookup of a private page touched it");

@@ -8,7 +8,7 @@ import io.guestmem.access.PrivateMemoryException;
 import io.guestmem.gmem.Conversion;
 import io.guestmem.gmem.GuestMemfdBacking;
 import io.guestmem.gmem.GuestMemfdRegion;
-import io.guestmem.gmem.Mappability;
+import io.guestmem.mmu.Mappability;
 import io.guestmem.host.HostRegion;
 import io.guestmem.host.HugePagePools;
 import io.guestmem.kvm.KvmVm;

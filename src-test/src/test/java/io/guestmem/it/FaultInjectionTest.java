@@ -12,7 +12,7 @@ import io.guestmem.gmem.Conversion;
 import io.guestmem.gmem.ConversionException;
 import io.guestmem.gmem.GuestMemfdRegion;
 import io.guestmem.gmem.HostAccessRefusedException;
-import io.guestmem.gmem.Mappability;
+import io.guestmem.mmu.Mappability;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CopyOnWriteArrayList;

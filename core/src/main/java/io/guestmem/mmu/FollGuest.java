@@ -1,4 +1,4 @@
-package io.guestmem.gmem;
+package io.guestmem.mmu;
 
 /**
  * The FOLL_GUEST rules of seed 004 as one decision: a private page ({@link Mappability#GUEST}) is returned by
@@ -34,12 +34,20 @@ public final class FollGuest {
      * @param hostWritable the host mapping (or slot) allows writes
      */
     public static Verdict check(Mappability m, boolean guest, boolean write, boolean hostWritable) {
-        Verdict v = switch (m) {
+        Verdict v = view(m, guest);
+        if (v == Verdict.OK && write && !hostWritable) return Verdict.NOT_WRITABLE;
+        return v;
+    }
+
+    /**
+     * The view half of {@link #check}: may a lookup with this {@code guest} flag return a page of this
+     * mappability? {@link FollowPfn}'s row 4 (its write check is the READONLY slot row before it).
+     */
+    public static Verdict view(Mappability m, boolean guest) {
+        return switch (m) {
             case ALL -> guest ? Verdict.SHARED_WITHOUT_FOLL_GUEST_ONLY : Verdict.OK;
             case GUEST -> guest ? Verdict.OK : Verdict.PRIVATE_NEEDS_FOLL_GUEST;
             case NONE -> Verdict.CONVERTING;
         };
-        if (v == Verdict.OK && write && !hostWritable) return Verdict.NOT_WRITABLE;
-        return v;
     }
 }

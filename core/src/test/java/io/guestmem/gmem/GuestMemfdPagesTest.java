@@ -1,14 +1,13 @@
 package io.guestmem.gmem;
 
-import static io.guestmem.gmem.FollGuest.Verdict.CONVERTING;
-import static io.guestmem.gmem.FollGuest.Verdict.NOT_WRITABLE;
-import static io.guestmem.gmem.FollGuest.Verdict.OK;
-import static io.guestmem.gmem.FollGuest.Verdict.PRIVATE_NEEDS_FOLL_GUEST;
-import static io.guestmem.gmem.FollGuest.Verdict.SHARED_WITHOUT_FOLL_GUEST_ONLY;
+import static io.guestmem.mmu.FollGuest.Verdict.OK;
+import static io.guestmem.mmu.FollGuest.Verdict.PRIVATE_NEEDS_FOLL_GUEST;
+import static io.guestmem.mmu.FollGuest.Verdict.SHARED_WITHOUT_FOLL_GUEST_ONLY;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.guestmem.mmu.Mappability;
 import io.guestmem.kvm.KvmAvailable;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.memslot.Memslot;
@@ -16,26 +15,9 @@ import io.guestmem.memslot.Memslots;
 import io.guestmem.sys.Posix;
 import org.junit.jupiter.api.Test;
 
-/** The FOLL_GUEST table, and the same rules through the gfn view over real guest_memfd and stand-in regions. */
-class FollGuestTest {
+/** The FOLL_GUEST rules through the gfn view over real guest_memfd and stand-in regions. */
+class GuestMemfdPagesTest {
     static final long PAGE = Posix.PAGE_SIZE;
-
-    @Test
-    void decisionTable() {
-        assertEquals(OK, FollGuest.check(Mappability.ALL, false, false, true));
-        assertEquals(SHARED_WITHOUT_FOLL_GUEST_ONLY, FollGuest.check(Mappability.ALL, true, false, true));
-        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, false, true));
-        assertEquals(PRIVATE_NEEDS_FOLL_GUEST, FollGuest.check(Mappability.GUEST, false, false, true));
-        for (boolean g : new boolean[] {false, true}) assertEquals(CONVERTING, FollGuest.check(Mappability.NONE, g, true, true));
-        // The write check is orthogonal: private or not, a read-only page is not mapped writable...
-        assertEquals(NOT_WRITABLE, FollGuest.check(Mappability.GUEST, true, true, false));
-        assertEquals(NOT_WRITABLE, FollGuest.check(Mappability.ALL, false, true, false));
-        // ...is mapped readable, and a writable one writable.
-        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, false, false));
-        assertEquals(OK, FollGuest.check(Mappability.GUEST, true, true, true));
-        // ...and it never turns a refused view into OK.
-        assertEquals(PRIVATE_NEEDS_FOLL_GUEST, FollGuest.check(Mappability.GUEST, false, true, false));
-    }
 
     @Test
     void gfnViewOverARealGuestMemfdAndAStandIn() {

@@ -1,8 +1,9 @@
-package io.guestmem.gmem;
+package io.guestmem.mmu;
 
 /**
- * Who may map a guest_memfd page, as in the guest_memfd mappability series (seed 001): the per-page value of
- * {@code mappable_offsets}.
+ * Who may map a guest_memfd page, as in the guest_memfd mappability series: the per-page value of
+ * {@code mappable_offsets}. The one vocabulary for it: follow_pfn's FOLL_GUEST rule ({@link FollGuest}), the
+ * guest_memfd state machine and the accessors' policy all speak it.
  *
  * <ul>
  *   <li>{@link #ALL}: shared. The host (its mappings, follow_pfn without FOLL_GUEST, the library's accessors)
@@ -29,7 +30,8 @@ public enum Mappability {
 
     private static final Mappability[] VALUES = values();
 
-    static Mappability of(int ordinal) {
+    /** The value with this ordinal (the guest_memfd state word packs it). */
+    public static Mappability of(int ordinal) {
         return VALUES[ordinal];
     }
 }
