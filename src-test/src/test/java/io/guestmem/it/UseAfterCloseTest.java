@@ -28,7 +28,10 @@ class UseAfterCloseTest {
         if (!notIse.isEmpty()) System.out.println("threw a typed access error rather than IllegalStateException:\n" + String.join("\n", notIse));
         ReliabilityReport.put("use after close", "uses after close (regions, guest memory, pagemap/kpageflags, follow_pfn, "
                 + "memslot lock, VM, vCPU, guest_memfd) that threw / crashed the JVM", ok + " of " + checks.size() + " / 0");
-        assertTrue(checks.size() >= 15, r.output());
+        // The KVM objects (VM, vCPU, guest_memfd) are checked only where this machine has a /dev/kvm.
+        boolean kvm = java.nio.file.Files.exists(java.nio.file.Path.of("/dev/kvm"));
+        if (!kvm) System.out.println("INFO no /dev/kvm on this machine: VM, vCPU and guest_memfd uses after close not checked");
+        assertTrue(checks.size() >= (kvm ? 15 : 12), r.output());
         assertEquals(checks.size(), ok, "a use after close that did not throw (IllegalStateException, or GuestMemory's typed access error):\n" + r.output());
     }
 }
