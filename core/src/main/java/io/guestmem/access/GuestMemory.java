@@ -222,8 +222,18 @@ public final class GuestMemory implements AutoCloseable {
                     && (forWrite ? writeOff : readOff)[(int) b] != NONE ? (int) b : -1;
         }
 
-        /** Closes the arena of {@code all}: threads still holding this layout get IllegalStateException. */
+        /** Read-modify-writes under way on this layout; {@link #retire} waits for them (see {@link #enterRmw}). */
+        final java.util.concurrent.atomic.AtomicInteger rmwInFlight = new java.util.concurrent.atomic.AtomicInteger();
+        volatile boolean retiring;
+
+        /**
+         * Closes the arena of {@code all}: threads still holding this layout get IllegalStateException. Waits first
+         * for the read-modify-writes under way: the JDK's close handshake may deliver its exception to a thread
+         * just after its access completed, and a retried add or compare-and-set would then apply twice.
+         */
         void retire() {
+            retiring = true;
+            while (rmwInFlight.get() != 0) Thread.onSpinWait();
             if (arena != null) arena.close();
         }
     }
@@ -506,6 +516,26 @@ public final class GuestMemory implements AutoCloseable {
      */
     private void retired(Layout l, IllegalStateException e) {
         if (current() == l) throw e;
+    }
+
+    /**
+     * The current layout, held open for one read-modify-write: {@link Layout#retire} does not close it until
+     * {@link #exitRmw}. Unlike plain loads and stores, an atomic update is never retried after an
+     * IllegalStateException, because the update may already have happened (Dekker-style: we count ourselves in,
+     * then check {@code retiring}; retire sets it, then waits for the count).
+     */
+    private Layout enterRmw() {
+        while (true) {
+            Layout l = current();
+            l.rmwInFlight.incrementAndGet();
+            if (!l.retiring) return l;
+            l.rmwInFlight.decrementAndGet();
+            if (current() == l) throw new IllegalStateException("guest memory is closed");
+        }
+    }
+
+    private static void exitRmw(Layout l) {
+        l.rmwInFlight.decrementAndGet();
     }
 
     private static void markWritten(Layout l, int i, long o, long len) {
@@ -812,62 +842,54 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Atomically sets the u32 at {@code gpa} (4-byte aligned) to {@code update} if it is {@code expect}. */
     public boolean compareAndSetU32(long gpa, int expect, int update) {
-        final Layout l = current();
-        final int h = aligned(l, gpa, 4, true, "compareAndSetU32");
-        boolean ok;
+        final Layout l = enterRmw();
         try {
-            ok = A32.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
-        } catch (IllegalStateException e) {
-            retired(l, e);
-            return compareAndSetU32(gpa, expect, update);
+            final int h = aligned(l, gpa, 4, true, "compareAndSetU32");
+            boolean ok = A32.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+            if (ok) mark(l, h, gpa);
+            return ok;
+        } finally {
+            exitRmw(l);
         }
-        if (ok) mark(l, h, gpa);
-        return ok;
     }
 
     /** Atomically sets the u64 at {@code gpa} (8-byte aligned) to {@code update} if it is {@code expect}. */
     public boolean compareAndSetU64(long gpa, long expect, long update) {
-        final Layout l = current();
-        final int h = aligned(l, gpa, 8, true, "compareAndSetU64");
-        boolean ok;
+        final Layout l = enterRmw();
         try {
-            ok = A64.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
-        } catch (IllegalStateException e) {
-            retired(l, e);
-            return compareAndSetU64(gpa, expect, update);
+            final int h = aligned(l, gpa, 8, true, "compareAndSetU64");
+            boolean ok = A64.compareAndSet(segment(l, h), offset(l, h, gpa), expect, update);
+            if (ok) mark(l, h, gpa);
+            return ok;
+        } finally {
+            exitRmw(l);
         }
-        if (ok) mark(l, h, gpa);
-        return ok;
     }
 
     /** Atomically adds {@code delta} to the u32 at {@code gpa} (4-byte aligned, wrapping); returns the old value. */
     public int getAndAddU32(long gpa, int delta) {
-        final Layout l = current();
-        final int h = aligned(l, gpa, 4, true, "getAndAddU32");
-        int old;
+        final Layout l = enterRmw();
         try {
-            old = (int) A32.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
-        } catch (IllegalStateException e) {
-            retired(l, e);
-            return getAndAddU32(gpa, delta);
+            final int h = aligned(l, gpa, 4, true, "getAndAddU32");
+            int old = (int) A32.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+            mark(l, h, gpa);
+            return old;
+        } finally {
+            exitRmw(l);
         }
-        mark(l, h, gpa);
-        return old;
     }
 
     /** Atomically adds {@code delta} to the u64 at {@code gpa} (8-byte aligned, wrapping); returns the old value. */
     public long getAndAddU64(long gpa, long delta) {
-        final Layout l = current();
-        final int h = aligned(l, gpa, 8, true, "getAndAddU64");
-        long old;
+        final Layout l = enterRmw();
         try {
-            old = (long) A64.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
-        } catch (IllegalStateException e) {
-            retired(l, e);
-            return getAndAddU64(gpa, delta);
+            final int h = aligned(l, gpa, 8, true, "getAndAddU64");
+            long old = (long) A64.getAndAdd(segment(l, h), offset(l, h, gpa), delta);
+            mark(l, h, gpa);
+            return old;
+        } finally {
+            exitRmw(l);
         }
-        mark(l, h, gpa);
-        return old;
     }
 
     // ------------------------------------------------------------------------------------------ slices
