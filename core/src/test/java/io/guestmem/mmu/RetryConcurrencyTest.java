@@ -120,9 +120,19 @@ class RetryConcurrencyTest {
                 }
             }
         }));
-        Thread.sleep(3000);
+        // At least 3 s, then until the race has run (and, for the control, caught a stale result): the window
+        // scales with the machine instead of being a fixed sleep (under emulation a race needs longer). 90 s cap.
+        long start = System.nanoTime(), minEnd = start + 3_000_000_000L, cap = start + 90_000_000_000L;
+        while (System.nanoTime() < cap) {
+            boolean ran = checked.get() > 100 && remaps.get() > 100 && (throughNotifier || stale.get() > 0);
+            if (ran && System.nanoTime() >= minEnd) break;
+            Thread.sleep(20);
+        }
         stop.set(true);
-        for (Thread t : threads) t.join();
+        for (Thread t : threads) {
+            t.join(java.time.Duration.ofSeconds(30));
+            assertTrue(!t.isAlive(), t.getName() + " did not stop within 30 s");
+        }
         System.out.printf((throughNotifier ? "" : "bypassing the notifier: ") + "race: %d results checked against pagemap, %d retried, %d remaps, %d errors, %d STALE%n",
                 checked.get(), retried.get(), remaps.get(), errors.get(), stale.get());
         assertTrue(failures.isEmpty(), failures::toString);
