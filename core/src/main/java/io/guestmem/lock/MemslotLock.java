@@ -6,6 +6,7 @@ import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.memslot.PageGeometry;
+import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.Invalidation;
 import io.guestmem.mmu.InvalidationListener;
 import io.guestmem.mmu.MmuNotifier;
@@ -70,7 +71,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * </ul>
  *
  * <p>Unlocking munlocks what no other locked slot holds, uncharges, and, for a READ_WRITE lock of a slot that
- * logs dirty pages, reports every page dirty through the {@link DirtyLogHook} (the seed's
+ * logs dirty pages, reports every page dirty through the {@link DirtyLog} (the seed's
  * {@code set_page_dirty_lock} on unpin). Lock and unlock serialize on one operation lock (KVM's
  * {@code slots_lock}); the lookups used by the fault path ({@link #isLocked}, {@link #lockedPfn},
  * {@link #relaxWrite}) take no lock and allocate nothing.
@@ -145,7 +146,7 @@ public final class MemslotLock implements AutoCloseable {
     private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"
     private volatile Pending pending;                           // written under opLock
     private final HvaLockRefs refs = new HvaLockRefs();         // guarded by opLock
-    private volatile DirtyLogHook dirtyLogHook;
+    private volatile DirtyLog dirtyLog = DirtyLog.NONE;
     private volatile long invalidatedPages;
     private volatile boolean closed;
     private final MemslotObserver observer = new MemslotObserver() {
@@ -177,9 +178,9 @@ public final class MemslotLock implements AutoCloseable {
         return account;
     }
 
-    /** The hook told about dirty pages when a READ_WRITE-locked, dirty-logging slot is unlocked (null: none). */
-    public void setDirtyLogHook(DirtyLogHook hook) {
-        this.dirtyLogHook = hook;
+    /** The log told about dirty pages when a READ_WRITE-locked, dirty-logging slot is unlocked (null: none). */
+    public void setDirtyLog(DirtyLog log) {
+        this.dirtyLog = log == null ? DirtyLog.NONE : log;
     }
 
     // ------------------------------------------------------------------ lock / unlock
@@ -366,9 +367,8 @@ public final class MemslotLock implements AutoCloseable {
                 }
             }
         }
-        DirtyLogHook hook = dirtyLogHook;
-        if (l.mode.writable() && l.slot.logsDirty() && hook != null) {
-            hook.markDirty(l.slot, l.slot.baseGfn(), l.slot.npages());
+        if (l.mode.writable() && l.slot.logsDirty()) {
+            dirtyLog.markDirty(l.slot, l.slot.baseGfn(), l.slot.npages());
         }
         if (failure != null) throw failure;
     }

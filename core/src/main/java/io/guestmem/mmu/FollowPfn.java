@@ -394,7 +394,7 @@ public final class FollowPfn implements AutoCloseable {
     /** Drops a reference handed out by {@link #follow} (a {@link PfnCache} keeps the reference alone). */
     void release(PageReference ref, boolean unused, boolean dirty) {
         if (!unused && dirty && ref.slot().logsDirty()) {
-            dirtyLog.markDirty(DirtyLog.slotId(ref.addressSpace(), ref.slot().id()), ref.gfn());
+            dirtyLog.markDirty(ref.slot(), ref.gfn(), 1);
         }
         ref.release();
         guestPageRefs.put(ref.addressSpace(), ref.gfn(), ref.holder() == GUEST_HOLDER);

@@ -10,6 +10,7 @@ import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
+import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
 import io.guestmem.mmu.MmuNotifier;
 
@@ -68,8 +69,9 @@ public final class VmMemory implements AutoCloseable {
         memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
         followPfn.poison().setPfnSource(hwPoison::marked);
         // 3. dirty: both sources feed the VMM's bitmap
-        followPfn.setDirtyLog((slotId, gfn) -> markDirty(slotId >>> 16, gfn, 1));
-        lock.setDirtyLogHook((slot, first, n) -> markDirty(slot.addressSpace(), first, n));
+        DirtyLog dirty = (slot, first, n) -> markDirty(slot.addressSpace(), first, n);
+        followPfn.setDirtyLog(dirty);
+        lock.setDirtyLog(dirty);
     }
 
     private void markDirty(int addressSpace, long firstGfn, long npages) {

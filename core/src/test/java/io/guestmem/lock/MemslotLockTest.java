@@ -235,13 +235,13 @@ class MemslotLockTest {
     }
 
     @Test
-    void unlockAllUnlocksEverySlotAndDirtyLogHookSeesWriteLockedLoggingSlots() {
+    void unlockAllUnlocksEverySlotAndDirtyLogSeesWriteLockedLoggingSlots() {
         HostRegion a = anon(2 * MiB), b = anon(4 * MiB), c = anon(2 * MiB);
         Memslot sa = slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, a.size(), a.address());
         slot(2, Memslot.LOG_DIRTY_PAGES, 0x400000, b.size(), b.address());
         slot(3, 0, 0x900000, c.size(), c.address());
         List<long[]> dirty = new ArrayList<>();
-        lock.setDirtyLogHook((slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
+        lock.setDirtyLog((slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
         lock.lockMemslot(1, LockMode.READ_WRITE);
         lock.lockMemslot(2, LockMode.READ);      // read-locked: nothing to report
         lock.lockMemslot(3, LockMode.READ_WRITE); // not logging

@@ -240,7 +240,7 @@ class FollowPfnTest {
         Memslot logged = f.slot(r, Memslot.LOG_DIRTY_PAGES);
         Memslot plain = f.slot(r2, 0);
         List<long[]> marks = new ArrayList<>();
-        f.fp.setDirtyLog((slotId, gfn) -> marks.add(new long[] {slotId, gfn}));
+        f.fp.setDirtyLog((slot, gfn, n) -> marks.add(new long[] {DirtyLog.slotId(slot.addressSpace(), slot.id()), gfn, n}));
         List<Long> lastReleased = new ArrayList<>();
         f.fp.references().addReleaseListener((as, gfn, pfn) -> lastReleased.add(gfn));
 
@@ -257,6 +257,7 @@ class FollowPfnTest {
         assertEquals(1, marks.size());
         assertEquals(DirtyLog.slotId(0, logged.id()), marks.get(0)[0]);
         assertEquals(logged.baseGfn() + 2, marks.get(0)[1]);
+        assertEquals(1, marks.get(0)[2], "one frame per release");
         assertTrue(finalPut[0], "the deferred final put ran at the last release");
         assertEquals(List.of(logged.baseGfn() + 2), lastReleased);
         f.fp.releaseFaultinPage(c, false, true);
