@@ -89,10 +89,11 @@ class DirtyTrackingTest {
 
     @Test
     void mergeWithAnExternalTrackerGivesOnePagesToSendAnswer() {
-        try (HostRegion a = HostRegion.anonymous(MiB).create()) {
+        // 256 host pages, whatever their size (1 MiB with 4 KiB pages, 4 MiB with 16 KiB ones)
+        try (HostRegion a = HostRegion.anonymous(256 * P).create()) {
             GuestMemory gm = new GuestMemory(new Memslots());
             long base = 0x100000;
-            Memslot s = gm.addRam(4, base, a, 0, MiB, Memslot.LOG_DIRTY_PAGES);
+            Memslot s = gm.addRam(4, base, a, 0, 256 * P, Memslot.LOG_DIRTY_PAGES);
             long g0 = base / P;
             gm.writeU64(base + 3 * P, 1);     // VMM writes page 3 and 70
             gm.writeU64(base + 70 * P, 1);
