@@ -21,7 +21,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * the model's bytes, and each slot's dirty log exactly the pages the model wrote.
  */
 class FastPathModelTest {
-    static final long PAGE = 4096, KiB64 = 64 << 10, MiB2 = 2 << 20;
+    /** The host page: slot sizes and dirty bits are in host pages (4 KiB on x86-64, 16 KiB on a 16K arm64 kernel). */
+    static final long PAGE = io.guestmem.sys.Posix.PAGE_SIZE, KiB64 = Math.max(64 << 10, PAGE), MiB2 = 2 << 20;
 
     /** One slot of the model: its bytes and the pages written through the API. */
     record Slot(int id, long base, long size, boolean readOnly, byte[] bytes, boolean[] dirty, HostRegion region) {
