@@ -89,7 +89,8 @@ class HostRegionTest {
     @Test
     void thpRegionIsPmdAlignedAdvisedAndGetsHugePages() {
         long pmd = HugePagePools.thpSize();
-        try (HostRegion r = HostRegion.thp(8 * MiB).prefault(Prefault.Mode.WRITE).create()) {
+        // At least two PMDs: a region smaller than one (8 MiB with 16 KiB pages, whose PMD is 32 MiB) cannot get one.
+        try (HostRegion r = HostRegion.thp(Math.max(8 * MiB, 2 * pmd)).prefault(Prefault.Mode.WRITE).create()) {
             assertEquals(0, r.address() % pmd, "PMD aligned");
             assertTrue(ProcText.vmFlags(r.address()).contains("hg"));
             long thpKb = ProcText.smapsKb(r.address(), "AnonHugePages");

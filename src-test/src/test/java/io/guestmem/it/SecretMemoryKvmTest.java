@@ -84,8 +84,10 @@ class SecretMemoryKvmTest {
         try (KvmVm vm = KvmVm.open(); GuestMemfdRegion g = GuestMemfdRegion.create(vm, PAGE)) {
             if (g.hostMapped()) {
                 MemoryClass c = MemoryClassifier.classify(g.hostAddress());
-                System.out.println("guest_memfd mapping: " + c.kind() + " " + c.vmaName());
-                assertEquals(MemoryKind.GUEST_MEMFD, c.kind());
+                System.out.println(g.backing() + " mapping: " + c.kind() + " " + c.vmaName());
+                // Without KVM_CAP_GUEST_MEMFD (arm64 6.12) the region is a memfd stand-in: the kernel sees a memfd.
+                assertEquals(g.backing().isRealGuestMemfd() ? MemoryKind.GUEST_MEMFD : MemoryKind.ORDINARY, c.kind(),
+                        c.why());
             }
         }
     }

@@ -48,13 +48,17 @@ class UnprivilegedInspectTest {
     @Test
     void pfnsOfAReadableProcessAreHidden() throws Exception {
         List<String> cmd = new ArrayList<>(List.of(SETPRIV));
-        cmd.addAll(List.of("sleep", "30"));
+        cmd.addAll(List.of("sleep", "300"));   // destroyed in finally; long enough for a slow (emulated) child JVM
         Process sleeper = new ProcessBuilder(cmd).start();
         try {
             int pid = (int) sleeper.pid();
             MapsEntry stack = null;
             for (int tries = 0; tries < 100; tries++) {
-                for (MapsEntry e : Maps.read(pid)) if (e.name().equals("[stack]") && Maps.read(pid).stream().anyMatch(m -> m.name().contains("sleep"))) stack = e;
+                // One snapshot: the stack must be sleep's, not setpriv's from before the exec (a second read could
+                // see sleep mapped while the first still showed setpriv's stack, at another address).
+                List<MapsEntry> maps = Maps.read(pid);
+                if (maps.stream().anyMatch(m -> m.name().endsWith("/sleep")))
+                    for (MapsEntry e : maps) if (e.name().equals("[stack]")) stack = e;
                 if (stack != null) break;
                 Thread.sleep(20);
             }
