@@ -19,8 +19,13 @@ public record DirtyPages(int slotId, long baseGfn, long npages, long[] bitmap, l
 
     /** Pages to send. */
     public long count() {
+        return bitCount(bitmap);
+    }
+
+    /** Set bits of a bitmap. */
+    static long bitCount(long[] bits) {
         long n = 0;
-        for (long w : bitmap) n += Long.bitCount(w);
+        for (long w : bits) n += Long.bitCount(w);
         return n;
     }
 

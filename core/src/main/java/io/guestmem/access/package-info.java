@@ -4,6 +4,14 @@
  * table), its errors ({@link io.guestmem.access.GuestMemoryException} and subclasses), the per-slot
  * {@link io.guestmem.access.DirtyBitmap} and the private-memory hook {@link io.guestmem.access.PageAccessPolicy}.
  *
+ * <h2>Inside</h2>
+ * {@code GuestMemory} keeps the typed accessors, the read-modify-write protocol and the life cycle; the
+ * package-private pieces behind it: {@code SlotTable} (the immutable slot table and the fast path's bucket
+ * table, one per memslot change, retired when replaced), {@code SlotMapping} (a slot's region, view and dirty
+ * log, kept across FLAGS_ONLY changes), {@code ChunkWalk} (the one walk of a gpa range that every bulk
+ * operation uses, as vm-memory's {@code try_access}), {@code DirtyHarvest} (collecting and merging the
+ * VMM's dirty log) and {@code VhostUserTable} (the vhost-user memory table).
+ *
  * <h2>For benchmarks (bench module, AccessBench)</h2>
  * Layout: {@code new GuestMemory(new Memslots())}, then per slot {@code HostRegion.thp(2 MiB)} (or
  * {@code anonymous} for 4K pages) and {@code gm.addRam(id, gpa, region)} with 1 MiB gaps between slots; touch
