@@ -1,5 +1,6 @@
 package io.guestmem.cli;
 
+import io.guestmem.host.Backing;
 import io.guestmem.procfs.ProcStatus;
 import io.guestmem.sys.Fmt;
 import java.io.PrintWriter;
@@ -20,16 +21,14 @@ import picocli.CommandLine.Model.CommandSpec;
                 "Exit 0 only when every guest page agrees."})
 final class DemoCommand implements Callable<Integer> {
 
-    static final String BACKINGS = "anon, thp, hugetlb-64K, hugetlb-2M, hugetlb-32M, hugetlb-1G, memfd, guest_memfd, pfnmap, secret";
-    static final List<String> DEFAULT_BACKINGS = List.of("anon", "thp", "hugetlb-2M", "memfd", "guest_memfd", "pfnmap");
-
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--backings", split = ",", paramLabel = "NAME",
-            description = "Backings to map, one slot each (default: ${DEFAULT-VALUE}). Known: " + BACKINGS + ".",
+    @Option(names = "--backings", split = ",", paramLabel = "NAME", converter = DemoBacking.Converter.class,
+            completionCandidates = DemoBacking.Names.class,
+            description = "Backings to map, one slot each (default: ${DEFAULT-VALUE}). Known: ${COMPLETION-CANDIDATES}.",
             defaultValue = "anon,thp,hugetlb-2M,memfd,guest_memfd,pfnmap")
-    List<String> backings = new ArrayList<>(DEFAULT_BACKINGS);
+    List<DemoBacking> backings;
 
     @Option(names = "--slot-size", paramLabel = "MiB", defaultValue = "8",
             description = "Size of each data slot in MiB, a multiple of 2 (default: ${DEFAULT-VALUE}; hugetlb-1G rounds up to 1024).")
@@ -42,9 +41,6 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() {
         if (slotSizeMiB < 2 || slotSizeMiB % 2 != 0 || slotSizeMiB > 64 * 1024)
             throw new UsageException("--slot-size must be an even number of MiB from 2 to 65536, got " + slotSizeMiB);
-        for (String b : backings)
-            if (!BACKINGS.contains(b) || b.isBlank())
-                throw new UsageException("unknown backing '" + b + "' (known: " + BACKINGS + ")");
         PrintWriter out = spec.commandLine().getOut();
         long vmLckBefore = ProcStatus.self().vmLck();
         DemoReport report;
@@ -81,7 +77,7 @@ final class DemoCommand implements Callable<Integer> {
                 TablePrinter.Column.left("locked"), TablePrinter.Column.right("pinned MiB"));
         for (DemoReport.Slot s : r.slots()) {
             t.row(s.id(), Fmt.hex(s.gfnStart()) + "-" + Fmt.hex(s.gfnEnd()), s.backing(), Fmt.size(s.sizeBytes()),
-                    s.pfnObservable() ? s.pagesPresent() : s.backing().equals("pfnmap") ? "n/a" : "hidden", s.refcounted(), s.nonRefcounted(),
+                    s.pfnObservable() ? s.pagesPresent() : s.backing().equals(Backing.PFNMAP.label()) ? "n/a" : "hidden", s.refcounted(), s.nonRefcounted(),
                     levels(s.levels()), s.locked() ? "yes" : "no", s.pinnedBytes() >> 20);
         }
         t.print(out);

@@ -1,12 +1,13 @@
 package io.guestmem.cli;
 
 import io.guestmem.access.GuestMemory;
+import io.guestmem.gmem.GuestMemfdBacking;
+import io.guestmem.gmem.GuestMemfdRegion;
 import io.guestmem.host.Backing;
 import io.guestmem.host.HostRegion;
 import io.guestmem.host.HugePagePools;
 import io.guestmem.host.HugePageSize;
 import io.guestmem.kvm.KvmDirtyLog;
-import io.guestmem.kvm.KvmGuestMemfd;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.kvm.Vcpu;
 import io.guestmem.kvm.VcpuExit;
@@ -57,6 +58,7 @@ final class DemoVm implements AutoCloseable {
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final List<SlotPlan> plans = new ArrayList<>();
     private final List<String> notes = new ArrayList<>();
+    private final VmMemory vmMemory;
     private final Memslots memslots;
     private final MmuNotifier notifier;
     private final FollowPfn follow;
@@ -65,9 +67,16 @@ final class DemoVm implements AutoCloseable {
     private final KvmVm vm;
     private final String kvmReason;
 
-    /** One data or boot slot: its backing name, the region behind it, and whether the guest writes it. */
-    private record SlotPlan(int id, String backing, HostRegion region, Memslot slot, boolean guestWrites,
-                            KvmDirtyLog dirtyLog) {}
+    /**
+     * One data or boot slot: its backing, the name the report gives it, the region behind it, and whether the
+     * guest writes it.
+     */
+    private record SlotPlan(int id, DemoBacking backing, String label, HostRegion region, Memslot slot,
+                            boolean guestWrites, KvmDirtyLog dirtyLog) {
+        boolean is(Backing kind) {
+            return backing.kind() == kind;
+        }
+    }
 
     DemoVm() {
         KvmVm opened = null;
@@ -82,7 +91,7 @@ final class DemoVm implements AutoCloseable {
         if (vm != null) resources.add(vm);
         // The library's composition (io.guestmem.vm): memslots mirrored into the VM, follow_pfn, lock and
         // accessors wired together; closed before the VM and after the regions (reverse order of resources).
-        VmMemory vmMemory = new VmMemory(vm);
+        vmMemory = new VmMemory(vm);
         resources.add(vmMemory);
         memslots = vmMemory.memslots();
         notifier = vmMemory.notifier();
@@ -99,15 +108,21 @@ final class DemoVm implements AutoCloseable {
      * Maps and registers one slot per backing in {@code backings} of {@code sizeBytes} each (a PFNMAP slot is
      * the perf ring's size). A backing the machine cannot give is left out with a note.
      */
-    void map(List<String> backings, long sizeBytes, Progress progress) {
+    void map(List<DemoBacking> backings, long sizeBytes, Progress progress) {
         addBootSlot();
         long stride = Math.max(SLOT_STRIDE_MIN, Long.highestOneBit(sizeBytes - 1) << 1);
         long gpa = FIRST_DATA_GPA;
         int id = 1;
-        for (String b : backings) {
+        for (DemoBacking b : backings) {
             HostRegion region;
+            GuestMemfdRegion gmem = null;
             try {
-                region = create(b, sizeBytes);
+                if (b.kind() == Backing.GUEST_MEMFD) {
+                    gmem = guestMemfd(sizeBytes);
+                    region = gmem == null ? null : gmem.hostRegion();
+                } else {
+                    region = create(b, sizeBytes);
+                }
             } catch (RuntimeException e) {
                 notes.add(b + ": not mapped: " + e.getMessage());
                 progress.step(1);
@@ -117,12 +132,12 @@ final class DemoVm implements AutoCloseable {
                 progress.step(1);
                 continue;
             }
-            resources.add(region);
+            resources.add(gmem != null ? gmem : region);
             long align = Math.max(region.pageSize(), 2L << 20);
             gpa = (gpa + align - 1) & -align;
-            if (b.equals("hugetlb-1G")) gpa = Math.max(gpa, 1L << 30);
+            if (b.hugePageBytes() == 1L << 30) gpa = Math.max(gpa, 1L << 30);
             try {
-                plans.add(register(id, b, region, gpa));
+                plans.add(gmem != null ? registerGuestMemfd(id, b, gmem, gpa) : register(id, b, region, gpa));
                 id++;
                 gpa += Math.max(stride, (region.size() + align - 1) & -align);
             } catch (RuntimeException e) {
@@ -136,30 +151,25 @@ final class DemoVm implements AutoCloseable {
         HostRegion boot = HostRegion.anonymous(BOOT_SIZE).create();
         resources.add(boot);
         Memslot s = memory.addRam(0, 0, boot);
-        plans.add(new SlotPlan(0, "anon (boot)", boot, s, false, null));
+        plans.add(new SlotPlan(0, DemoBacking.of(Backing.ANON), "anon (boot)", boot, s, false, null));
     }
 
-    private HostRegion create(String backing, long size) {
-        return switch (backing) {
-            case "anon" -> HostRegion.anonymous(size).create();
-            case "thp" -> thp(size);
-            case "memfd" -> HostRegion.memfd(size).create();
-            case "hugetlb-64K", "hugetlb-2M", "hugetlb-32M", "hugetlb-1G" -> hugetlb(backing, size);
-            case "guest_memfd" -> guestMemfd(size);
-            case "pfnmap" -> pfnmap();
-            case "secret" -> HostRegion.secret(size).create();
-            default -> throw new UsageException("unknown backing '" + backing + "' (known: " + DemoCommand.BACKINGS + ")");
+    /** The region of a backing other than guest_memfd, or null (with a note) when this machine has none. */
+    private HostRegion create(DemoBacking backing, long size) {
+        return switch (backing.kind()) {
+            case ANON -> HostRegion.anonymous(size).create();
+            case THP -> thp(size);
+            case MEMFD -> HostRegion.memfd(size).create();
+            case HUGETLB_2M, HUGETLB_1G, HUGETLB_OTHER -> hugetlb(backing, size);
+            case PFNMAP -> pfnmap();
+            case SECRET -> HostRegion.secret(size).create();
+            default -> throw new IllegalArgumentException("the demo maps no " + backing + " slot"); // DemoBacking.KNOWN
         };
     }
 
     /** A hugetlb region on a pool raised by exactly what it needs; the reservation is closed after the region. */
-    private HostRegion hugetlb(String backing, long size) {
-        long bytes = switch (backing) {
-            case "hugetlb-64K" -> 64L << 10;
-            case "hugetlb-32M" -> 32L << 20;
-            case "hugetlb-1G" -> 1L << 30;
-            default -> 2L << 20;
-        };
+    private HostRegion hugetlb(DemoBacking backing, long size) {
+        long bytes = backing.hugePageBytes();
         HugePageSize hs = HugePagePools.sizes().stream().filter(s -> s.bytes() == bytes).findFirst().orElse(null);
         if (hs == null) {
             notes.add(backing + ": this kernel has no " + Fmt.size(bytes) + " hugetlb pool");
@@ -194,42 +204,46 @@ final class DemoVm implements AutoCloseable {
         return HostRegion.perfRing(8).create();
     }
 
-    private HostRegion guestMemfd(long size) {
+    /**
+     * The guest_memfd region, made the way a VMM makes it ({@link GuestMemfdRegion}, bound through
+     * {@link VmMemory#addGuestMemfd}, so follow_pfn, the accessors and conversions share its page states): a
+     * real guest_memfd the host can map (MMAP|INIT_SHARED), or a memfd standing in without KVM or when this KVM
+     * cannot map guest_memfd; null (left out, with a note) when KVM has no guest_memfd at all.
+     */
+    private GuestMemfdRegion guestMemfd(long size) {
         if (vm != null && !vm.capabilities().guestMemfd()) {
             notes.add("guest_memfd: left out: KVM_CAP_GUEST_MEMFD is 0 on this kernel (" + Arch.CURRENT.name() + ")");
             return null;
         }
         if (vm == null || !vm.capabilities().guestMemfdMmapShared()) {
             notes.add("guest_memfd: " + (vm == null ? "no KVM" : "this KVM cannot mmap guest_memfd (GUEST_MEMFD_FLAGS)")
-                    + "; a memfd stands in, reported as backing 'memfd (guest_memfd stand-in)'");
-            return null;
+                    + "; a memfd stands in, reported as backing '" + STAND_IN + "'");
+            return GuestMemfdRegion.standIn(size);
         }
-        KvmGuestMemfd g = vm.createGuestMemfd(size);
-        resources.add(g);
-        return HostRegion.ofFd(g.fd(), 0, size, Backing.GUEST_MEMFD).create();
+        return GuestMemfdRegion.create(vm, size);
     }
 
-    private SlotPlan register(int id, String backing, HostRegion region, long gpa) {
-        boolean pfnmap = backing.equals("pfnmap");
-        Memslot slot;
+    /** The report's name of a memfd standing in for a guest_memfd. */
+    private static final String STAND_IN = "memfd (guest_memfd stand-in)";
+
+    private SlotPlan registerGuestMemfd(int id, DemoBacking backing, GuestMemfdRegion g, long gpa) {
+        Memslot slot = vmMemory.addGuestMemfd(id, gpa, g);
+        String label = g.backing() == GuestMemfdBacking.MEMFD_STAND_IN ? STAND_IN : backing.label();
+        return new SlotPlan(id, backing, label, g.hostRegion(), slot, true, null);
+    }
+
+    private SlotPlan register(int id, DemoBacking backing, HostRegion region, long gpa) {
+        boolean pfnmap = backing.kind() == Backing.PFNMAP, secret = backing.kind() == Backing.SECRET;
+        // Guest-written slots log dirty pages (KVM refuses it only for guest_memfd), so the demo can hold
+        // KVM's log of the guest's writes against the pages it wrote, backing by backing.
+        int flags = pfnmap ? Memslot.READONLY : vm != null && !secret ? Memslot.LOG_DIRTY_PAGES : 0;
+        Memslot slot = memory.addRam(id, gpa, region, 0, region.size(), flags);
         KvmDirtyLog log = null;
-        if (backing.equals("guest_memfd")) {
-            memory.register(region);
-            memslots.setMemslot(0, id, Memslot.GUEST_MEMFD, gpa, region.size(), region.address(),
-                    region.fd().orElseThrow(), region.fdOffset());
-            slot = memslots.current().byId(id);
-        } else {
-            // Guest-written slots log dirty pages (KVM refuses it only for guest_memfd), so the demo can hold
-            // KVM's log of the guest's writes against the pages it wrote, backing by backing.
-            int flags = pfnmap ? Memslot.READONLY
-                    : vm != null && !backing.equals("secret") ? Memslot.LOG_DIRTY_PAGES : 0;
-            slot = memory.addRam(id, gpa, region, 0, region.size(), flags);
-            if ((flags & Memslot.LOG_DIRTY_PAGES) != 0) {
-                log = KvmDirtyLog.of(vm, slot);
-                resources.add(log);
-            }
+        if ((flags & Memslot.LOG_DIRTY_PAGES) != 0) {
+            log = KvmDirtyLog.of(vm, slot);
+            resources.add(log);
         }
-        return new SlotPlan(id, backing, region, slot, !pfnmap && !backing.equals("secret"), log);
+        return new SlotPlan(id, backing, backing.label(), region, slot, !pfnmap && !secret, log);
     }
 
     /** Runs the guest over every guest-written slot (or, without KVM, writes the same values from the host). */
@@ -309,18 +323,18 @@ final class DemoVm implements AutoCloseable {
                             agreeTotal[1]++;
                             String why = check(p, gfn, r, raw, pm, refcounted);
                             if (why == null) agreeTotal[0]++;
-                            else if (disagreements.size() < 20) disagreements.add("gfn " + Fmt.hex(gfn) + " (" + p.backing + "): " + why);
+                            else if (disagreements.size() < 20) disagreements.add("gfn " + Fmt.hex(gfn) + " (" + p.label + "): " + why);
                         }
                     } finally {
                         follow.releaseFaultinPage(r, false, false);
                     }
                 }
-                Map<String, Long> levels = observable || !p.backing.equals("pfnmap") ? levels(p, sizes) : zeroLevels(sizes);
+                Map<String, Long> levels = observable || !p.is(Backing.PFNMAP) ? levels(p, sizes) : zeroLevels(sizes);
                 boolean locked = locks.isLocked(s.id());
                 long pinned = locked ? s.npages() << shift() : 0;
-                rows.add(new DemoReport.Slot(s.id(), s.baseGfn(), s.endGfn(), p.backing, s.npages() << shift(), present,
+                rows.add(new DemoReport.Slot(s.id(), s.baseGfn(), s.endGfn(), p.label, s.npages() << shift(), present,
                         ref, nonRef, levels, locked, pinned, p.guestWrites, observable,
-                        p.backing.equals("pfnmap") ? "VM_PFNMAP: the kernel's page walk hides these pfns" : null));
+                        p.is(Backing.PFNMAP) ? "VM_PFNMAP: the kernel's page walk hides these pfns" : null));
                 progress.step(1);
             }
         }
@@ -373,13 +387,13 @@ final class DemoVm implements AutoCloseable {
         String locked = null;
         List<String> refused = new ArrayList<>();
         for (SlotPlan p : plans) {
-            if (!p.guestWrites || p.backing.equals("guest_memfd")) continue;
+            if (!p.guestWrites || p.is(Backing.GUEST_MEMFD)) continue;
             try {
                 locks.lockMemslot(p.id, LockMode.READ_WRITE);
-                locked = "slot " + p.id + " (" + p.backing + ", " + Fmt.size(p.slot.npages() << shift()) + ")";
+                locked = "slot " + p.id + " (" + p.label + ", " + Fmt.size(p.slot.npages() << shift()) + ")";
                 break;
             } catch (RuntimeException e) {
-                refused.add("slot " + p.id + " (" + p.backing + "): " + e.getMessage());
+                refused.add("slot " + p.id + " (" + p.label + "): " + e.getMessage());
             }
         }
         long after = ProcStatus.self().vmLck();

@@ -49,6 +49,36 @@ class CommandLineTest {
         assertEquals("", r.out());
     }
 
+    /** A backing name that is not one is a usage error before anything is mapped, naming the valid ones. */
+    @ParameterizedTest
+    @ValueSource(strings = {"an", "anon,an", "hugetlb", "hugetlb-3M", "anon,,memfd", "ANON", "fd"})
+    void unknownBackingIsAUsageErrorListingTheKnownOnes(String list) {
+        Run r = run("demo", "--backings", list);
+        assertEquals(2, r.code(), r.err());
+        assertEquals(1, r.err().lines().count(), "exactly one line on stderr: " + r.err());
+        assertTrue(r.err().startsWith("guestmem: ") && r.err().contains("unknown backing '"), r.err());
+        for (DemoBacking b : DemoBacking.KNOWN) assertTrue(r.err().contains(b.label()), b.label() + " listed in: " + r.err());
+        assertEquals("", r.out());
+    }
+
+    @Test
+    void backingsParseToTheBackingType() {
+        DemoCommand d = new DemoCommand();
+        new picocli.CommandLine(d).parseArgs("--backings", "anon,hugetlb-64K,hugetlb-1G,guest_memfd,memfd,anon");
+        assertEquals(List.of(DemoBacking.of(io.guestmem.host.Backing.ANON), DemoBacking.hugetlb(64L << 10),
+                new DemoBacking(io.guestmem.host.Backing.HUGETLB_1G, 1L << 30), DemoBacking.of(io.guestmem.host.Backing.GUEST_MEMFD),
+                DemoBacking.of(io.guestmem.host.Backing.MEMFD), DemoBacking.of(io.guestmem.host.Backing.ANON)), d.backings);
+        assertEquals(io.guestmem.host.Backing.HUGETLB_OTHER, d.backings.get(1).kind());
+        DemoCommand defaults = new DemoCommand();
+        new picocli.CommandLine(defaults).parseArgs();
+        assertEquals(List.of("anon", "thp", "hugetlb-2M", "memfd", "guest_memfd", "pfnmap"),
+                defaults.backings.stream().map(DemoBacking::label).toList());
+        // Every known name parses back to itself, and the help names them all.
+        for (DemoBacking b : DemoBacking.KNOWN) assertEquals(b, DemoBacking.parse(b.label()));
+        String help = run("demo", "--help").out().replaceAll("\\s+", " "); // the help wraps its lines
+        assertTrue(help.contains("Known: " + DemoBacking.names() + "."), help);
+    }
+
     @Test
     void rangeParsesHexWithAndWithout0x() {
         assertEquals(new AddressRange(0x7f0000000000L, 0x7f0000200000L), AddressRange.parse("7f0000000000-0x7f0000200000"));
