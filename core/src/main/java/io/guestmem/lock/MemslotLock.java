@@ -19,6 +19,7 @@ import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UseAfterClose;
 
 import java.util.ArrayList;
 import java.util.BitSet;
@@ -148,7 +149,9 @@ public final class MemslotLock implements AutoCloseable {
     private final MemlockAccount account;
     private final ReentrantLock opLock = new ReentrantLock(); // slots_lock
     private final Pagemap pagemap;
-    private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"
+    /** The table of a closed lock: every query then throws (the check is the table read queries make anyway). */
+    private static final Locked[] CLOSED = new Locked[0];
+    private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"; CLOSED once closed
     private volatile Pending pending;                           // written under opLock
     private final MlockPinning pinning;                         // guarded by opLock
     private volatile DirtyLog dirtyLog = DirtyLog.NONE;
@@ -209,9 +212,9 @@ public final class MemslotLock implements AutoCloseable {
         String op = "lockMemslot(as " + addressSpace + " slot " + slotId + ", " + mode + ")";
         opLock.lock();
         try {
-            checkOpen();
+            checkOpen("lockMemslot()");
             Memslot slot = slotOrEinval(op, addressSpace, slotId);
-            if (find(addressSpace, slotId) != null) throw new KvmException(Errno.EBUSY, op, "the slot is already locked");
+            if (find(table, addressSpace, slotId) != null) throw new KvmException(Errno.EBUSY, op, "the slot is already locked");
             if (slot.guestMemfd()) {
                 throw new KvmException(Errno.EINVAL, op, "a guest_memfd slot's memory is not its hva range");
             }
@@ -304,12 +307,12 @@ public final class MemslotLock implements AutoCloseable {
         String op = "unlockMemslot(as " + addressSpace + " slot " + slotId + ")";
         opLock.lock();
         try {
-            checkOpen();
+            checkOpen("unlockMemslot()");
             if (addressSpace < 0 || addressSpace >= memslots.addressSpaces() || slotId < 0
                     || slotId >= memslots.config().maxSlots()) {
                 throw new KvmException(Errno.EINVAL, op, "invalid address space or slot id");
             }
-            Locked l = find(addressSpace, slotId);
+            Locked l = find(table, addressSpace, slotId);
             if (l == null) throw new KvmException(Errno.EINVAL, op, "the slot is not locked");
             unlock(l);
         } finally {
@@ -321,7 +324,7 @@ public final class MemslotLock implements AutoCloseable {
     public int unlockAll() {
         opLock.lock();
         try {
-            Locked[] t = table;
+            Locked[] t = live("unlockAll()");
             RuntimeException first = null;
             for (Locked l : t) {
                 try {
@@ -367,17 +370,17 @@ public final class MemslotLock implements AutoCloseable {
 
     /** Whether slot {@code slotId} of {@code addressSpace} is locked: then it maps only at 4K. */
     public boolean isLocked(int addressSpace, int slotId) {
-        return find(addressSpace, slotId) != null;
+        return find(live("isLocked()"), addressSpace, slotId) != null;
     }
 
     /** Whether the slot containing {@code gfn} in {@code addressSpace} is locked. */
     public boolean isGfnLocked(int addressSpace, long gfn) {
-        return findGfn(addressSpace, gfn) != null;
+        return findGfn(live("isGfnLocked()"), addressSpace, gfn) != null;
     }
 
     /** Whether any slot is locked. */
     public boolean anyLocked() {
-        return table.length != 0;
+        return live("anyLocked()").length != 0;
     }
 
     /**
@@ -385,7 +388,7 @@ public final class MemslotLock implements AutoCloseable {
      * when the gfn is in no locked slot or its entry was zapped by an invalidation.
      */
     public long lockedPfn(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("lockedPfn()"), addressSpace, gfn);
         if (l == null) return PagemapEntry.PFN_NONE;
         long i = gfn - l.slot.baseGfn();
         return Locked.get(l.invalid, i) ? PagemapEntry.PFN_NONE : l.pfns[(int) i];
@@ -393,7 +396,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** Whether the recorded entry of {@code gfn} is writable (false outside locked slots). */
     public boolean stage2Writable(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("stage2Writable()"), addressSpace, gfn);
         return l != null && Locked.get(l.writable, gfn - l.slot.baseGfn());
     }
 
@@ -403,7 +406,7 @@ public final class MemslotLock implements AutoCloseable {
      * false when the gfn is in no locked slot, its slot is READONLY, or its entry was zapped.
      */
     public boolean relaxWrite(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("relaxWrite()"), addressSpace, gfn);
         if (l == null || l.slot.readOnly()) return false;
         long i = gfn - l.slot.baseGfn();
         if (Locked.get(l.invalid, i)) return false;
@@ -413,7 +416,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** A copy of the stage-2 mapping of a locked slot; EINVAL when it is not locked. */
     public Stage2Mapping stage2(int addressSpace, int slotId) {
-        Locked l = find(addressSpace, slotId);
+        Locked l = find(live("stage2()"), addressSpace, slotId);
         if (l == null) {
             throw new KvmException(Errno.EINVAL, "stage2(as " + addressSpace + " slot " + slotId + ")", "the slot is not locked");
         }
@@ -427,7 +430,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** The lock mode of a locked slot, or null. */
     public LockMode mode(int addressSpace, int slotId) {
-        Locked l = find(addressSpace, slotId);
+        Locked l = find(live("mode()"), addressSpace, slotId);
         return l == null ? null : l.mode;
     }
 
@@ -444,7 +447,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** The budget now: per-slot charges, totals, the kernel's VmLck and limit, and the headroom. */
     public MemlockStatus status() {
-        Locked[] t = table;
+        Locked[] t = live("status()");
         List<SlotCharge> slots = new ArrayList<>(t.length);
         long total = 0;
         for (Locked l : t) {
@@ -467,7 +470,7 @@ public final class MemslotLock implements AutoCloseable {
     void whileNoneLocked(String op, String why, Runnable action) {
         opLock.lock();
         try {
-            Locked[] t = table;
+            Locked[] t = live(op);
             if (t.length != 0) {
                 StringBuilder ids = new StringBuilder();
                 for (Locked l : t) {
@@ -482,7 +485,11 @@ public final class MemslotLock implements AutoCloseable {
         }
     }
 
-    /** Unlocks every slot and detaches from the memslots and the notifier. Idempotent. */
+    /**
+     * Unlocks every slot and detaches from the memslots and the notifier. Idempotent. Afterwards every call but
+     * {@link #close()}, {@link #account()}, {@link #invalidatedPages()} and {@link #lockInProgress()} throws
+     * IllegalStateException naming the call.
+     */
     @Override
     public void close() {
         opLock.lock();
@@ -492,6 +499,9 @@ public final class MemslotLock implements AutoCloseable {
                 unlockAll();
             } finally {
                 closed = true;
+                synchronized (this) {
+                    table = CLOSED;
+                }
                 memslots.removeObserver(observer);
                 notifier.removeListener(listener);
                 pagemap.close();
@@ -503,18 +513,25 @@ public final class MemslotLock implements AutoCloseable {
 
     // ------------------------------------------------------------------ internals
 
-    private void checkOpen() {
-        if (closed) throw new IllegalStateException("MemslotLock is closed");
+    private void checkOpen(String call) {
+        if (closed) throw UseAfterClose.of("MemslotLock", call);
     }
 
-    private Locked find(int as, int id) {
+    /** The table, or IllegalStateException naming {@code call} once closed. */
+    private Locked[] live(String call) {
+        Locked[] t = table;
+        if (t == CLOSED) throw UseAfterClose.of("MemslotLock", call);
+        return t;
+    }
+
+    private static Locked find(Locked[] table, int as, int id) {
         for (Locked l : table) {
             if (l.slot.id() == id && l.slot.addressSpace() == as) return l;
         }
         return null;
     }
 
-    private Locked findGfn(int as, long gfn) {
+    private static Locked findGfn(Locked[] table, int as, long gfn) {
         for (Locked l : table) {
             if (l.slot.addressSpace() == as && l.slot.containsGfn(gfn)) return l;
         }
@@ -603,7 +620,7 @@ public final class MemslotLock implements AutoCloseable {
         Memslot old = change.old();
         if (old == null) return;
         synchronized (this) {
-            Locked l = find(old.addressSpace(), old.id());
+            Locked l = find(table, old.addressSpace(), old.id());
             if (l != null) {
                 throw new KvmException(Errno.EBUSY, "setMemslot(as " + old.addressSpace() + " slot " + old.id() + ") "
                         + change.kind(), "the slot is locked (" + l.mode + "): unlock it before "
