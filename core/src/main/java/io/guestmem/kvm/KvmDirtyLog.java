@@ -3,6 +3,7 @@ package io.guestmem.kvm;
 import io.guestmem.KvmException;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.UseAfterClose;
 import java.util.Arrays;
 
 /**
@@ -14,7 +15,7 @@ import java.util.Arrays;
 public final class KvmDirtyLog implements SlotDirtyTracker {
     private final KvmVm vm;
     private final Memslot slot;
-    private boolean closed;
+    private volatile boolean closed;
 
     private KvmDirtyLog(KvmVm vm, Memslot slot) {
         this.vm = vm;
@@ -44,7 +45,7 @@ public final class KvmDirtyLog implements SlotDirtyTracker {
 
     /** The raw bitmap of KVM_GET_DIRTY_LOG: bit i of word i/64 is page i of the slot. */
     public long[] bitmap() {
-        if (closed) throw new IllegalStateException("dirty log of slot " + slot.id() + " is closed");
+        if (closed) throw UseAfterClose.of("dirty log of slot " + slot.id(), "bitmap()");
         return vm.vmFd().getDirtyLog(KvmVm.kvmSlot(slot), slot.npages());
     }
 

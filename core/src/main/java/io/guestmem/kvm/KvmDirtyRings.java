@@ -5,6 +5,7 @@ import io.guestmem.kvmapi.KvmDirtyRing;
 import io.guestmem.kvmapi.KvmIoctls;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.UseAfterClose;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.Map;
@@ -65,10 +66,14 @@ public final class KvmDirtyRings {
         if (!slot.logsDirty())
             throw new KvmException(Errno.ENOENT, "KVM dirty ring(slot " + KvmVm.kvmSlot(slot) + ")", "the slot is not LOG_DIRTY_PAGES");
         return new SlotDirtyTracker() {
+            private volatile boolean closed;
             @Override public String name() { return "KVM dirty ring"; }
             @Override public Memslot slot() { return slot; }
-            @Override public long[] collect() { return KvmDirtyRings.this.collect(slot); }
-            @Override public void close() { }
+            @Override public long[] collect() {
+                if (closed) throw UseAfterClose.of(name() + " of slot " + slot.id(), "collect()");
+                return KvmDirtyRings.this.collect(slot);
+            }
+            @Override public void close() { closed = true; } // the rings stay: they are the VM's
         };
     }
 }

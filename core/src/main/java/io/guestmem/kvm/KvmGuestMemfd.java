@@ -7,6 +7,7 @@ import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Memfd;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
+import io.guestmem.sys.UseAfterClose;
 
 /**
  * A guest_memfd created by {@link KvmVm#createGuestMemfd}: its fd, size and creation flags. The host may map
@@ -27,7 +28,7 @@ public final class KvmGuestMemfd implements AutoCloseable {
     }
 
     public int fd() {
-        checkOpen();
+        checkOpen("fd()");
         return fd;
     }
 
@@ -50,7 +51,7 @@ public final class KvmGuestMemfd implements AutoCloseable {
      * reads guest memory through it.
      */
     public long mapShared() {
-        checkOpen();
+        checkOpen("mapShared()");
         if (!mmapShared())
             throw new KvmException(Errno.EINVAL, "mmap(guest_memfd " + fd + ")",
                     "created with flags " + Fmt.hex(flags) + ": host access needs GUEST_MEMFD_FLAG_MMAP|INIT_SHARED");
@@ -59,12 +60,12 @@ public final class KvmGuestMemfd implements AutoCloseable {
 
     /** fallocate(PUNCH_HOLE|KEEP_SIZE): frees the pages; the next touch (host or guest) sees zeros. */
     public void punchHole(long offset, long length) {
-        checkOpen();
+        checkOpen("punchHole()");
         Memfd.punchHole(fd, offset, length);
     }
 
-    private void checkOpen() {
-        if (closed) throw new IllegalStateException("guest_memfd " + fd + " is closed");
+    private void checkOpen(String call) {
+        if (closed) throw UseAfterClose.of("guest_memfd " + fd, call);
     }
 
     public boolean isClosed() {

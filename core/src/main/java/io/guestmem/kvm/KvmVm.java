@@ -15,6 +15,7 @@ import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
+import io.guestmem.sys.UseAfterClose;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -112,7 +113,7 @@ public final class KvmVm implements AutoCloseable {
     }
 
     public KvmCapabilities capabilities() {
-        checkOpen();
+        checkOpen("capabilities()");
         return caps;
     }
 
@@ -128,13 +129,13 @@ public final class KvmVm implements AutoCloseable {
 
     /** The bridge-level VM fd, for architecture classes (x86 TSS address) and the dirty log. */
     public VmFd vmFd() {
-        checkOpen();
+        checkOpen("vmFd()");
         return vm;
     }
 
     /** The observer to register with the library's memslot writer: it mirrors every change into KVM. */
     public MemslotObserver memslotObserver() {
-        checkOpen();
+        checkOpen("memslotObserver()");
         return observer;
     }
 
@@ -145,14 +146,14 @@ public final class KvmVm implements AutoCloseable {
      * the writer refuses up front what this KVM would refuse, and the mirror sees only the rest.
      */
     public Memslots.Config memslotsConfig() {
-        checkOpen();
+        checkOpen("memslotsConfig()");
         return new Memslots.Config(PageGeometry.host(), Math.min(caps.nrMemslots(), 65535), caps.addressSpaces(),
                 caps.readonlyMem(), caps.guestMemfd() && region2);
     }
 
     /** The slots KVM has from this VM's mirror, by KVM slot number ({@code as_id << 16 | id}). */
     public synchronized Map<Integer, Memslot> mirroredSlots() {
-        checkOpen();
+        checkOpen("mirroredSlots()");
         return Collections.unmodifiableMap(new TreeMap<>(slots));
     }
 
@@ -180,7 +181,7 @@ public final class KvmVm implements AutoCloseable {
 
     /** KVM_CREATE_GUEST_MEMFD with explicit flags; KVM refuses sizes that are not page-aligned (EINVAL). */
     public synchronized KvmGuestMemfd createGuestMemfd(long size, long flags) {
-        checkOpen();
+        checkOpen("createGuestMemfd()");
         if (!caps.guestMemfd())
             throw new KvmException(Errno.EINVAL, "KVM_CREATE_GUEST_MEMFD(" + Fmt.size(size) + ")",
                     "this KVM does not offer KVM_CAP_GUEST_MEMFD");
@@ -191,7 +192,7 @@ public final class KvmVm implements AutoCloseable {
 
     /** KVM_CREATE_VCPU; maps its kvm_run area and, when the VM has a dirty ring, the ring. */
     public synchronized Vcpu createVcpu(int id) {
-        checkOpen();
+        checkOpen("createVcpu()");
         VcpuFd fd = vm.createVcpu(id);
         try {
             KvmDirtyRing ring = dirtyRingBytes > 0 ? fd.mapDirtyRing(dirtyRingBytes) : null;
@@ -205,7 +206,7 @@ public final class KvmVm implements AutoCloseable {
     }
 
     public synchronized List<Vcpu> vcpus() {
-        checkOpen();
+        checkOpen("vcpus()");
         return List.copyOf(vcpus);
     }
 
@@ -213,8 +214,8 @@ public final class KvmVm implements AutoCloseable {
         return closed;
     }
 
-    void checkOpen() {
-        if (closed) throw new IllegalStateException("KVM VM is closed");
+    void checkOpen(String call) {
+        if (closed) throw UseAfterClose.of("KVM VM (" + vm.describe() + ")", call);
     }
 
     @Override
@@ -299,7 +300,7 @@ public final class KvmVm implements AutoCloseable {
         @Override
         public void beforeCommit(MemslotChange change) {
             synchronized (KvmVm.this) {
-                checkOpen();
+                checkOpen("beforeCommit()");
                 apply(change);
             }
         }

@@ -7,6 +7,7 @@ import io.guestmem.procfs.PagemapScan;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
+import io.guestmem.sys.UseAfterClose;
 import io.guestmem.sys.Userfaultfd;
 import java.util.Arrays;
 
@@ -87,7 +88,7 @@ public final class UffdWpDirtyTracker implements SlotDirtyTracker {
 
     @Override
     public synchronized long[] collect() {
-        if (closed) throw new IllegalStateException(name() + " of slot " + slot.id() + " is closed");
+        if (closed) throw UseAfterClose.of(name() + " of slot " + slot.id(), "collect()");
         long[] out = new long[16];
         int n = 0;
         long from = start;

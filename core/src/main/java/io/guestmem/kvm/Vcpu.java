@@ -5,6 +5,7 @@ import io.guestmem.kvmapi.KvmExitReason;
 import io.guestmem.kvmapi.KvmRun;
 import io.guestmem.kvmapi.VcpuFd;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.UseAfterClose;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -34,7 +35,11 @@ public final class Vcpu implements AutoCloseable {
 
     /** The bridge-level fd, for architecture classes that set registers. Throws once closed. */
     public VcpuFd vcpuFd() {
-        if (fd.isClosed()) throw new IllegalStateException("vcpu " + fd.id() + " is closed");
+        return open("vcpuFd()");
+    }
+
+    private VcpuFd open(String call) {
+        if (fd.isClosed()) throw UseAfterClose.of("vcpu " + fd.id(), call);
         return fd;
     }
 
@@ -45,7 +50,7 @@ public final class Vcpu implements AutoCloseable {
 
     /** One KVM_RUN, decoded. */
     public VcpuExit run() {
-        int r = vcpuFd().run();
+        int r = open("run()").run();
         KvmRun run = fd.kvmRun();
         if (r == -Errno.EINTR.number) return new VcpuExit.Interrupted();
         int reason = run.exitReason();

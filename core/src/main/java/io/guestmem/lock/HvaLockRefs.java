@@ -8,51 +8,46 @@ import java.util.TreeMap;
 /**
  * How many locked slots hold each host virtual address range mlocked. mlock is not counted by the kernel (one
  * munlock undoes any number of mlocks), whereas KVM's pins are: two slots aliasing the same hva range must
- * not unlock each other's pages. Ranges are {@code [start, end)} byte addresses, page aligned. Not thread-safe:
- * used under {@link MemslotLock}'s operation lock.
+ * not unlock each other's pages. Not thread-safe: used under {@link MemslotLock}'s operation lock.
  */
 final class HvaLockRefs {
     /** Boundary -> count of the segment starting there (until the next key). Count 0 segments are removed. */
     private final TreeMap<Long, Integer> bounds = new TreeMap<>();
 
-    /** The parts of {@code [start, end)} no slot holds yet: what a new lock has to mlock. */
-    List<long[]> unheld(long start, long end) {
-        List<long[]> out = new ArrayList<>();
-        long pos = start;
-        while (pos < end) {
-            int c = countAt(pos);
-            long next = nextBoundary(pos, end);
-            if (c == 0) add(out, pos, next);
-            pos = next;
-        }
-        return out;
+    /** The parts of {@code r} no slot holds yet: what a new lock has to mlock. */
+    List<HvaRange> unheld(HvaRange r) {
+        return parts(r, false);
     }
 
-    /** The parts of {@code [start, end)} some slot holds. */
-    List<long[]> held(long start, long end) {
-        List<long[]> out = new ArrayList<>();
-        long pos = start;
-        while (pos < end) {
-            long next = nextBoundary(pos, end);
-            if (countAt(pos) != 0) add(out, pos, next);
-            pos = next;
-        }
-        return out;
+    /** The parts of {@code r} some slot holds. */
+    List<HvaRange> held(HvaRange r) {
+        return parts(r, true);
     }
 
-    /** Adds one hold on {@code [start, end)}. */
-    void hold(long start, long end) {
-        adjust(start, end, +1);
+    /** Adds one hold on {@code r}. */
+    void hold(HvaRange r) {
+        adjust(r, +1);
     }
 
-    /** Drops one hold on {@code [start, end)}; returns the parts no slot holds any more (to munlock). */
-    List<long[]> release(long start, long end) {
-        adjust(start, end, -1);
-        return unheld(start, end);
+    /** Drops one hold on {@code r}; returns the parts no slot holds any more (to munlock). */
+    List<HvaRange> release(HvaRange r) {
+        adjust(r, -1);
+        return unheld(r);
     }
 
     boolean isEmpty() {
         return bounds.isEmpty();
+    }
+
+    private List<HvaRange> parts(HvaRange r, boolean heldParts) {
+        List<HvaRange> out = new ArrayList<>();
+        long pos = r.start();
+        while (pos < r.end()) {
+            long next = nextBoundary(pos, r.end());
+            if ((countAt(pos) != 0) == heldParts) append(out, new HvaRange(pos, next));
+            pos = next;
+        }
+        return out;
     }
 
     private int countAt(long addr) {
@@ -65,8 +60,8 @@ final class HvaLockRefs {
         return k == null ? limit : Math.min(k, limit);
     }
 
-    private void adjust(long start, long end, int delta) {
-        if (start >= end) return;
+    private void adjust(HvaRange r, int delta) {
+        long start = r.start(), end = r.end();
         // Split at both ends so the segments inside [start, end) can be changed independently.
         bounds.put(end, countAt(end));
         bounds.put(start, countAt(start));
@@ -85,8 +80,10 @@ final class HvaLockRefs {
         for (Long k : redundant) bounds.remove(k);
     }
 
-    private static void add(List<long[]> out, long s, long e) {
-        if (!out.isEmpty() && out.get(out.size() - 1)[1] == s) out.get(out.size() - 1)[1] = e;
-        else out.add(new long[] {s, e});
+    /** Appends {@code r}, merging it with the last range when they touch. */
+    static void append(List<HvaRange> out, HvaRange r) {
+        int last = out.size() - 1;
+        if (last >= 0 && out.get(last).precedes(r)) out.set(last, out.get(last).join(r));
+        else out.add(r);
     }
 }

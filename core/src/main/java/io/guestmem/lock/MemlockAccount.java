@@ -16,7 +16,8 @@ import io.guestmem.sys.Rlimit;
  * <p>One thing the kernel's VmLck does not show: pages a memslot lock charges that mlock did not add to
  * {@code locked_vm}. mlock skips hugetlb VMAs entirely (they are never swapped, {@code mlock_fixup} leaves
  * them alone), and mlocking a range that is already locked adds nothing. KVM's {@code account_locked_vm}
- * charges a locked slot's {@code npages} regardless (the seed's reviewer asked, the author kept it: "If
+ * charges a locked slot's {@code npages} regardless (a reviewer of "KVM: arm64: Implement the memslot
+ * lock/unlock functionality" asked, the author kept it: "If
  * userspace wants to lock the same memory twice, then it's free to do it, and suffer any possible
  * consequences"). This account therefore keeps {@link #uncountedPages()}: the base pages of locked slots that
  * are not in VmLck, and {@code locked_vm} here is {@code VmLck / PAGE_SIZE + uncountedPages}. Pages are

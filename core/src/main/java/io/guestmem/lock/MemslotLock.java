@@ -19,6 +19,7 @@ import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UseAfterClose;
 
 import java.util.ArrayList;
 import java.util.BitSet;
@@ -27,10 +28,15 @@ import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * Memslot lock/unlock: the seed's arm64 {@code kvm_mmu_lock_memslot} / {@code kvm_mmu_unlock_memslot} on real
- * host memory. Locking pins every page of a slot (mlock of its hva range, every page faulted in) and records
+ * Memslot lock/unlock: arm64's {@code kvm_mmu_lock_memslot} / {@code kvm_mmu_unlock_memslot} from the patch
+ * "KVM: arm64: Implement the memslot lock/unlock functionality" (Alexandru Elisei, RFC PATCH v5 03/38 of the
+ * series "KVM: arm64: Add Statistical Profiling Extension (SPE) support", 2021,
+ * <a href="https://lore.kernel.org/all/?q=s%3A%22Implement+the+memslot+lock%2Funlock+functionality%22">lore</a>),
+ * on real host memory. Locking pins every page of a slot (mlock of its hva range, every page faulted in) and records
  * each page's pfn, read from pagemap, as the slot's "stage-2 mapping" ({@link #stage2}); the pages are
- * charged against RLIMIT_MEMLOCK as {@code account_locked_vm} charges them ({@link MemlockAccount}).
+ * charged against RLIMIT_MEMLOCK as {@code account_locked_vm} charges them ({@link MemlockAccount}). The
+ * pinning itself (limit check, mlock, the count of holds on shared ranges, all-or-nothing rollback) is
+ * {@link MlockPinning}'s; this class keeps the memslot semantics.
  *
  * <h2>Locking, step by step ({@link #lockMemslot})</h2>
  * <ol>
@@ -58,8 +64,8 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <h2>While locked</h2>
  * <ul>
- * <li>DELETE, MOVE and FLAGS_ONLY changes of the slot are vetoed with EBUSY (the seed's follow-up "Deny
- *     changes to locked memslots"; the errno is this library's choice, the one KVM uses for a locked slot).</li>
+ * <li>DELETE, MOVE and FLAGS_ONLY changes of the slot are vetoed with EBUSY (the same series' follow-up
+ *     "KVM: arm64: Deny changes to locked memslots"; the errno is this library's choice, the one KVM uses for a locked slot).</li>
  * <li>The slot maps only at 4K ({@link #isLocked}, for {@code FollowPfn}'s max mapping level).</li>
  * <li>A READ lock's entries are read-only until {@link #relaxWrite} (a write fault) makes one writable, as
  *     dirty logging does.</li>
@@ -71,7 +77,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * </ul>
  *
  * <p>Unlocking munlocks what no other locked slot holds, uncharges, and, for a READ_WRITE lock of a slot that
- * logs dirty pages, reports every page dirty through the {@link DirtyLog} (the seed's
+ * logs dirty pages, reports every page dirty through the {@link DirtyLog} (the patch's
  * {@code set_page_dirty_lock} on unpin). Lock and unlock serialize on one operation lock (KVM's
  * {@code slots_lock}); the lookups used by the fault path ({@link #isLocked}, {@link #lockedPfn},
  * {@link #relaxWrite}) take no lock and allocate nothing.
@@ -88,10 +94,10 @@ public final class MemslotLock implements AutoCloseable {
         final long[] pfns;
         final AtomicLongArray writable;
         final AtomicLongArray invalid;
-        final List<long[]> held;          // hva ranges this slot holds in the refs
+        final List<HvaRange> held;        // hva ranges this slot holds in the pinning
         final long uncounted;
 
-        Locked(Memslot slot, LockMode mode, long[] pfns, List<long[]> held, long uncounted) {
+        Locked(Memslot slot, LockMode mode, long[] pfns, List<HvaRange> held, long uncounted) {
             this.slot = slot;
             this.mode = mode;
             this.pfns = pfns;
@@ -143,9 +149,11 @@ public final class MemslotLock implements AutoCloseable {
     private final MemlockAccount account;
     private final ReentrantLock opLock = new ReentrantLock(); // slots_lock
     private final Pagemap pagemap;
-    private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"
+    /** The table of a closed lock: every query then throws (the check is the table read queries make anyway). */
+    private static final Locked[] CLOSED = new Locked[0];
+    private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"; CLOSED once closed
     private volatile Pending pending;                           // written under opLock
-    private final HvaLockRefs refs = new HvaLockRefs();         // guarded by opLock
+    private final MlockPinning pinning;                         // guarded by opLock
     private volatile DirtyLog dirtyLog = DirtyLog.NONE;
     private volatile long invalidatedPages;
     private volatile boolean closed;
@@ -169,6 +177,7 @@ public final class MemslotLock implements AutoCloseable {
         this.memslots = notifier.memslots();
         this.geometry = memslots.geometry();
         this.account = new MemlockAccount(geometry.pageSize());
+        this.pinning = new MlockPinning(account);
         this.pagemap = Pagemap.openSelf();
         memslots.addObserver(observer);
         notifier.addListener(listener);
@@ -203,9 +212,9 @@ public final class MemslotLock implements AutoCloseable {
         String op = "lockMemslot(as " + addressSpace + " slot " + slotId + ", " + mode + ")";
         opLock.lock();
         try {
-            checkOpen();
+            checkOpen("lockMemslot()");
             Memslot slot = slotOrEinval(op, addressSpace, slotId);
-            if (find(addressSpace, slotId) != null) throw new KvmException(Errno.EBUSY, op, "the slot is already locked");
+            if (find(table, addressSpace, slotId) != null) throw new KvmException(Errno.EBUSY, op, "the slot is already locked");
             if (slot.guestMemfd()) {
                 throw new KvmException(Errno.EINVAL, op, "a guest_memfd slot's memory is not its hva range");
             }
@@ -215,85 +224,73 @@ public final class MemslotLock implements AutoCloseable {
             long hva = slot.userspaceAddr();
             long end = hva + (slot.npages() << geometry.shift());
             List<Vma> vmas = coveringVmas(op, hva, end);
-
-            // What this lock will hold in the refs and what it must mlock itself: not hugetlb (mlock skips it),
-            // not locked by the application (its lock stays its own). Pages outside "held" are uncounted.
-            List<long[]> held = new ArrayList<>();
-            for (Vma v : vmas) {
-                if (v.hugetlb()) continue;
-                long s = Math.max(hva, v.start()), e = Math.min(end, v.end());
-                if (v.has(VmFlag.LOCKED)) {
-                    // Locked already: parts held by our other slots are shared with them (held), the rest was
-                    // locked by the application and stays its own (not held, not munlocked by us, uncounted).
-                    for (long[] r : refs.held(s, e)) addRange(held, r[0], r[1]);
-                } else {
-                    addRange(held, s, e);
-                }
-            }
-            List<long[]> toMlock = new ArrayList<>();
-            for (long[] h : held) toMlock.addAll(refs.unheld(h[0], h[1]));
-            long countedBytes = 0;
-            for (long[] r : toMlock) countedBytes += r[1] - r[0];
             long npages = slot.npages();
-            long uncounted = npages - (countedBytes >>> geometry.shift());
-
-            account.checkBefore(op, npages);
 
             Pending p = new Pending(slot);
-            pending = p;
-            long seq = notifier.sequence();
-            List<long[]> locked = new ArrayList<>();
-            try {
-                if (overlapsInFlight(slot)) throw eagain(op, "an invalidation of the slot is in progress");
-                populate(op, p, vmas, hva, end, mode);
-                for (long[] r : toMlock) {
-                    mlock(op, r[0], r[1] - r[0]);
-                    locked.add(r);
-                }
-                if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was pinned");
-                long[] pfns = readPfns(op, p, hva, npages);
-                Runnable hook = afterPin;
-                if (hook != null) hook.run();
-                account.checkAfter(op, npages, uncounted);
-                Locked l = new Locked(slot, mode, pfns, held, uncounted);
-                synchronized (this) {
-                    // mmu_invalidate_retry: the sequence tells cheaply that nothing happened at all; when it
-                    // moved, only an invalidation that overlapped this slot makes the pfns stale.
-                    if (notifier.sequence() != seq || notifier.inProgress() != 0) {
-                        if (p.invalidated || overlapsInFlight(slot)) {
-                            throw eagain(op, "an invalidation overlapped the slot while it was locked");
+            long seq;
+            try (MlockPinning.Pin pin = pinning.begin(op, holdOf(vmas, hva, end), npages)) {
+                pending = p;
+                seq = notifier.sequence();
+                try {
+                    if (overlapsInFlight(slot)) throw eagain(op, "an invalidation of the slot is in progress");
+                    populate(op, p, vmas, hva, end, mode);
+                    pin.mlock();
+                    if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was pinned");
+                    long[] pfns = readPfns(op, p, hva, npages);
+                    Runnable hook = afterPin;
+                    if (hook != null) hook.run();
+                    pin.checkCharge();
+                    Locked l = new Locked(slot, mode, pfns, pin.hold(), pin.uncountedPages());
+                    synchronized (this) {
+                        // mmu_invalidate_retry: the sequence tells cheaply that nothing happened at all; when it
+                        // moved, only an invalidation that overlapped this slot makes the pfns stale.
+                        if (notifier.sequence() != seq || notifier.inProgress() != 0) {
+                            if (p.invalidated || overlapsInFlight(slot)) {
+                                throw eagain(op, "an invalidation overlapped the slot while it was locked");
+                            }
                         }
+                        if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was locked");
+                        if (p.slotChanged || memslots.current(addressSpace).byId(slotId) != slot) {
+                            throw eagain(op, "the slot changed while it was being locked");
+                        }
+                        Locked[] t = table;
+                        Locked[] n = java.util.Arrays.copyOf(t, t.length + 1);
+                        n[t.length] = l;
+                        table = n;
+                        pending = null;
                     }
-                    if (p.invalidated) throw eagain(op, "an invalidation overlapped the slot while it was locked");
-                    if (p.slotChanged || memslots.current(addressSpace).byId(slotId) != slot) {
-                        throw eagain(op, "the slot changed while it was being locked");
-                    }
-                    Locked[] t = table;
-                    Locked[] n = java.util.Arrays.copyOf(t, t.length + 1);
-                    n[t.length] = l;
-                    table = n;
-                    pending = null;
-                }
-                for (long[] h : held) refs.hold(h[0], h[1]);
-                account.charge(uncounted);
-                return new SlotCharge(addressSpace, slotId, mode, npages, uncounted);
-            } catch (RuntimeException | Error e) {
-                synchronized (this) {
-                    pending = null;
-                }
-                for (int i = locked.size() - 1; i >= 0; i--) {
-                    long[] r = locked.get(i);
-                    try {
-                        Mman.munlock(r[0], r[1] - r[0]);
-                    } catch (SyscallException u) {
-                        e.addSuppressed(u);
+                    pin.commit();
+                    return new SlotCharge(addressSpace, slotId, mode, npages, pin.uncountedPages());
+                } finally {
+                    // Published or failed: no lock is in progress any more (the pin's close rolls a failure back).
+                    synchronized (this) {
+                        if (pending == p) pending = null;
                     }
                 }
-                throw e;
             }
         } finally {
             opLock.unlock();
         }
+    }
+
+    /**
+     * What a lock of {@code [hva, end)} will hold: every VMA's part but hugetlb ones (mlock skips them) and
+     * those the application locked itself (its lock stays its own; parts of them held by our other slots are
+     * shared with those). Pages outside the hold are charged as uncounted.
+     */
+    private List<HvaRange> holdOf(List<Vma> vmas, long hva, long end) {
+        List<HvaRange> hold = new ArrayList<>();
+        for (Vma v : vmas) {
+            if (v.hugetlb()) continue;
+            HvaRange part = new HvaRange(hva, end).clip(v.start(), v.end());
+            if (part == null) continue;
+            if (v.has(VmFlag.LOCKED)) {
+                for (HvaRange r : pinning.heldParts(part)) HvaLockRefs.append(hold, r);
+            } else {
+                HvaLockRefs.append(hold, part);
+            }
+        }
+        return hold;
     }
 
     /** {@link #unlockMemslot(int, int)} in address space 0. */
@@ -310,12 +307,12 @@ public final class MemslotLock implements AutoCloseable {
         String op = "unlockMemslot(as " + addressSpace + " slot " + slotId + ")";
         opLock.lock();
         try {
-            checkOpen();
+            checkOpen("unlockMemslot()");
             if (addressSpace < 0 || addressSpace >= memslots.addressSpaces() || slotId < 0
                     || slotId >= memslots.config().maxSlots()) {
                 throw new KvmException(Errno.EINVAL, op, "invalid address space or slot id");
             }
-            Locked l = find(addressSpace, slotId);
+            Locked l = find(table, addressSpace, slotId);
             if (l == null) throw new KvmException(Errno.EINVAL, op, "the slot is not locked");
             unlock(l);
         } finally {
@@ -327,7 +324,7 @@ public final class MemslotLock implements AutoCloseable {
     public int unlockAll() {
         opLock.lock();
         try {
-            Locked[] t = table;
+            Locked[] t = live("unlockAll()");
             RuntimeException first = null;
             for (Locked l : t) {
                 try {
@@ -352,20 +349,11 @@ public final class MemslotLock implements AutoCloseable {
             for (Locked x : t) if (x != l) n[j++] = x;
             table = n;
         }
-        account.uncharge(l.uncounted);
-        SyscallException failure = null;
-        for (long[] h : l.held) {
-            for (long[] r : refs.release(h[0], h[1])) {
-                try {
-                    Mman.munlock(r[0], r[1] - r[0]);
-                } catch (SyscallException e) {
-                    // ENOMEM: the range was unmapped under the lock (an invalidation told us); nothing is locked.
-                    if (!e.is(Errno.ENOMEM)) {
-                        if (failure == null) failure = e;
-                        else failure.addSuppressed(e);
-                    }
-                }
-            }
+        RuntimeException failure = null;
+        try {
+            pinning.release(l.held, l.uncounted);
+        } catch (RuntimeException e) {
+            failure = e;
         }
         if (l.mode.writable() && l.slot.logsDirty()) {
             dirtyLog.markDirty(l.slot, l.slot.baseGfn(), l.slot.npages());
@@ -382,17 +370,17 @@ public final class MemslotLock implements AutoCloseable {
 
     /** Whether slot {@code slotId} of {@code addressSpace} is locked: then it maps only at 4K. */
     public boolean isLocked(int addressSpace, int slotId) {
-        return find(addressSpace, slotId) != null;
+        return find(live("isLocked()"), addressSpace, slotId) != null;
     }
 
     /** Whether the slot containing {@code gfn} in {@code addressSpace} is locked. */
     public boolean isGfnLocked(int addressSpace, long gfn) {
-        return findGfn(addressSpace, gfn) != null;
+        return findGfn(live("isGfnLocked()"), addressSpace, gfn) != null;
     }
 
     /** Whether any slot is locked. */
     public boolean anyLocked() {
-        return table.length != 0;
+        return live("anyLocked()").length != 0;
     }
 
     /**
@@ -400,7 +388,7 @@ public final class MemslotLock implements AutoCloseable {
      * when the gfn is in no locked slot or its entry was zapped by an invalidation.
      */
     public long lockedPfn(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("lockedPfn()"), addressSpace, gfn);
         if (l == null) return PagemapEntry.PFN_NONE;
         long i = gfn - l.slot.baseGfn();
         return Locked.get(l.invalid, i) ? PagemapEntry.PFN_NONE : l.pfns[(int) i];
@@ -408,17 +396,17 @@ public final class MemslotLock implements AutoCloseable {
 
     /** Whether the recorded entry of {@code gfn} is writable (false outside locked slots). */
     public boolean stage2Writable(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("stage2Writable()"), addressSpace, gfn);
         return l != null && Locked.get(l.writable, gfn - l.slot.baseGfn());
     }
 
     /**
-     * A write fault on a locked slot: relaxes a READ lock's entry of {@code gfn} to writable (the seed: "subsequent
+     * A write fault on a locked slot: relaxes a READ lock's entry of {@code gfn} to writable (the patch's review thread: "subsequent
      * stage 2 data aborts will relax the permissions if needed"). True when the entry is writable afterwards;
      * false when the gfn is in no locked slot, its slot is READONLY, or its entry was zapped.
      */
     public boolean relaxWrite(int addressSpace, long gfn) {
-        Locked l = findGfn(addressSpace, gfn);
+        Locked l = findGfn(live("relaxWrite()"), addressSpace, gfn);
         if (l == null || l.slot.readOnly()) return false;
         long i = gfn - l.slot.baseGfn();
         if (Locked.get(l.invalid, i)) return false;
@@ -428,7 +416,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** A copy of the stage-2 mapping of a locked slot; EINVAL when it is not locked. */
     public Stage2Mapping stage2(int addressSpace, int slotId) {
-        Locked l = find(addressSpace, slotId);
+        Locked l = find(live("stage2()"), addressSpace, slotId);
         if (l == null) {
             throw new KvmException(Errno.EINVAL, "stage2(as " + addressSpace + " slot " + slotId + ")", "the slot is not locked");
         }
@@ -442,7 +430,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** The lock mode of a locked slot, or null. */
     public LockMode mode(int addressSpace, int slotId) {
-        Locked l = find(addressSpace, slotId);
+        Locked l = find(live("mode()"), addressSpace, slotId);
         return l == null ? null : l.mode;
     }
 
@@ -459,7 +447,7 @@ public final class MemslotLock implements AutoCloseable {
 
     /** The budget now: per-slot charges, totals, the kernel's VmLck and limit, and the headroom. */
     public MemlockStatus status() {
-        Locked[] t = table;
+        Locked[] t = live("status()");
         List<SlotCharge> slots = new ArrayList<>(t.length);
         long total = 0;
         for (Locked l : t) {
@@ -482,7 +470,7 @@ public final class MemslotLock implements AutoCloseable {
     void whileNoneLocked(String op, String why, Runnable action) {
         opLock.lock();
         try {
-            Locked[] t = table;
+            Locked[] t = live(op);
             if (t.length != 0) {
                 StringBuilder ids = new StringBuilder();
                 for (Locked l : t) {
@@ -497,7 +485,11 @@ public final class MemslotLock implements AutoCloseable {
         }
     }
 
-    /** Unlocks every slot and detaches from the memslots and the notifier. Idempotent. */
+    /**
+     * Unlocks every slot and detaches from the memslots and the notifier. Idempotent. Afterwards every call but
+     * {@link #close()}, {@link #account()}, {@link #invalidatedPages()} and {@link #lockInProgress()} throws
+     * IllegalStateException naming the call.
+     */
     @Override
     public void close() {
         opLock.lock();
@@ -507,6 +499,9 @@ public final class MemslotLock implements AutoCloseable {
                 unlockAll();
             } finally {
                 closed = true;
+                synchronized (this) {
+                    table = CLOSED;
+                }
                 memslots.removeObserver(observer);
                 notifier.removeListener(listener);
                 pagemap.close();
@@ -518,18 +513,25 @@ public final class MemslotLock implements AutoCloseable {
 
     // ------------------------------------------------------------------ internals
 
-    private void checkOpen() {
-        if (closed) throw new IllegalStateException("MemslotLock is closed");
+    private void checkOpen(String call) {
+        if (closed) throw UseAfterClose.of("MemslotLock", call);
     }
 
-    private Locked find(int as, int id) {
+    /** The table, or IllegalStateException naming {@code call} once closed. */
+    private Locked[] live(String call) {
+        Locked[] t = table;
+        if (t == CLOSED) throw UseAfterClose.of("MemslotLock", call);
+        return t;
+    }
+
+    private static Locked find(Locked[] table, int as, int id) {
         for (Locked l : table) {
             if (l.slot.id() == id && l.slot.addressSpace() == as) return l;
         }
         return null;
     }
 
-    private Locked findGfn(int as, long gfn) {
+    private static Locked findGfn(Locked[] table, int as, long gfn) {
         for (Locked l : table) {
             if (l.slot.addressSpace() == as && l.slot.containsGfn(gfn)) return l;
         }
@@ -584,20 +586,6 @@ public final class MemslotLock implements AutoCloseable {
         }
     }
 
-    private static void mlock(String op, long addr, long len) {
-        try {
-            Mman.mlock(addr, len);
-        } catch (SyscallException e) {
-            if (e.is(Errno.ENOMEM) || e.is(Errno.EAGAIN)) {
-                KvmException k = new KvmException(Errno.ENOMEM, op, "the kernel refused to lock "
-                        + Fmt.size(len) + " at " + Fmt.hex(addr) + " (" + e.getMessage() + ")");
-                k.initCause(e);
-                throw k;
-            }
-            throw e;
-        }
-    }
-
     /** One batched pagemap read of the whole slot; every page must be present. */
     private long[] readPfns(String op, Pending p, long hva, long npages) {
         if (npages > Integer.MAX_VALUE - 8) throw new KvmException(Errno.ENOMEM, op, "slot too large to record");
@@ -632,7 +620,7 @@ public final class MemslotLock implements AutoCloseable {
         Memslot old = change.old();
         if (old == null) return;
         synchronized (this) {
-            Locked l = find(old.addressSpace(), old.id());
+            Locked l = find(table, old.addressSpace(), old.id());
             if (l != null) {
                 throw new KvmException(Errno.EBUSY, "setMemslot(as " + old.addressSpace() + " slot " + old.id() + ") "
                         + change.kind(), "the slot is locked (" + l.mode + "): unlock it before "
@@ -668,11 +656,5 @@ public final class MemslotLock implements AutoCloseable {
                 if (zapped != 0) invalidatedPages += zapped;
             }
         }
-    }
-
-    private static void addRange(List<long[]> out, long s, long e) {
-        if (s >= e) return;
-        if (!out.isEmpty() && out.get(out.size() - 1)[1] == s) out.get(out.size() - 1)[1] = e;
-        else out.add(new long[] {s, e});
     }
 }

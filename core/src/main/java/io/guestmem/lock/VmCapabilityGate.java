@@ -9,7 +9,8 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * VM-level capabilities that must not be enabled while memslots are locked, and the enabling of them:
- * the seed's {@code kvm_vm_ioctl_enable_cap} refuses {@code KVM_CAP_ARM_MTE} with EINVAL when
+ * {@code kvm_vm_ioctl_enable_cap} in "KVM: arm64: Implement the memslot lock/unlock
+ * functionality" (RFC PATCH v5 03/38, see {@link MemslotLock}) refuses {@code KVM_CAP_ARM_MTE} with EINVAL when
  * {@code kvm_arm_has_locked_memslots}, because the tags of locked pages were (not) scrubbed when they were
  * locked and the guest would see unsanitised tags. {@link #MTE} is forbidden by default; others can be added.
  *

@@ -13,6 +13,7 @@ import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.sys.UseAfterClose;
 
 /**
  * The guest memory of one VM with its pieces connected, so a VMM gets one behaviour:
@@ -38,7 +39,7 @@ public final class VmMemory implements AutoCloseable {
     private final GuestMemory memory;
     private final GuestMemfdPages guestMemfdPages;
     private final HwPoison hwPoison = new HwPoison();
-    private boolean closed;
+    private volatile boolean closed;
 
     /** Guest memory without KVM (the library's own memslot rules, default configuration). */
     public VmMemory() {
@@ -89,6 +90,7 @@ public final class VmMemory implements AutoCloseable {
      * stand-in): its mappability, references and conversions join follow_pfn and the accessors.
      */
     public Memslot addGuestMemfd(int slotId, long gpa, GuestMemfdRegion region) {
+        if (closed) throw UseAfterClose.of("VmMemory", "addGuestMemfd()");
         guestMemfdPages.register(region);
         region.attach(notifier);
         if (region.hostMapped()) memory.register(region.hostRegion());

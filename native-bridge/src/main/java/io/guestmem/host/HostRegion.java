@@ -3,6 +3,7 @@ package io.guestmem.host;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
+import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -145,7 +146,7 @@ public final class HostRegion implements AutoCloseable {
      * at {@link #fdOffset()}; empty for kinds without one.
      */
     public OptionalInt fd() {
-        checkOpen();
+        checkOpen("fd()");
         return shareable ? OptionalInt.of(fd) : OptionalInt.empty();
     }
 
@@ -159,7 +160,7 @@ public final class HostRegion implements AutoCloseable {
      * IllegalStateException. Read-only for {@link Backing#PFNMAP} (writes throw IllegalArgumentException).
      */
     public MemorySegment segment() {
-        checkOpen();
+        checkOpen("segment()");
         return segment;
     }
 
@@ -172,8 +173,8 @@ public final class HostRegion implements AutoCloseable {
         return !closed.get();
     }
 
-    private void checkOpen() {
-        if (closed.get()) throw new IllegalStateException("host region " + this + " is closed");
+    private void checkOpen(String call) {
+        if (closed.get()) throw UseAfterClose.of("host region " + this, call);
     }
 
     /**
@@ -186,7 +187,7 @@ public final class HostRegion implements AutoCloseable {
         if (offset < 0 || size <= 0 || offset > this.size - size)
             throw new IndexOutOfBoundsException("view " + Fmt.hex(offset) + "+" + Fmt.hex(size) + " outside " + this);
         synchronized (views) {
-            checkOpen();
+            checkOpen("view()");
             RegionView v = new RegionView(this, offset, size, address + offset, backing == Backing.PFNMAP);
             views.add(v);
             return v;

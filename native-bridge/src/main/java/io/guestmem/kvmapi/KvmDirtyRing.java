@@ -34,25 +34,25 @@ public final class KvmDirtyRing {
 
     /** The entry's flags with acquire semantics (pairs with KVM's release store). */
     public int flagsAcquire(int index) {
-        owner.checkOpen();
+        owner.checkOpen("dirty ring flagsAcquire()");
         return (int) INT.getAcquire(seg, index(index) + FLAGS);
     }
 
     /** The entry's slot id ({@code as_id << 16 | id}); read only after {@link #flagsAcquire} saw DIRTY. */
     public int slot(int index) {
-        owner.checkOpen();
+        owner.checkOpen("dirty ring slot()");
         return seg.get(ValueLayout.JAVA_INT, index(index) + SLOT);
     }
 
     /** The page offset inside the slot; read only after {@link #flagsAcquire} saw DIRTY. */
     public long offset(int index) {
-        owner.checkOpen();
+        owner.checkOpen("dirty ring offset()");
         return seg.get(ValueLayout.JAVA_LONG, index(index) + OFFSET);
     }
 
     /** Hands the entry back to KVM (flags = RESET, release); KVM_RESET_DIRTY_RINGS then recycles it. */
     public void markReset(int index) {
-        owner.checkOpen();
+        owner.checkOpen("dirty ring markReset()");
         INT.setRelease(seg, index(index) + FLAGS, KvmIoctls.KVM_DIRTY_GFN_F_RESET);
     }
 

@@ -2,6 +2,7 @@ package io.guestmem.kvmapi;
 
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -20,7 +21,7 @@ public abstract sealed class KvmFd implements AutoCloseable permits KvmDevice, V
 
     /** The raw fd number; valid only while open. */
     public int fd() {
-        checkOpen();
+        checkOpen("fd()");
         return fd;
     }
 
@@ -33,19 +34,20 @@ public abstract sealed class KvmFd implements AutoCloseable permits KvmDevice, V
         return what + " fd " + fd;
     }
 
-    final void checkOpen() {
-        if (closed) throw new IllegalStateException(describe() + " is closed");
+    /** IllegalStateException naming this fd and {@code call} once closed; a field read and a branch while open. */
+    final void checkOpen(String call) {
+        if (closed) throw UseAfterClose.of(describe(), call);
     }
 
     final int ioctl(long request, MemorySegment arg, String call) {
-        checkOpen();
+        checkOpen(call);
         int r = Posix.ioctlRaw(fd, request, arg);
         if (r < 0) throw new SyscallException(-r, "ioctl(" + describe() + ", " + call + ")");
         return r;
     }
 
     final int ioctl(long request, long arg, String call) {
-        checkOpen();
+        checkOpen(call);
         int r = Posix.ioctlRaw(fd, request, arg);
         if (r < 0) throw new SyscallException(-r, "ioctl(" + describe() + ", " + call + ")");
         return r;

@@ -45,7 +45,7 @@ public final class KvmRun {
     }
 
     private MemorySegment s() {
-        owner.checkOpen();
+        owner.checkOpen("kvm_run");
         return seg;
     }
 

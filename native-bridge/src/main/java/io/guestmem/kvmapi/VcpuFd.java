@@ -34,7 +34,7 @@ public final class VcpuFd extends KvmFd {
 
     /** The shared kvm_run area: exit reason and exit data after {@link #run()}. */
     public KvmRun kvmRun() {
-        checkOpen();
+        checkOpen("kvmRun()");
         return run;
     }
 
@@ -45,7 +45,7 @@ public final class VcpuFd extends KvmFd {
      * Any other failure throws.
      */
     public int run() {
-        checkOpen();
+        checkOpen("KVM_RUN");
         int r = Posix.ioctlRaw(fd(), KvmIoctls.KVM_RUN, 0L);
         if (r >= 0) return 0;
         int errno = -r;
@@ -62,7 +62,7 @@ public final class VcpuFd extends KvmFd {
      * {@link KvmIoctls#KVM_DIRTY_LOG_PAGE_OFFSET}. Only once per vCPU.
      */
     public synchronized KvmDirtyRing mapDirtyRing(long bytes) {
-        checkOpen();
+        checkOpen("mapDirtyRing()");
         if (ring != null) return ring;
         long off = KvmIoctls.KVM_DIRTY_LOG_PAGE_OFFSET * Posix.PAGE_SIZE;
         ringAddr = Mman.mmap(0, bytes, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, fd(), off);

@@ -4,6 +4,7 @@ import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
@@ -131,7 +132,7 @@ public final class PagemapScan implements AutoCloseable {
     private boolean probe() {
         // An empty range: a kernel with the ioctl answers 0 regions.
         fill(0, 0, 0, 0, 0, 0, PRESENT, 0);
-        int r = Posix.ioctlRaw(pagemap.fd(), PAGEMAP_SCAN, arg);
+        int r = Posix.ioctlRaw(pagemap.fd("ioctl(PAGEMAP_SCAN)"), PAGEMAP_SCAN, arg);
         if (r >= 0) return true;
         if (r == -Errno.ENOTTY.number || r == -Errno.EINVAL.number || r == -Errno.EOPNOTSUPP.number) return false;
         throw new SyscallException(-r, "ioctl(" + pagemap.path + ", PAGEMAP_SCAN probe)");
@@ -162,7 +163,7 @@ public final class PagemapScan implements AutoCloseable {
      */
     public int scan(long start, long end, long flags, long inverted, long mask, long anyof, long returnMask,
                     long maxPages) {
-        if (arena.scope().isAlive() == false) throw new IllegalStateException("PagemapScan is closed");
+        if (!arena.scope().isAlive()) throw UseAfterClose.of("PagemapScan", "scan()");
         if ((start & (Posix.PAGE_SIZE - 1)) != 0)
             throw new IllegalArgumentException("scan start " + Fmt.hex(start) + " is not page aligned");
         if (Long.compareUnsigned(end, start) < 0)
@@ -173,7 +174,7 @@ public final class PagemapScan implements AutoCloseable {
             throw new IllegalArgumentException("unknown PAGEMAP_SCAN flags " + Fmt.hex(flags));
         if (!ioctl) return fallbackScan(start, (end + Posix.PAGE_SIZE - 1) & -Posix.PAGE_SIZE, flags, inverted, mask, anyof, returnMask, maxPages);
         fill(start, end, flags, inverted, mask, anyof, returnMask, maxPages);
-        int r = Posix.ioctlRaw(pagemap.fd(), PAGEMAP_SCAN, arg);
+        int r = Posix.ioctlRaw(pagemap.fd("ioctl(PAGEMAP_SCAN)"), PAGEMAP_SCAN, arg);
         if (r < 0)
             throw new SyscallException(-r, "ioctl(" + pagemap.path + ", PAGEMAP_SCAN, " + Fmt.hex(start) + "-"
                     + Fmt.hex(end) + ", flags=" + flags + ", mask=" + Fmt.hex(mask) + ", return=" + Fmt.hex(returnMask) + ")");

@@ -9,6 +9,7 @@ import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Native;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -65,8 +66,9 @@ abstract class ProcFile implements AutoCloseable {
         this.fd = f;
     }
 
-    final int fd() {
-        if (closed) throw new IllegalStateException(path + " is closed");
+    /** The fd for {@code call}; IllegalStateException naming the file and the call once closed. */
+    final int fd(String call) {
+        if (closed) throw UseAfterClose.of(path, call);
         return fd;
     }
 
@@ -80,7 +82,7 @@ abstract class ProcFile implements AutoCloseable {
      * table ends.
      */
     final long readEntries(long index, long entries, MemorySegment out) {
-        int f = fd();
+        int f = fd("pread");
         long done = 0;
         while (done < entries) {
             long n = Math.min(entries - done, MAX_CHUNK_ENTRIES);
@@ -102,7 +104,7 @@ abstract class ProcFile implements AutoCloseable {
             MemorySegment.copy(scratch, ValueLayout.JAVA_LONG, 0, out, off, n);
             return n;
         }
-        int f = fd();
+        int f = fd("pread");
         int done = 0;
         try {
             while (done < entries) {

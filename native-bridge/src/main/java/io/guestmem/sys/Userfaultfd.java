@@ -116,13 +116,13 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     public int fd() {
-        checkOpen();
+        checkOpen("fd()");
         return fd;
     }
 
     /** The UFFDIO_API handshake asking for {@code features}; must be the first ioctl, and only once. */
     public Api api(long features) {
-        checkOpen();
+        checkOpen("api()");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(SIZEOF_API, 8);
             s.set(ValueLayout.JAVA_LONG, 0, UFFD_API);
@@ -135,7 +135,7 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** UFFDIO_REGISTER of {@code [start, start+len)} with {@link #MODE_MISSING}/{@link #MODE_WP}; returns the range ioctls. */
     public long register(long start, long len, long mode) {
-        checkOpen();
+        checkOpen("register()");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(SIZEOF_REGISTER, 8);
             s.set(ValueLayout.JAVA_LONG, 0, start);
@@ -149,7 +149,7 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     public void unregister(long start, long len) {
-        checkOpen();
+        checkOpen("unregister()");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = range(a, SIZEOF_RANGE, start, len);
             int r = Posix.ioctlRaw(fd, UFFDIO_UNREGISTER, s);
@@ -159,7 +159,7 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** UFFDIO_WRITEPROTECT: arm ({@code protect}) or release write protection of a WP-registered range. */
     public void writeProtect(long start, long len, boolean protect) {
-        checkOpen();
+        checkOpen("writeProtect()");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = range(a, SIZEOF_WRITEPROTECT, start, len);
             s.set(ValueLayout.JAVA_LONG, 16, protect ? WRITEPROTECT_MODE_WP : 0);
@@ -171,7 +171,7 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** The next queued event, or null when none is queued (the fd is non-blocking). */
     public Event read() {
-        checkOpen();
+        checkOpen("read()");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment msg = a.allocate(SIZEOF_MSG, 8);
             MemorySegment st = Native.state();
@@ -190,7 +190,7 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** Waits up to {@code timeout} (poll) for an event and returns it, or null if none came. */
     public Event await(Duration timeout) {
-        checkOpen();
+        checkOpen("await()");
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
             Event e = read();
@@ -236,8 +236,8 @@ public final class Userfaultfd implements AutoCloseable {
         return s;
     }
 
-    private void checkOpen() {
-        if (closed.get()) throw new IllegalStateException("userfaultfd " + fd + " is closed");
+    private void checkOpen(String call) {
+        if (closed.get()) throw UseAfterClose.of("userfaultfd " + fd, call);
     }
 
     /** Closes the fd once; registered ranges are unregistered by the kernel. */

@@ -142,7 +142,7 @@ class FaultInjectionTest {
         faults.incrementAndGet();
         System.out.println("refused: " + e.getMessage());
         if (errno != null) {
-            int got = e instanceof SyscallException s ? s.errno() : ((KvmException) e).errno().number;
+            int got = ((io.guestmem.sys.ErrnoException) e).errnoNumber(); // SyscallException or KvmException: one base
             assertEquals(errno.number, got, e.getMessage());
         }
         assertUnchanged(slots, sets, gen);

@@ -35,6 +35,27 @@ public final class UseAfterCloseChild {
         void run() throws Exception;
     }
 
+    /**
+     * {@link #check}, stricter: the use must throw IllegalStateException whose message names {@code call}
+     * (the objects whose use-after-close failure this library words itself).
+     */
+    static void checkNamed(String name, String call, Use use) {
+        try {
+            use.run();
+            System.out.println("CHECK " + name + " FAIL no exception");
+        } catch (IllegalStateException e) {
+            String m = String.valueOf(e.getMessage());
+            if (m.contains(call) && m.contains("closed")) {
+                System.out.println("CHECK " + name + " OK " + e.getClass().getSimpleName() + ": " + m);
+            } else {
+                System.out.println("CHECK " + name + " FAIL the message does not name the call " + call + ": " + m);
+            }
+        } catch (Throwable e) {
+            System.out.println("CHECK " + name + " OTHER " + e);
+        }
+        System.out.flush();
+    }
+
     static void check(String name, Use use) {
         try {
             use.run();
@@ -58,7 +79,8 @@ public final class UseAfterCloseChild {
         r.close();
         check("region segment read after close", () -> seg.get(ValueLayout.JAVA_LONG, 0));
         check("region segment write after close", () -> seg.set(ValueLayout.JAVA_LONG, 8, 1));
-        check("region segment() after close", r::segment);
+        checkNamed("region segment() after close", "segment()", r::segment);
+        checkNamed("region view() after close", "view()", () -> r.view(0, PAGE));
         check("region segment read after close, other thread", () -> {
             AtomicReference<Throwable> t = new AtomicReference<>();
             Thread th = new Thread(() -> {
@@ -74,7 +96,16 @@ public final class UseAfterCloseChild {
         });
         HostRegion m = HostRegion.memfd(4 * PAGE).name("uac").create();
         m.close();
-        check("memfd region fd() after close", m::fd);
+        checkNamed("memfd region fd() after close", "fd()", m::fd);
+        HostRegion vr = HostRegion.anonymous(4 * PAGE).create();
+        io.guestmem.host.RegionView view0 = vr.view(0, 2 * PAGE);
+        MemorySegment viewSeg = view0.segment();
+        view0.close();
+        check("region view segment read after the view is closed", () -> viewSeg.get(ValueLayout.JAVA_LONG, 0));
+        io.guestmem.host.RegionView view1 = vr.view(PAGE, PAGE);
+        MemorySegment view1Seg = view1.segment();
+        vr.close();
+        check("region view segment read after its region is closed", () -> view1Seg.get(ValueLayout.JAVA_LONG, 0));
 
         // ---- guest memory over memslots
         Memslots slots = new Memslots();
@@ -97,13 +128,23 @@ public final class UseAfterCloseChild {
         Pagemap pm = Pagemap.openSelf();
         pm.close();
         int reused = Posix.open("/proc/self/status", Posix.O_RDONLY);
-        check("pagemap read after close (fd number reused)", () -> pm.readRaw(0x400000));
+        checkNamed("pagemap read after close (fd number reused)", "pread", () -> pm.readRaw(0x400000));
         Posix.close(reused);
         if (Files.isReadable(Path.of(KPageFlags.PATH))) {
             KPageFlags kf = KPageFlags.open();
             kf.close();
-            check("kpageflags read after close", () -> kf.flags(1));
+            checkNamed("kpageflags read after close", "pread", () -> kf.flags(1));
         }
+        Pagemap scanPm = Pagemap.openSelf();
+        io.guestmem.procfs.PagemapScan scan = io.guestmem.procfs.PagemapScan.open(scanPm);
+        scan.close();
+        checkNamed("PAGEMAP_SCAN after close", "scan()", () -> scan.scan(0x400000, 0x400000 + PAGE, io.guestmem.procfs.PagemapScan.PRESENT));
+        scanPm.close();
+        checkNamed("PAGEMAP_SCAN over a closed pagemap", "closed", () -> io.guestmem.procfs.PagemapScan.open(scanPm));
+        io.guestmem.sys.Userfaultfd uffd = io.guestmem.sys.Userfaultfd.open(true);
+        uffd.close();
+        checkNamed("userfaultfd fd() after close", "fd()", uffd::fd);
+        checkNamed("userfaultfd api() after close", "api()", () -> uffd.api(0));
         HostView view = HostView.openSelf();
         view.close();
         check("host view entry after close", () -> view.entry(0x400000));
@@ -116,7 +157,44 @@ public final class UseAfterCloseChild {
         // ---- lock
         MemslotLock lock = new MemslotLock(notifier);
         lock.close();
-        check("memslot lock after close", () -> lock.lockMemslot(1, LockMode.values()[0]));
+        checkNamed("memslot lock after close", "lockMemslot()", () -> lock.lockMemslot(1, LockMode.values()[0]));
+        checkNamed("memslot unlock after close", "unlockMemslot()", () -> lock.unlockMemslot(1));
+        checkNamed("memslot unlockAll after close", "unlockAll()", lock::unlockAll);
+        checkNamed("memslot isLocked after close", "isLocked()", () -> lock.isLocked(1));
+        checkNamed("memslot lockedPfn after close", "lockedPfn()", () -> lock.lockedPfn(0, 0));
+        checkNamed("memslot relaxWrite after close", "relaxWrite()", () -> lock.relaxWrite(0, 0));
+        checkNamed("memslot status after close", "status()", lock::status);
+        checkNamed("memslot stage2 after close", "stage2()", () -> lock.stage2(1));
+        checkNamed("capability gate over a closed memslot lock", "enableCapability",
+                () -> new io.guestmem.lock.VmCapabilityGate(lock).enableCapability(io.guestmem.lock.VmCapabilityGate.MTE));
+
+        // ---- the VM's memory, wired, and the pieces without KVM
+        io.guestmem.vm.VmMemory vmm = new io.guestmem.vm.VmMemory();
+        vmm.close();
+        checkNamed("VmMemory addGuestMemfd after close", "addGuestMemfd()",
+                () -> vmm.addGuestMemfd(3, 0x4000_0000L, GuestMemfdRegion.standIn(4 * PAGE)));
+        check("VmMemory follow_pfn after close", () -> vmm.followPfn().follow(FollowPfnRequest.read(0)));
+        check("VmMemory memslot lock after close", () -> vmm.lock().lockMemslot(1, LockMode.READ));
+        FollowPfn fpc = new FollowPfn(notifier);
+        io.guestmem.mmu.PfnCache cache = new io.guestmem.mmu.PfnCache(fpc, 0);
+        cache.close();
+        check("pfn cache activate after close", () -> cache.activate(0, 8));
+        fpc.close();
+        GuestMemfdRegion standIn = GuestMemfdRegion.standIn(4 * PAGE);
+        standIn.close();
+        check("guest_memfd stand-in acquire after close", () -> standIn.acquire(0, false));
+        check("guest_memfd stand-in toPrivate after close", () -> standIn.toPrivate(0, PAGE));
+        check("guest_memfd stand-in getLong after close", () -> standIn.getLong(0));
+        HostRegion wpRam = HostRegion.anonymous(4 * PAGE).create();
+        try {
+            io.guestmem.kvm.UffdWpDirtyTracker wp = io.guestmem.kvm.UffdWpDirtyTracker.start(
+                    new io.guestmem.memslot.Memslot(0, 9, 0x9000, 4, wpRam.address(), io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES, -1, 0));
+            wp.close();
+            checkNamed("userfaultfd write-protect dirty tracker collect after close", "collect()", wp::collect);
+        } catch (UnsupportedOperationException | io.guestmem.sys.ErrnoException e) {
+            System.out.println("INFO userfaultfd write-protect tracking unavailable here, not checked: " + e.getMessage());
+        }
+        wpRam.close();
 
         // ---- KVM
         if (Files.isReadable(Path.of("/dev/kvm")) && Files.isWritable(Path.of("/dev/kvm"))) {
@@ -125,13 +203,15 @@ public final class UseAfterCloseChild {
             // guest_memfd only where KVM_CAP_GUEST_MEMFD says the kernel has it (0 on 6.12 arm64).
             boolean gmem = vm.capabilities().guestMemfd();
             KvmGuestMemfd g = gmem ? vm.createGuestMemfd(4 * PAGE) : null;
+            io.guestmem.kvmapi.KvmRun kvmRun = vcpu.vcpuFd().kvmRun();
             vcpu.close();
-            check("vcpu run after close", vcpu::run);
-            check("vcpu fd after close", vcpu::vcpuFd);
+            checkNamed("vcpu run after close", "run()", vcpu::run);
+            checkNamed("vcpu fd after close", "vcpuFd()", vcpu::vcpuFd);
+            checkNamed("kvm_run read after its vcpu is closed", "kvm_run", kvmRun::exitReason);
             if (gmem) {
                 g.close();
-                check("guest_memfd mapShared after close", g::mapShared);
-                check("guest_memfd punchHole after close", () -> g.punchHole(0, PAGE));
+                checkNamed("guest_memfd mapShared after close", "mapShared()", g::mapShared);
+                checkNamed("guest_memfd punchHole after close", "punchHole()", () -> g.punchHole(0, PAGE));
             } else {
                 System.out.println("INFO KVM_CAP_GUEST_MEMFD is 0: guest_memfd objects not checked (the stand-in region is)");
             }
@@ -140,12 +220,21 @@ public final class UseAfterCloseChild {
             gr.close();
             check("guest_memfd region acquire after close", () -> gr.acquire(0, false));
             check("guest_memfd region toPrivate after close", () -> gr.toPrivate(0, PAGE));
+            HostRegion logRam = HostRegion.anonymous(4 * PAGE).create();
+            io.guestmem.memslot.Memslot logged = new io.guestmem.memslot.Memslot(0, 6, 0x6000, 4, logRam.address(),
+                    io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES, -1, 0);
+            vm.memslotObserver().beforeCommit(new MemslotChange(MemslotChange.Kind.CREATE, null, logged));
+            io.guestmem.kvm.KvmDirtyLog log = io.guestmem.kvm.KvmDirtyLog.of(vm, logged);
+            log.close();
+            checkNamed("KVM dirty log bitmap after close", "bitmap()", log::bitmap);
             vm.close();
-            check("vcpu run after its VM is closed", v1::run);
-            check("VM createVcpu after close", () -> vm.createVcpu(2));
-            if (gmem) check("VM createGuestMemfd after close", () -> vm.createGuestMemfd(4 * PAGE));
-            check("VM fd after close", vm::vmFd);
-            check("VM memslot observer after close", () -> vm.memslotObserver().beforeCommit(new MemslotChange(
+            checkNamed("vcpu run after its VM is closed", "run()", v1::run);
+            checkNamed("VM createVcpu after close", "createVcpu()", () -> vm.createVcpu(2));
+            if (gmem) checkNamed("VM createGuestMemfd after close", "createGuestMemfd()", () -> vm.createGuestMemfd(4 * PAGE));
+            checkNamed("VM fd after close", "vmFd()", vm::vmFd);
+            checkNamed("VM capabilities after close", "capabilities()", vm::capabilities);
+            logRam.close();
+            checkNamed("VM memslot observer after close", "beforeCommit()", () -> vm.memslotObserver().beforeCommit(new MemslotChange(
                     MemslotChange.Kind.CREATE, null, new io.guestmem.memslot.Memslot(0, 5, 0, 1, 0x10000000L, 0, -1, 0))));
         } else {
             System.out.println("INFO no access to /dev/kvm: KVM objects not checked");
