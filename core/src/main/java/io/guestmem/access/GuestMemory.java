@@ -775,6 +775,135 @@ public final class GuestMemory implements AutoCloseable {
         return t.endOfStream && done == 0 ? -1 : done;
     }
 
+    // ------------------------------------------------------------------------------------------ scatter-gather
+
+    /**
+     * The host segments of {@code [gpa, gpa + len)}, checked for reading guest memory ({@code write} false:
+     * the data goes from the guest to a device) or for writing it ({@code write} true: a device-writable
+     * buffer): one segment per slot the range crosses, one per page in GUEST_MEMFD slots. A hole, an unbacked
+     * slot, a read-only slot when {@code write}, or a private page refuses it with the typed
+     * {@link GuestMemoryException} naming that gpa, with 0 bytes done. See {@link GuestBuffers}.
+     */
+    public GuestBuffers buffers(long gpa, long len, boolean write) {
+        if (len < 0) throw new IllegalArgumentException("buffers length " + len);
+        return GuestBuffers.of(this, current(), policy, new long[] {gpa}, new long[] {len}, 1, write, "buffers");
+    }
+
+    /**
+     * The host segments of a list of guest buffers, {@code [gpas[k], gpas[k] + lens[k])} in order (a virtio
+     * descriptor chain's device-readable or device-writable part), checked as one: a refusal anywhere refuses
+     * the whole list with 0 bytes done, before anything is transferred. Zero-length buffers give no segment.
+     */
+    public GuestBuffers buffers(long[] gpas, long[] lens, boolean write) {
+        if (gpas.length != lens.length)
+            throw new IllegalArgumentException(gpas.length + " gpas but " + lens.length + " lengths");
+        return buffers(gpas, lens, gpas.length, write);
+    }
+
+    /** {@link #buffers(long[], long[], boolean)} of the first {@code count} entries (arrays a device model reuses). */
+    public GuestBuffers buffers(long[] gpas, long[] lens, int count, boolean write) {
+        return GuestBuffers.of(this, current(), policy, gpas, lens, count, write, "buffers");
+    }
+
+    /**
+     * Records in the VMM's dirty log what a transfer outside this class stored into the first {@code bytes}
+     * bytes of {@code bufs} (a {@link java.nio.channels.ScatteringByteChannel} read into
+     * {@link GuestBuffers#toByteBuffers()}, or the caller's own readv of {@link GuestBuffers#toIovecs()}).
+     */
+    public void markDirty(GuestBuffers bufs, long bytes) {
+        checkOwn(bufs, "markDirty");
+        if (bytes < 0 || bytes > bufs.totalLength())
+            throw new IllegalArgumentException("markDirty: " + bytes + " bytes of a list of " + bufs.totalLength());
+        bufs.markWritten(bytes);
+    }
+
+    /**
+     * {@code readv(fd)} into {@code [gpa, gpa + len)}: from the fd's position (which advances), straight into
+     * guest RAM, one system call per IOV_MAX segments ({@link io.guestmem.sys.Uio}). Returns the bytes read,
+     * short at end of file (0) or when the fd has no more now, and marks exactly those bytes' pages dirty. The
+     * range is checked first as {@link #buffers(long, long, boolean)} does, so a refusal moves nothing. A
+     * failing call throws {@link io.guestmem.sys.UioException} (errno and call) after the bytes of the calls
+     * before it were marked.
+     */
+    public long readv(int fd, long gpa, long len) {
+        return readv(fd, buffers(gpa, len, true));
+    }
+
+    /** {@link #readv(int, long, long)} into a list checked for writing ({@link GuestBuffers#writable()}). */
+    public long readv(int fd, GuestBuffers bufs) {
+        return fdTransfer(FdCall.READV, fd, 0, bufs);
+    }
+
+    /** {@code preadv(fd, offset)} into {@code [gpa, gpa + len)}: as {@link #readv(int, long, long)}, at file offset {@code offset}. */
+    public long preadv(int fd, long offset, long gpa, long len) {
+        return preadv(fd, offset, buffers(gpa, len, true));
+    }
+
+    /** {@code preadv(fd, offset)} into a list checked for writing (a descriptor chain's device-writable buffers). */
+    public long preadv(int fd, long offset, GuestBuffers bufs) {
+        return fdTransfer(FdCall.PREADV, fd, offset, bufs);
+    }
+
+    /**
+     * {@code writev(fd)} of {@code [gpa, gpa + len)}: guest RAM straight to the fd's position (which advances).
+     * Returns the bytes written (short when the fd takes no more now). Checked first;
+     * {@link io.guestmem.sys.UioException} on failure.
+     */
+    public long writev(int fd, long gpa, long len) {
+        return writev(fd, buffers(gpa, len, false));
+    }
+
+    /** {@code writev(fd)} of a list (checked either way: it is only read). */
+    public long writev(int fd, GuestBuffers bufs) {
+        return fdTransfer(FdCall.WRITEV, fd, 0, bufs);
+    }
+
+    /** {@code pwritev(fd, offset)} of {@code [gpa, gpa + len)}: as {@link #writev(int, long, long)}, at file offset {@code offset}. */
+    public long pwritev(int fd, long offset, long gpa, long len) {
+        return pwritev(fd, offset, buffers(gpa, len, false));
+    }
+
+    /** {@code pwritev(fd, offset)} of a list (a descriptor chain's device-readable buffers). */
+    public long pwritev(int fd, long offset, GuestBuffers bufs) {
+        return fdTransfer(FdCall.PWRITEV, fd, offset, bufs);
+    }
+
+    private enum FdCall { READV, PREADV, WRITEV, PWRITEV }
+
+    /**
+     * Every fd transfer of guest memory goes through here. The slots of {@code bufs} are not held yet: a slot
+     * deleted or a region closed after the iovecs are built (which refuses dead segments) and before the call
+     * returns would leave the kernel addresses that are no longer guest RAM. The slot hold belongs around
+     * the {@code Uio} call below.
+     */
+    private long fdTransfer(FdCall call, int fd, long offset, GuestBuffers bufs) {
+        String op = call.name().toLowerCase(java.util.Locale.ROOT);
+        checkOwn(bufs, op);
+        boolean intoGuest = call == FdCall.READV || call == FdCall.PREADV;
+        if (intoGuest && !bufs.writable())
+            throw new IllegalArgumentException(op + " into " + bufs + ": the list was checked for reading guest memory, not writing it");
+        try (io.guestmem.sys.IovecArray iov = bufs.toIovecs()) {
+            long n;
+            try {
+                n = switch (call) {
+                    case READV -> io.guestmem.sys.Uio.readv(fd, iov);
+                    case PREADV -> io.guestmem.sys.Uio.preadv(fd, iov, offset);
+                    case WRITEV -> io.guestmem.sys.Uio.writev(fd, iov);
+                    case PWRITEV -> io.guestmem.sys.Uio.pwritev(fd, iov, offset);
+                };
+            } catch (io.guestmem.sys.UioException e) {
+                if (intoGuest) bufs.markWritten(e.bytesDone()); // what the earlier calls stored did land
+                throw e;
+            }
+            if (intoGuest) bufs.markWritten(n);
+            return n;
+        }
+    }
+
+    private void checkOwn(GuestBuffers bufs, String op) {
+        if (bufs.owner != this) throw new IllegalArgumentException(op + ": " + bufs + " belongs to another GuestMemory");
+    }
+
     // ------------------------------------------------------------------------------------------ dirty log
 
     /** The VMM's dirty bitmap of slot {@code slotId}. */
