@@ -148,7 +148,8 @@ public final class RegionBuilder {
      * <li>{@link Backing#ANON_SHARED}: reserved, the kernel's shmem object is charged in full at mmap (the
      *   same limits); no-reserve, it is charged page by page as shmem allocates.</li>
      * <li>{@link Backing#MEMFD}, {@link Backing#SECRET}, {@link Backing#GUEST_MEMFD}: only the VMA's flag
-     *   changes. The kernel never charges a shared mapping at mmap; memfd_create makes its shmem file
+     *   changes. The kernel never charges a shared mapping of an existing file at mmap (shared anonymous
+     *   memory is charged through the shmem object mmap creates for it); memfd_create makes its shmem file
      *   VM_NORESERVE itself, so memfd pages are charged as they are allocated either way; memfd_secret
      *   charges the whole size against RLIMIT_MEMLOCK at mmap either way (its pages are locked); guest_memfd
      *   charges nothing.</li>

@@ -66,13 +66,17 @@ class NoReserveTest {
             skip(test, "vm.overcommit_memory=2: the kernel ignores MAP_NORESERVE and would charge the whole 1 TiB "
                     + "against CommitLimit (" + Fmt.size(oc.commitLimit()) + "), so no 1 TiB region can be mapped");
         }
+        assumeAddressSpaceForATebibyte(test);
+        return oc;
+    }
+
+    private static void assumeAddressSpaceForATebibyte(String test) {
         try (Pagemap pm = Pagemap.openSelf()) {
             if (pm.userAddressLimit() < 4 * TiB)
                 skip(test, "the user address space ends at " + Fmt.hex(pm.userAddressLimit()) + ": no room for 1 TiB");
         }
         Rlimit.Limit as = Rlimit.getrlimit(Rlimit.RLIMIT_AS);
         if (!as.softUnlimited() && as.soft() < 2 * TiB) skip(test, "RLIMIT_AS is " + as + ": no room for 1 TiB");
-        return oc;
     }
 
     /**
@@ -230,16 +234,13 @@ class NoReserveTest {
     }
 
     /**
-     * A memfd is never charged at mmap (the kernel does not charge shared mappings there, and memfd_create
+     * A memfd is never charged at mmap (the kernel does not charge shared file mappings there, and memfd_create
      * makes the shmem file VM_NORESERVE itself, charging its pages as they are allocated): 1 TiB maps even
      * reserved, in every overcommit mode. reserve(true) only changes the VMA's flag for a memfd.
      */
     @Test
     void aTebibyteMemfdMapsEvenReserved() {
-        try (Pagemap pm = Pagemap.openSelf()) {
-            if (pm.userAddressLimit() < 4 * TiB)
-                skip("aTebibyteMemfdMapsEvenReserved", "the user address space ends at " + Fmt.hex(pm.userAddressLimit()));
-        }
+        assumeAddressSpaceForATebibyte("aTebibyteMemfdMapsEvenReserved");
         HostRegion r = HostRegion.memfd(TiB).name("gm-tebibyte").reserve(true).create();
         long spanStart = r.address() - r.guardBytes(), spanEnd = r.address() + r.size() + r.guardBytes();
         try {
