@@ -49,6 +49,20 @@ public enum Backing {
         return this == HUGETLB_2M || this == HUGETLB_1G || this == HUGETLB_OTHER || this == MEMFD_HUGETLB;
     }
 
+    /**
+     * Whether {@link RegionBuilder} maps this kind MAP_NORESERVE unless told otherwise
+     * ({@link RegionBuilder#reserve}): the kinds of guest RAM whose pages the kernel can give out as they are
+     * touched. Not hugetlb (reserved on purpose, so a short pool fails at creation instead of a SIGBUS on
+     * a later fault), not a caller's {@link #FD} (it may be a hugetlbfs file, whose reservation MAP_NORESERVE
+     * would drop) and not {@link #PFNMAP} (no RAM behind it).
+     */
+    public boolean noReserveByDefault() {
+        return switch (this) {
+            case ANON, ANON_SHARED, THP, MEMFD, SECRET, GUEST_MEMFD -> true;
+            default -> false;
+        };
+    }
+
     @Override
     public String toString() {
         return label;

@@ -18,7 +18,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *
  * <p>Create one through the factories ({@link #anonymous}, {@link #hugetlb}, {@link #memfd}, ...), which
  * return a {@link RegionBuilder} for the options (prefault, mlock, guard pages, NUMA policy, DONTDUMP,
- * MERGEABLE). A failed creation leaves nothing behind: no mapping, lock or fd.
+ * MERGEABLE, commit reservation). A failed creation leaves nothing behind: no mapping, lock or fd.
  *
  * <p>{@link #segment()} is bound to a shared {@link Arena}: {@link #close()} closes the arena, whose
  * cleanup unmaps the whole span (guards included) exactly once and closes the fds the region owns; any
@@ -34,6 +34,7 @@ public final class HostRegion implements AutoCloseable {
     private final int fd;          // -1 when the region has no fd
     private final long fdOffset;
     private final boolean shareable;
+    private final boolean reserved;
     private final Arena arena;
     private final MemorySegment segment;
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -42,7 +43,7 @@ public final class HostRegion implements AutoCloseable {
     private final Set<RegionView> views = new LinkedHashSet<>();
 
     HostRegion(Backing backing, long address, long size, long pageSize, long guardBytes, int fd, long fdOffset,
-               boolean shareable, Runnable cleanup) {
+               boolean shareable, boolean reserved, Runnable cleanup) {
         this.backing = backing;
         this.address = address;
         this.size = size;
@@ -51,6 +52,7 @@ public final class HostRegion implements AutoCloseable {
         this.fd = fd;
         this.fdOffset = fdOffset;
         this.shareable = shareable;
+        this.reserved = reserved;
         this.arena = Arena.ofShared();
         MemorySegment seg = MemorySegment.ofAddress(address).reinterpret(size, arena, ignored -> cleanup.run());
         // The kernel maps a perf ring's data pages read-only: a write would fault, so Java may only read.
@@ -59,32 +61,35 @@ public final class HostRegion implements AutoCloseable {
 
     // ---- factories: one per kind of backing ----
 
-    /** Private anonymous memory of base pages. */
+    /** Private anonymous memory of base pages; no-reserve unless {@link RegionBuilder#reserve reserve(true)}. */
     public static RegionBuilder anonymous(long size) {
         return new RegionBuilder(Backing.ANON, size);
     }
 
-    /** Shared anonymous memory (shmem): survives fork as shared, can be MADV_REMOVEd. */
+    /** Shared anonymous memory (shmem): survives fork as shared, can be MADV_REMOVEd; no-reserve by default. */
     public static RegionBuilder anonymousShared(long size) {
         return new RegionBuilder(Backing.ANON_SHARED, size);
     }
 
-    /** Private anonymous memory, PMD-aligned and advised MADV_HUGEPAGE so the kernel can back it with THPs. */
+    /**
+     * Private anonymous memory, PMD-aligned and advised MADV_HUGEPAGE so the kernel can back it with THPs;
+     * no-reserve by default.
+     */
     public static RegionBuilder thp(long size) {
         return new RegionBuilder(Backing.THP, size);
     }
 
-    /** hugetlb pages of {@code pageSize}, reserved at creation (fails then if the pool is short). */
+    /** hugetlb pages of {@code pageSize}, always reserved at creation (fails then if the pool is short). */
     public static RegionBuilder hugetlb(long size, HugePageSize pageSize) {
         return new RegionBuilder(Backing.hugetlb(pageSize), size).hugePageSize(pageSize);
     }
 
-    /** A memfd (shmem file) mapped MAP_SHARED; shareable with another process by its fd. */
+    /** A memfd (shmem file) mapped MAP_SHARED, no-reserve by default; shareable with another process by its fd. */
     public static RegionBuilder memfd(long size) {
         return new RegionBuilder(Backing.MEMFD, size);
     }
 
-    /** A hugetlbfs memfd of {@code pageSize}, reserved at creation; shareable by fd. */
+    /** A hugetlbfs memfd of {@code pageSize}, always reserved at creation; shareable by fd. */
     public static RegionBuilder memfdHugetlb(long size, HugePageSize pageSize) {
         return new RegionBuilder(Backing.MEMFD_HUGETLB, size).hugePageSize(pageSize);
     }
@@ -148,6 +153,15 @@ public final class HostRegion implements AutoCloseable {
     public OptionalInt fd() {
         checkOpen("fd()");
         return shareable ? OptionalInt.of(fd) : OptionalInt.empty();
+    }
+
+    /**
+     * Whether the region was mapped reserved (without MAP_NORESERVE, see {@link RegionBuilder#reserve}). What
+     * was asked: under vm.overcommit_memory=2 the kernel charges a no-reserve region in full all the same
+     * (its smaps VmFlags then lack "nr").
+     */
+    public boolean reserved() {
+        return reserved;
     }
 
     /** The file offset the region starts at in {@link #fd()}. */

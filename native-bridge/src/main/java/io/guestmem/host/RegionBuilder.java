@@ -19,10 +19,15 @@ import org.apache.commons.lang3.Validate;
  * step in order (fd, reservation, mapping, policy, advice, lock, prefault) and, if any step fails, undoes
  * the steps already done in reverse, so nothing (mapping, lock, fd) outlives a failed creation.
  *
- * <p>Layout: the whole span (guard + region + guard) is first reserved PROT_NONE, MAP_NORESERVE; the
- * region is then mapped MAP_FIXED inside it at an address aligned to its page size (huge page, or PMD
- * for THP), and the ends of the reservation not needed as guards are released. The guards therefore
- * stay PROT_NONE: an access past either end faults instead of reaching a neighbour.
+ * <p>Layout: the whole span (guard + region + guard) is first reserved PROT_NONE, MAP_NORESERVE (address
+ * space only: the kernel charges nothing for it, in any overcommit mode); the region is then mapped
+ * MAP_FIXED inside it at an address aligned to its page size (huge page, or PMD for THP), and the ends of
+ * the reservation not needed as guards are released. The guards therefore stay PROT_NONE: an access past
+ * either end faults instead of reaching a neighbour.
+ *
+ * <p>Commit accounting: guest RAM is mapped MAP_NORESERVE by default ({@link #reserve}), as rust-vmm
+ * vm-memory maps it, so a sparse guest much larger than RAM + swap can be mapped and only what it touches
+ * costs memory; hugetlb stays reserved.
  */
 public final class RegionBuilder {
     /** Larger than any user address space on x86-64 (128 TiB) or arm64 48-bit VA: certainly a mistake. */
@@ -43,6 +48,7 @@ public final class RegionBuilder {
     private Mempolicy.Mode numaMode;
     private BitSet numaNodes;
     private String name = "guestmem";
+    private Boolean reserve; // null: the kind's default (reserves())
 
     private enum Lock { NONE, NOW, ON_FAULT }
 
@@ -125,6 +131,49 @@ public final class RegionBuilder {
         return this;
     }
 
+    /**
+     * Whether the kernel charges the whole region to its commit accounting when the region is mapped
+     * ({@code true}: mmap without MAP_NORESERVE) or only as its pages are allocated ({@code false}:
+     * MAP_NORESERVE); what QEMU's memory backends call {@code reserve=on|off}.
+     *
+     * <p>Default: {@code false} for the kinds of guest RAM ({@link Backing#noReserveByDefault()}), so that a
+     * sparse guest far larger than RAM + swap maps, and only the pages it touches cost memory (running out
+     * is then the OOM killer's business, not mmap's). {@code true} is for callers who want commit
+     * accounting: a region that could not be backed fails here with ENOMEM instead of being killed later.
+     * What the kernel charges, per kind:
+     * <ul>
+     * <li>{@link Backing#ANON}, {@link Backing#THP}: reserved, the whole size at mmap (the VMA is
+     *   VM_ACCOUNT, smaps "ac"); vm.overcommit_memory=0 refuses one mapping larger than RAM + swap, =2 keeps
+     *   the sum of charges under CommitLimit. No-reserve: VM_NORESERVE (smaps "nr"), never charged.</li>
+     * <li>{@link Backing#ANON_SHARED}: reserved, the kernel's shmem object is charged in full at mmap (the
+     *   same limits); no-reserve, it is charged page by page as shmem allocates.</li>
+     * <li>{@link Backing#MEMFD}, {@link Backing#SECRET}, {@link Backing#GUEST_MEMFD}: only the VMA's flag
+     *   changes. The kernel never charges a shared mapping of an existing file at mmap (shared anonymous
+     *   memory is charged through the shmem object mmap creates for it); memfd_create makes its shmem file
+     *   VM_NORESERVE itself, so memfd pages are charged as they are allocated either way; memfd_secret
+     *   charges the whole size against RLIMIT_MEMLOCK at mmap either way (its pages are locked); guest_memfd
+     *   charges nothing.</li>
+     * <li>hugetlb ({@link Backing#isHugetlb()}, and a caller's fd of {@link #fdHugePages}): always reserved,
+     *   so that a short pool fails at creation ({@link HugePagePoolExhaustedException}) rather than as a
+     *   SIGBUS on a later fault, which would kill the JVM; {@code reserve(false)} is refused. The kernel
+     *   honors MAP_NORESERVE for hugetlb in every overcommit mode, which is exactly why it is never passed.</li>
+     * <li>{@link Backing#FD}: reserved by default (the file may be a hugetlbfs file); {@code false} allowed.</li>
+     * <li>{@link Backing#PFNMAP}: no RAM to account; {@code reserve(false)} is refused.</li>
+     * </ul>
+     * Under vm.overcommit_memory=2 the kernel ignores MAP_NORESERVE for everything but hugetlb
+     * ({@code do_mmap}): every region is then charged in full, and smaps shows no "nr".
+     */
+    public RegionBuilder reserve(boolean reserve) {
+        this.reserve = reserve;
+        return this;
+    }
+
+    /** Whether the region is mapped without MAP_NORESERVE: the explicit choice, else the kind's default. */
+    private boolean reserves() {
+        if (backing.isHugetlb() || hugePageSize != null) return true;
+        return reserve != null ? reserve : !backing.noReserveByDefault();
+    }
+
     /** The name of a memfd (shows in /proc/pid/maps and /proc/pid/fd as memfd:NAME). */
     public RegionBuilder name(String name) {
         this.name = Validate.notBlank(name, "memfd name");
@@ -157,6 +206,12 @@ public final class RegionBuilder {
         }
         if (backing == Backing.SECRET) {
             Validate.isTrue(numaMode == null && !mergeable, "memfd_secret memory takes no numa policy or KSM merging");
+        }
+        if (Boolean.FALSE.equals(reserve)) {
+            Validate.isTrue(!backing.isHugetlb() && hugePageSize == null, "a %s region of %s pages is always reserved: "
+                    + "with MAP_NORESERVE a short hugetlb pool would be a SIGBUS on a later fault instead of an error "
+                    + "at creation", backing, hugePageSize);
+            Validate.isTrue(backing != Backing.PFNMAP, "a pfnmap region has no RAM to account: reserve(false) does not apply");
         }
     }
 
@@ -249,7 +304,7 @@ public final class RegionBuilder {
                 case MEMFD, MEMFD_HUGETLB, GUEST_MEMFD, FD -> true;
                 default -> false;
             };
-            return new HostRegion(backing, addr, size, page, guard, fd, fdOffset, shareable, cleanup);
+            return new HostRegion(backing, addr, size, page, guard, fd, fdOffset, shareable, reserves(), cleanup);
         } catch (RuntimeException | Error e) {
             while (!undo.isEmpty()) undo.pop().run();
             throw e;
@@ -269,13 +324,13 @@ public final class RegionBuilder {
     private void map(long addr, int fd, long fdOffset) {
         // A perf ring is mapped read-only ("overwrite" mode): its data pages are never writable by users.
         int rw = backing == Backing.PFNMAP ? Mman.PROT_READ : Mman.PROT_READ | Mman.PROT_WRITE;
-        int flags = Mman.MAP_FIXED;
+        int flags = Mman.MAP_FIXED | (reserves() ? 0 : Mman.MAP_NORESERVE);
         int mapFd = -1;
         long off = 0;
         switch (backing) {
             case ANON, THP -> flags |= Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS;
             case ANON_SHARED -> flags |= Mman.MAP_SHARED | Mman.MAP_ANONYMOUS;
-            // Reserved (no MAP_NORESERVE): a short pool fails here, not as a SIGBUS on a later fault.
+            // Always reserved (reserves()): a short pool fails here, not as a SIGBUS on a later fault.
             case HUGETLB_2M, HUGETLB_1G, HUGETLB_OTHER -> flags |= Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS | Mman.MAP_HUGETLB
                     | (Long.numberOfTrailingZeros(hugePageSize.bytes()) << Mman.MAP_HUGE_SHIFT);
             default -> {
