@@ -223,7 +223,8 @@ public final class UseAfterCloseChild {
             HostRegion logRam = HostRegion.anonymous(4 * PAGE).create();
             io.guestmem.memslot.Memslot logged = new io.guestmem.memslot.Memslot(0, 6, 0x6000, 4, logRam.address(),
                     io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES, -1, 0);
-            vm.memslotObserver().beforeCommit(new MemslotChange(MemslotChange.Kind.CREATE, null, logged));
+            io.guestmem.memslot.MemslotObserver mirror = vm.memslotObserver(); // kept past close, as a writer does
+            mirror.beforeCommit(new MemslotChange(MemslotChange.Kind.CREATE, null, logged));
             io.guestmem.kvm.KvmDirtyLog log = io.guestmem.kvm.KvmDirtyLog.of(vm, logged);
             log.close();
             checkNamed("KVM dirty log bitmap after close", "bitmap()", log::bitmap);
@@ -233,8 +234,9 @@ public final class UseAfterCloseChild {
             if (gmem) checkNamed("VM createGuestMemfd after close", "createGuestMemfd()", () -> vm.createGuestMemfd(4 * PAGE));
             checkNamed("VM fd after close", "vmFd()", vm::vmFd);
             checkNamed("VM capabilities after close", "capabilities()", vm::capabilities);
+            checkNamed("VM memslot observer getter after close", "memslotObserver()", vm::memslotObserver);
             logRam.close();
-            checkNamed("VM memslot observer after close", "beforeCommit()", () -> vm.memslotObserver().beforeCommit(new MemslotChange(
+            checkNamed("VM memslot observer after close", "beforeCommit()", () -> mirror.beforeCommit(new MemslotChange(
                     MemslotChange.Kind.CREATE, null, new io.guestmem.memslot.Memslot(0, 5, 0, 1, 0x10000000L, 0, -1, 0))));
         } else {
             System.out.println("INFO no access to /dev/kvm: KVM objects not checked");
