@@ -46,8 +46,8 @@ import java.util.Objects;
  * check; zero-byte calls on it succeed and every other access is out of bounds.
  *
  * <p>Immutable and thread-safe as guest memory is: concurrent accesses race as they would in the guest.
- * Accesses allocate nothing (bulk copies, fills and the typed accessors); channel transfers make one
- * ByteBuffer per GiB.
+ * The typed accessors and the byte[] copies allocate nothing once compiled (AllocationTest); ByteBuffer and
+ * fill calls make a segment view, channel transfers one ByteBuffer per GiB.
  */
 public final class GuestSlice {
     private static final ValueLayout.OfShort U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);

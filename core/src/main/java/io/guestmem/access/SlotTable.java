@@ -223,7 +223,7 @@ final class SlotTable {
         return read[i] != null ? size[i] : Math.min(size[i], (o | (pageSize - 1)) + 1);
     }
 
-    /** The mapping of slot {@code slotId}, or IllegalArgumentException. */
+    /** The mapping of slot {@code slotId}, or IllegalArgumentException (IllegalStateException on the closed table). */
     SlotMapping mappingOf(int slotId) {
         if (closed) throw UseAfterClose.of("guest memory", "slot " + slotId + "'s dirty log");
         for (SlotMapping m : mapping) if (m.slot().id() == slotId) return m;
