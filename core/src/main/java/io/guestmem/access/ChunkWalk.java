@@ -81,6 +81,7 @@ final class ChunkWalk {
 
     private static <C, X extends Exception> long run(SlotTable t, PageAccessPolicy policy, long gpa, long len, Mode mode,
                                                      String opName, C ctx, Chunk<? super C, X> op) throws X {
+        if (len <= 0) t.checkOpen(opName); // a closed memory refuses even an empty request; others fail in ramIndex
         long done = 0;
         while (done < len) {
             long g = gpa + done;

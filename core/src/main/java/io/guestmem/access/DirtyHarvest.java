@@ -55,6 +55,7 @@ final class DirtyHarvest {
 
     /** Every slot of {@code t} in gfn order, each merged with {@code externalGfns.apply(slot)} (null or empty: none). */
     static List<DirtyPages> pagesToSend(SlotTable t, Function<Memslot, long[]> externalGfns) {
+        t.checkOpen("pagesToSend"); // a closed memory has no slot left: an empty list would lose the round
         List<DirtyPages> out = new ArrayList<>();
         for (Memslot s : t.set.slots()) {
             long[] ext = externalGfns == null ? null : externalGfns.apply(s);

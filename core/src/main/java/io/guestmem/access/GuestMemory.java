@@ -12,6 +12,7 @@ import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Fmt;
 
 import java.io.IOException;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
@@ -30,9 +31,9 @@ import java.util.function.Function;
 
 /**
  * Guest physical memory as a VMM's device models see it (rust-vmm {@code vm-memory}'s {@code GuestMemory} and
- * {@code Bytes}): reads, writes, typed little-endian accessors, zero-copy slices and channel I/O at guest
- * physical addresses, over the memslots of one address space of a {@link Memslots}, with the VMM's own dirty
- * log.
+ * {@code Bytes}): reads, writes, typed little-endian accessors, structures, zero-copy dirty-tracked slices and
+ * channel I/O at guest physical addresses, over the memslots of one address space of a {@link Memslots}, with
+ * the VMM's own dirty log.
  *
  * <h2>Where the bytes are</h2>
  * Memslots hold raw host virtual addresses; this class never dereferences one. Each slot is backed by a
@@ -68,14 +69,33 @@ import java.util.function.Function;
  * access that raced the change goes again on the new table.
  *
  * <h2>Typed accessors</h2>
- * Little-endian, at any gpa for the plain flavour ({@code readU32}, {@code writeU64}, ...; crossing slots
- * allowed). The volatile flavour ({@code readU32Volatile}, ...) has opaque ordering (each access happens,
- * untorn and in program order for that location, as a guest vCPU or another thread may be writing); the
- * atomic flavour ({@code compareAndSetU32}, {@code getAndAddU64}, ...) is a locked read-modify-write. Both
- * require natural alignment (gpa a multiple of the size) and throw IllegalArgumentException otherwise: a
+ * Little-endian, u8 to u64, in four flavours:
+ * <ul>
+ *   <li>plain ({@code readU32}, {@code writeU64}, ...): any gpa, crossing slots allowed; no ordering.</li>
+ *   <li>opaque ({@code readU32Volatile}, {@code writeU16Volatile}, ...): each access happens, untorn and in
+ *       program order for that location, as a guest vCPU or another thread may be writing it; no ordering
+ *       with other locations.</li>
+ *   <li>acquire/release ({@code readU16Acquire}, {@code writeU16Release}, ...): an acquire read keeps every
+ *       later access after it, a release write every earlier access before it, so a release of a ring index
+ *       publishes the entries written before it to a thread that acquires the index (virtio's "write the
+ *       entry, then the index" without a separate fence).</li>
+ *   <li>atomic ({@code compareAndSetU32}, {@code getAndAddU64}, ...): a locked read-modify-write.</li>
+ * </ul>
+ * All but plain require natural alignment (gpa a multiple of the size) and throw
+ * {@link MisalignedAccessException} ({@link GuestMemoryException.Reason#MISALIGNED}) otherwise: a
  * misaligned access is not single-copy atomic on the hardware (on x86 a split lock, on arm64 a fault), and
  * since slots are page aligned an aligned access never crosses a slot. u8/u16 come back zero-extended in an
- * int, u32 as the int's bits ({@link Integer#toUnsignedLong} for the value), u64 as a long.
+ * int, u32 as the int's bits ({@link Integer#toUnsignedLong} for the value), u64 as a long. Every flavour
+ * serves a plain RAM slot through the bucket table; plain reads the table plainly, the others with acquire
+ * ordering (see {@code current()}).
+ *
+ * <h2>Slices and structures</h2>
+ * {@link #slice(long, long)} is a {@link GuestSlice}: a zero-copy window inside one slot with the same typed
+ * accessors at offsets, bulk copies, fill and channel I/O, whose writes mark the dirty log; it dies with its
+ * slot (IllegalStateException). Its {@link GuestSlice#rawSegment() raw segment} is the one untracked way in.
+ * {@link #struct}, {@link #readStruct} and {@link #writeStruct} access a structure described by an FFM
+ * {@link MemoryLayout} (little-endian members only), inside one slot, tracked as slices are
+ * ({@link io.guestmem.virtio.VirtqDescriptor} is one).
  *
  * <h2>Errors</h2>
  * Bulk reads and writes copy up to the first byte they may not touch and throw a {@link GuestMemoryException}
@@ -84,12 +104,17 @@ import java.util.function.Function;
  * first (bytes read from a socket cannot be put back) and only then transfer.
  *
  * <h2>Dirty tracking</h2>
- * Every write through this class (bulk, typed, atomic, channel reads into guest memory) marks the pages it
- * touched in the slot's {@link DirtyBitmap}; {@link #collectDirty(int)} returns and clears them, merged with an
- * external tracker when given. Writes through a {@link #slice} are not seen: call {@link #markDirty} for them.
+ * Every write through this class, its slices and structures (bulk, fill, typed in every flavour, atomic,
+ * structure fields, channel reads into guest memory: the bytes actually read) marks the pages it touched in
+ * the slot's {@link DirtyBitmap} after storing them; {@link #collectDirty(int)} returns and clears them,
+ * merged with an external tracker when given. Writes the API cannot see (through
+ * {@link GuestSlice#rawSegment()}, a native call, another process mapping the memory) need
+ * {@link #markDirty}.
  *
  * <p>Thread-safe. {@link #close()} detaches from the memslots and invalidates every slot view; it does not
- * close the regions (their owner does).
+ * close the regions (their owner does). From then on every access (also of zero bytes) and every slice or
+ * dirty-log lookup throws IllegalStateException ({@code guest memory is closed: readU64()}): close publishes
+ * a closed table with no slot, so the fast path's cost is unchanged and its miss path says why.
  */
 public final class GuestMemory implements AutoCloseable {
 
@@ -234,7 +259,10 @@ public final class GuestMemory implements AutoCloseable {
     /** Reads {@code len} bytes at {@code gpa} into {@code dst[off..]}. */
     public void read(long gpa, byte[] dst, int off, int len) {
         Objects.checkFromIndexSize(off, len, dst.length);
-        if (len == 0) return;
+        if (len == 0) {
+            current().checkOpen("read");
+            return;
+        }
         final SlotTable l = layout;
         final int b = l.bucket(gpa, len, false);
         if (b >= 0) {
@@ -268,7 +296,10 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes {@code src[off..off+len)} at {@code gpa}. */
     public void write(long gpa, byte[] src, int off, int len) {
         Objects.checkFromIndexSize(off, len, src.length);
-        if (len == 0) return;
+        if (len == 0) {
+            current().checkOpen("write");
+            return;
+        }
         final SlotTable l = layout;
         final int b = l.bucket(gpa, len, true);
         if (b >= 0) {
@@ -339,7 +370,7 @@ public final class GuestMemory implements AutoCloseable {
             l.rmwInFlight.incrementAndGet();
             if (!l.retiring) return l;
             l.rmwInFlight.decrementAndGet();
-            if (current() == l) throw new IllegalStateException("guest memory is closed");
+            if (current() == l) throw new IllegalStateException("guest memory is closed"); // never published after retire
         }
     }
 
@@ -512,7 +543,7 @@ public final class GuestMemory implements AutoCloseable {
         }
     }
 
-    // ------------------------------------------------------------------------------------------ typed: volatile, atomic
+    // ------------------------------------------------------------------------------------------ typed: volatile (opaque)
 
     /** The byte at {@code gpa} with opaque ordering, zero-extended. */
     public int readU8Volatile(long gpa) {
@@ -618,6 +649,114 @@ public final class GuestMemory implements AutoCloseable {
         l.mark(h, gpa);
     }
 
+    // ------------------------------------------------------------------------------------------ typed: acquire/release
+
+    /** The byte at {@code gpa} with acquire ordering (no later access moves before it), zero-extended. */
+    public int readU8Acquire(long gpa) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 1, false, "readU8Acquire");
+        try {
+            return Byte.toUnsignedInt((byte) A8.getAcquire(l.segment(h), l.offset(h, gpa)));
+        } catch (IllegalStateException e) {
+            retired(l, e); // the layout changed under us: go again on the new one
+            return readU8Acquire(gpa);
+        }
+    }
+
+    /** The u16 at {@code gpa} (2-byte aligned) with acquire ordering, zero-extended. */
+    public int readU16Acquire(long gpa) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 2, false, "readU16Acquire");
+        try {
+            return Short.toUnsignedInt((short) A16.getAcquire(l.segment(h), l.offset(h, gpa)));
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return readU16Acquire(gpa);
+        }
+    }
+
+    /** The u32 at {@code gpa} (4-byte aligned) with acquire ordering. */
+    public int readU32Acquire(long gpa) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 4, false, "readU32Acquire");
+        try {
+            return (int) A32.getAcquire(l.segment(h), l.offset(h, gpa));
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return readU32Acquire(gpa);
+        }
+    }
+
+    /** The u64 at {@code gpa} (8-byte aligned) with acquire ordering. */
+    public long readU64Acquire(long gpa) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 8, false, "readU64Acquire");
+        try {
+            return (long) A64.getAcquire(l.segment(h), l.offset(h, gpa));
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            return readU64Acquire(gpa);
+        }
+    }
+
+    /** Writes a byte with release ordering (no earlier access moves after it). */
+    public void writeU8Release(long gpa, int value) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 1, true, "writeU8Release");
+        try {
+            A8.setRelease(l.segment(h), l.offset(h, gpa), (byte) value);
+        } catch (IllegalStateException e) {
+            retired(l, e); // a store may go again: it writes the same value
+            writeU8Release(gpa, value);
+            return;
+        }
+        l.mark(h, gpa);
+    }
+
+    /** Writes a u16 (2-byte aligned) with release ordering. */
+    public void writeU16Release(long gpa, int value) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 2, true, "writeU16Release");
+        try {
+            A16.setRelease(l.segment(h), l.offset(h, gpa), (short) value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU16Release(gpa, value);
+            return;
+        }
+        l.mark(h, gpa);
+    }
+
+    /** Writes a u32 (4-byte aligned) with release ordering. */
+    public void writeU32Release(long gpa, int value) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 4, true, "writeU32Release");
+        try {
+            A32.setRelease(l.segment(h), l.offset(h, gpa), value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU32Release(gpa, value);
+            return;
+        }
+        l.mark(h, gpa);
+    }
+
+    /** Writes a u64 (8-byte aligned) with release ordering. */
+    public void writeU64Release(long gpa, long value) {
+        final SlotTable l = current();
+        final int h = l.aligned(policy, gpa, 8, true, "writeU64Release");
+        try {
+            A64.setRelease(l.segment(h), l.offset(h, gpa), value);
+        } catch (IllegalStateException e) {
+            retired(l, e);
+            writeU64Release(gpa, value);
+            return;
+        }
+        l.mark(h, gpa);
+    }
+
+    // ------------------------------------------------------------------------------------------ typed: atomic
+
     /** Atomically sets the u32 at {@code gpa} (4-byte aligned) to {@code update} if it is {@code expect}. */
     public boolean compareAndSetU32(long gpa, int expect, int update) {
         final SlotTable l = enterRmw();
@@ -672,32 +811,104 @@ public final class GuestMemory implements AutoCloseable {
     // ------------------------------------------------------------------------------------------ slices
 
     /**
-     * A zero-copy segment over {@code [gpa, gpa + len)}, which must lie in one slot (else a
-     * {@link PartialAccessException} naming the first gpa past the slot, with 0 bytes done). It is read-only
-     * for a READONLY slot. It stops working (IllegalStateException, from any thread) when the slot is deleted
-     * or moved, when its region closes, or when this GuestMemory closes. For a GUEST_MEMFD slot the policy is
-     * asked for every page now, and the caller must not keep the slice across a conversion to private.
-     * Writes through the slice are not dirty-tracked: call {@link #markDirty}.
+     * A zero-copy, dirty-tracked {@link GuestSlice} over {@code [gpa, gpa + len)}, which must lie in one slot
+     * (else a {@link PartialAccessException} naming the first gpa past the slot, with 0 bytes done). Its
+     * writes mark the slot's {@link DirtyBitmap}; it refuses writes for a READONLY slot. It stops working
+     * (IllegalStateException, from any thread) when the slot is deleted or moved, when its region closes, or
+     * when this GuestMemory closes. For a GUEST_MEMFD slot the policy is asked for every page now, and the
+     * caller must not keep the slice across a conversion to private. {@code len} 0 gives an empty slice,
+     * wherever {@code gpa} is (a zero-byte access touches nothing, as a zero-byte {@link #read} does).
+     * {@link GuestSlice#rawSegment()} is the untracked MemorySegment.
      */
-    public MemorySegment slice(long gpa, long len) {
-        if (len <= 0) throw new IllegalArgumentException("slice length " + len);
+    public GuestSlice slice(long gpa, long len) {
+        if (len < 0) throw new IllegalArgumentException("slice length " + len);
         SlotTable l = current();
-        int i = l.checkedIndex(policy, gpa, 0, false, "slice");
+        if (len == 0) {
+            l.checkOpen("slice");
+            return GuestSlice.empty(gpa);
+        }
+        return slotSlice(l, gpa, len, "slice");
+    }
+
+    /** The slice of {@code [gpa, gpa + len)} ({@code len >= 1}) in one slot of {@code l}, checked as {@link #slice} says. */
+    private GuestSlice slotSlice(SlotTable l, long gpa, long len, String op) {
+        int i = l.checkedIndex(policy, gpa, 0, false, op);
         long o = gpa - l.base[i];
         Memslot s = l.mapping[i].slot();
         if (len > l.size[i] - o) {
             long end = l.base[i] + l.size[i];
-            throw new PartialAccessException(GuestMemoryException.Reason.NOT_RAM, "slice(" + Fmt.hex(gpa) + ", " + len + ")",
-                    end, 0, s.id(), "a slice must stay inside slot " + s.id() + " which ends there");
+            throw new PartialAccessException(GuestMemoryException.Reason.NOT_RAM, op + "(" + Fmt.hex(gpa) + ", " + len + ")",
+                    end, 0, s.id(), "a " + op + " must stay inside slot " + s.id() + " which ends there");
         }
-        if (l.read[i] == null) ChunkWalk.check(l, policy, gpa, len, Mode.READ, "slice"); // GUEST_MEMFD: every page
-        MemorySegment seg = l.any[i].asSlice(o, len);
-        return s.readOnly() ? seg.asReadOnly() : seg;
+        if (l.read[i] == null) ChunkWalk.check(l, policy, gpa, len, Mode.READ, op); // GUEST_MEMFD: every page
+        MemorySegment view = l.any[i];
+        String readOnly = s.readOnly() ? "slot " + s.id() + " is READONLY"
+                : view.isReadOnly() ? "slot " + s.id() + " is backed by read-only host memory" : null;
+        MemorySegment seg = view.asSlice(o, len);
+        return new GuestSlice(readOnly != null ? seg.asReadOnly() : seg, gpa, l.dirty[i], o, l.shift, s.id(), readOnly);
     }
 
-    /** Marks {@code [gpa, gpa + len)} dirty (for writes made through a {@link #slice}); holes are an error. */
+    /**
+     * Marks {@code [gpa, gpa + len)} dirty, for writes the API did not see (through
+     * {@link GuestSlice#rawSegment()}, a native call, another process); holes are an error.
+     */
     public void markDirty(long gpa, long len) {
         ChunkWalk.walk(current(), policy, gpa, len, Mode.MARK, "markDirty", null, ChunkWalk.WHOLE);
+    }
+
+    // ------------------------------------------------------------------------------------------ structures
+
+    /**
+     * A live, dirty-tracked view of the structure {@code layout} at {@code gpa} (the Java counterpart of
+     * vm-memory's {@code ByteValued} objects): its fields are read and written in guest memory through
+     * {@link GuestStruct.Field}s. The structure must lie in one slot (else {@link PartialAccessException}
+     * with 0 bytes done) and be little-endian: a member with big-endian byte order, or a host address, is an
+     * IllegalArgumentException (guest memory holds little-endian data on every architecture guestmem runs
+     * on, and as virtio 1.x specifies it). The view lives as a {@link #slice} does.
+     */
+    public GuestStruct struct(long gpa, MemoryLayout layout) {
+        GuestStruct.checkLayout(layout);
+        return new GuestStruct(slotSlice(current(), gpa, layout.byteSize(), "struct"), layout);
+    }
+
+    /**
+     * A copy of the structure {@code layout} at {@code gpa}, checked as {@link #struct} says, in a heap
+     * segment aligned for the layout, so that the layout's own var handles
+     * ({@code layout.varHandle(PathElement.groupElement("addr"))}) read its fields. A read racing a change of
+     * its slot goes again on the new table.
+     */
+    public MemorySegment readStruct(long gpa, MemoryLayout layout) {
+        GuestStruct.checkLayout(layout);
+        MemorySegment copy = GuestStruct.allocate(layout);
+        while (true) {
+            SlotTable l = current();
+            try {
+                slotSlice(l, gpa, copy.byteSize(), "readStruct").read(0, copy);
+                return copy;
+            } catch (IllegalStateException e) {
+                retired(l, e); // the slot changed between the lookup and the copy
+            }
+        }
+    }
+
+    /**
+     * Writes {@code value} (exactly {@code layout.byteSize()} bytes, e.g. made with the layout's var handles)
+     * as the structure {@code layout} at {@code gpa}, checked as {@link #struct} says: all or nothing, and
+     * dirty-tracked.
+     */
+    public void writeStruct(long gpa, MemoryLayout layout, MemorySegment value) {
+        GuestStruct.checkLayout(layout);
+        if (value.byteSize() != layout.byteSize())
+            throw new IllegalArgumentException(value.byteSize() + " bytes for " + layout + " of " + layout.byteSize());
+        while (true) {
+            SlotTable l = current();
+            try {
+                slotSlice(l, gpa, value.byteSize(), "writeStruct").write(0, value);
+                return;
+            } catch (IllegalStateException e) {
+                retired(l, e); // the same bytes again, on the new table
+            }
+        }
     }
 
     // ------------------------------------------------------------------------------------------ channels
@@ -1026,7 +1237,7 @@ public final class GuestMemory implements AutoCloseable {
             Map<Integer, SlotMapping> old = mappings;
             mappings = new HashMap<>();
             SlotTable last = layout;
-            LAYOUT.setVolatile(this, new SlotTable(MemslotSet.empty(geometry, addressSpace), mappings));
+            LAYOUT.setVolatile(this, SlotTable.closed(geometry, addressSpace)); // every access: IllegalStateException
             last.retire();
             for (SlotMapping m : old.values()) if (m.view() != null) m.view().close();
         }

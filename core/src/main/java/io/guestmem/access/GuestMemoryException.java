@@ -7,10 +7,11 @@ import io.guestmem.sys.Fmt;
  * could not touch ({@link #firstBadGpa()}), how many bytes it had transferred before
  * ({@link #bytesDone()}, always the leading bytes of the request), and the slot at fault when there is one.
  * The subclasses say why: no RAM there ({@link PartialAccessException}), a write to a read-only slot
- * ({@link ReadOnlySlotException}), a private page the host may not touch ({@link PrivateMemoryException}).
+ * ({@link ReadOnlySlotException}), a private page the host may not touch ({@link PrivateMemoryException}), an
+ * ordered or atomic access that is not naturally aligned ({@link MisalignedAccessException}).
  */
 public sealed class GuestMemoryException extends RuntimeException
-        permits PartialAccessException, ReadOnlySlotException, PrivateMemoryException {
+        permits PartialAccessException, ReadOnlySlotException, PrivateMemoryException, MisalignedAccessException {
 
     /** Why the access stopped. */
     public enum Reason {
@@ -21,7 +22,12 @@ public sealed class GuestMemoryException extends RuntimeException
         /** A write reached a READONLY slot (or host memory mapped read-only). */
         READ_ONLY,
         /** The page access policy refused the page (private guest_memfd memory). */
-        PRIVATE
+        PRIVATE,
+        /**
+         * An opaque, acquire/release or atomic access at a gpa that is not a multiple of its size: it would
+         * not be single-copy atomic on the hardware.
+         */
+        MISALIGNED
     }
 
     private final Reason reason;

@@ -6,6 +6,7 @@ import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Fmt;
+import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -35,6 +36,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  * hook rebuilds first), so a thread still holding this table gets IllegalStateException, never unmapped
  * memory; the accessors then retry on the new table.
  *
+ * <p>{@link GuestMemory#close()} publishes a {@linkplain #closed closed} table: no slot, no bucket, so every
+ * access misses the fast path (at no cost to it) and its slow path says the memory is closed instead of
+ * "not RAM".
+ *
  * <h2>Read-modify-writes and retirement</h2>
  * A plain access that got IllegalStateException from a retired table goes again on the new one. An atomic
  * update may not: the JDK's close handshake may deliver its exception to a thread just after its access
@@ -49,6 +54,8 @@ final class SlotTable {
     static final long NONE = Long.MIN_VALUE;
 
     final MemslotSet set;
+    /** The table a closed GuestMemory publishes: its checked path throws IllegalStateException. */
+    final boolean closed;
     final int shift;
     final long pageSize;
     final long[] base;             // first gpa of slot i
@@ -73,7 +80,17 @@ final class SlotTable {
     volatile boolean retiring;
 
     SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings) {
+        this(set, mappings, false);
+    }
+
+    /** The table of a closed GuestMemory: empty, and every access through it is a use after close. */
+    static SlotTable closed(PageGeometry geometry, int addressSpace) {
+        return new SlotTable(MemslotSet.empty(geometry, addressSpace), Map.of(), true);
+    }
+
+    private SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, boolean closed) {
         this.set = set;
+        this.closed = closed;
         PageGeometry g = set.geometry();
         this.shift = g.shift();
         this.pageSize = g.pageSize();
@@ -160,11 +177,23 @@ final class SlotTable {
 
     // ------------------------------------------------------------------ the checked path
 
-    /** The index of the slot holding {@code g}, or a NOT_RAM exception naming {@code g} and {@code done}. */
+    /**
+     * The index of the slot holding {@code g}, or a NOT_RAM exception naming {@code g} and {@code done}
+     * (IllegalStateException on the closed table, which holds no slot: every access of a closed memory ends
+     * here, so this check costs a found slot nothing).
+     */
     int ramIndex(long g, long done, String op) {
         int i = g < 0 ? -1 : set.indexOf(g >>> shift); // gpas are below 2^63 in every memslot
-        if (i < 0) throw new PartialAccessException(GuestMemoryException.Reason.NOT_RAM, op, g, done, -1, "not RAM");
+        if (i < 0) {
+            checkOpen(op);
+            throw new PartialAccessException(GuestMemoryException.Reason.NOT_RAM, op, g, done, -1, "not RAM");
+        }
         return i;
+    }
+
+    /** IllegalStateException naming {@code op} when this is the table of a closed GuestMemory. */
+    void checkOpen(String op) {
+        if (closed) throw UseAfterClose.of("guest memory", op + "()");
     }
 
     /**
@@ -194,8 +223,9 @@ final class SlotTable {
         return read[i] != null ? size[i] : Math.min(size[i], (o | (pageSize - 1)) + 1);
     }
 
-    /** The mapping of slot {@code slotId}, or IllegalArgumentException. */
+    /** The mapping of slot {@code slotId}, or IllegalArgumentException (IllegalStateException on the closed table). */
     SlotMapping mappingOf(int slotId) {
+        if (closed) throw UseAfterClose.of("guest memory", "slot " + slotId + "'s dirty log");
         for (SlotMapping m : mapping) if (m.slot().id() == slotId) return m;
         throw new IllegalArgumentException("no slot " + slotId + " in address space " + set.addressSpace());
     }
@@ -223,13 +253,22 @@ final class SlotTable {
      * slot). No allocation either way.
      */
 
-    /** The handle of a naturally aligned {@code size}-byte access at {@code gpa}; throws as the checked path does. */
+    /**
+     * The handle of a naturally aligned {@code size}-byte access at {@code gpa}; throws as the checked path
+     * does, and {@link MisalignedAccessException} when {@code gpa} is not a multiple of {@code size}.
+     */
     int aligned(PageAccessPolicy policy, long gpa, int size, boolean write, String op) {
-        if ((gpa & (size - 1)) != 0)
-            throw new IllegalArgumentException(op + " at gpa " + Fmt.hex(gpa) + ": not " + size + "-byte aligned");
+        if ((gpa & (size - 1)) != 0) throw misaligned(gpa, size, op);
         int b = bucket(gpa, size, write);
         if (b >= 0) return b;
         return ~checkedIndex(policy, gpa, 0, write, op);
+    }
+
+    /** The refusal of a misaligned access, naming the slot holding {@code gpa} when there is one. */
+    MisalignedAccessException misaligned(long gpa, int size, String op) {
+        checkOpen(op);
+        int i = gpa < 0 ? -1 : set.indexOf(gpa >>> shift);
+        return new MisalignedAccessException(op, gpa, size, i < 0 ? -1 : mapping[i].slot().id());
     }
 
     MemorySegment segment(int h) {

@@ -1,8 +1,10 @@
 /**
- * Guest memory access for a VMM's device models: {@link io.guestmem.access.GuestMemory} (bulk, typed,
- * volatile and atomic access, zero-copy slices, channel I/O, the VMM's dirty log, the vhost-user memory
- * table), its errors ({@link io.guestmem.access.GuestMemoryException} and subclasses), the per-slot
- * {@link io.guestmem.access.DirtyBitmap} and the private-memory hook {@link io.guestmem.access.PageAccessPolicy}.
+ * Guest memory access for a VMM's device models: {@link io.guestmem.access.GuestMemory} (bulk, typed
+ * plain, opaque, acquire/release and atomic access, channel I/O, the VMM's dirty log, the vhost-user memory
+ * table), its dirty-tracked zero-copy {@link io.guestmem.access.GuestSlice}s and FFM-layout
+ * {@link io.guestmem.access.GuestStruct}s, its errors ({@link io.guestmem.access.GuestMemoryException} and
+ * subclasses), the per-slot {@link io.guestmem.access.DirtyBitmap} and the private-memory hook
+ * {@link io.guestmem.access.PageAccessPolicy}.
  *
  * <h2>Inside</h2>
  * {@code GuestMemory} keeps the typed accessors, the read-modify-write protocol and the life cycle; the
@@ -17,7 +19,8 @@
  * {@code anonymous} for 4K pages) and {@code gm.addRam(id, gpa, region)} with 1 MiB gaps between slots; touch
  * every page first ({@code gm.fill(gpa, size, (byte) 1)} or a {@code Prefault} option). Then, at random gpas:
  * <ul>
- * <li>readU64: {@code gm.readU64(gpa)} (plain), {@code gm.readU64Volatile(gpa & ~7)}, {@code gm.getAndAddU64(gpa & ~7, 0)}</li>
+ * <li>readU64: {@code gm.readU64(gpa)} (plain), {@code gm.readU64Volatile(gpa & ~7)}, {@code gm.readU64Acquire(gpa & ~7)},
+ * {@code gm.getAndAddU64(gpa & ~7, 0)}</li>
  * <li>write4k: {@code gm.write(gpa4kAligned, byte[4096] buf, 0, 4096)} (marks one dirty page per call)</li>
  * <li>gpa -&gt; slot step alone: {@code gm.slotIndexOf(gpa)}</li>
  * </ul>

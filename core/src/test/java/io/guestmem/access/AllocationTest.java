@@ -11,7 +11,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The hot paths allocate nothing once compiled: readU64, writeU64, write of 4 KiB, the gpa -> slot step,
- * opaque and atomic accessors, dirty collection into a caller's array. 64 slots of 64 KiB with 64 KiB gaps;
+ * opaque, acquire/release and atomic accessors, a slice's typed and bulk accessors, dirty collection into a caller's array. 64 slots of 64 KiB with 64 KiB gaps;
  * random gpas. The least allocation over several rounds is taken (a loaded machine may still be compiling).
  */
 class AllocationTest {
@@ -35,6 +35,7 @@ class AllocationTest {
             for (int k = 0; k < gpas.length; k++) gpas[k] = 2 * slotSize * rnd.nextInt(64) + (rnd.nextInt((int) slotSize - 4096) & ~7);
             byte[] buf = new byte[4096];
             long[] into = new long[DirtyBitmap.wordsFor(slotSize / 4096)];
+            GuestSlice slice = gm.slice(2 * slotSize * 5, slotSize); // made once, used in the loop
             long least = Long.MAX_VALUE;
             long sink = 0;
             for (int round = 0; round < 30; round++) {
@@ -50,6 +51,15 @@ class AllocationTest {
                     gm.writeU64Volatile(g, sink);
                     sink += gm.getAndAddU64(g, 1);
                     if (gm.compareAndSetU32(g, 0, 1)) sink++;
+                    sink += gm.readU64Acquire(g);
+                    gm.writeU32Release(g, (int) sink);
+                    long o = g & (slotSize - 4096);
+                    sink += slice.readU64(o + 1);
+                    slice.writeU64(o + 3, sink);
+                    sink += slice.readU32Acquire(o);
+                    slice.writeU64Release(o + 8, sink);
+                    slice.write(o, buf, 0, 64);
+                    slice.read(o, buf, 0, 64);
                 }
                 gm.dirtyBitmap(3).getAndClear(into);
                 least = Math.min(least, MX.getCurrentThreadAllocatedBytes() - before);

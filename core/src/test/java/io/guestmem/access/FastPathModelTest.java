@@ -16,7 +16,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * GuestMemory against a plain model, on real host memory: random layouts whose slot boundaries sit at every
  * alignment the bucket table meets (page, 64 KiB, 2 MiB; adjacent slots, holes, a READONLY slot, and in one
  * layout a slot 1 TiB away that forces coarse buckets with boundaries inside them), then thousands of random
- * typed, bulk, volatile and atomic accesses at gpas picked near slot and bucket edges. Every access must agree
+ * typed, bulk, opaque, acquire/release and atomic accesses at gpas picked near slot and bucket edges. Every access must agree
  * with the model (bytes, exceptions, the gpa and byte count they name), the host regions must hold exactly
  * the model's bytes, and each slot's dirty log exactly the pages the model wrote.
  */
@@ -183,20 +183,25 @@ class FastPathModelTest {
                     modelWrite(slots, gpa, src, len);
                 }
             }
-            case 4 -> { // volatile read/write at an aligned gpa
+            case 4 -> { // opaque or acquire/release read/write at an aligned gpa
                 long g = gpa & -size;
-                boolean write = rnd.nextBoolean();
+                boolean write = rnd.nextBoolean(), ordered = rnd.nextBoolean();
                 long bad = firstBad(slots, g, size, write);
                 long v = rnd.nextLong();
                 if (bad >= 0) {
-                    assertThrows(GuestMemoryException.class, () -> volatileAccess(gm, g, size, write, v), where);
+                    GuestMemoryException e = assertThrows(GuestMemoryException.class, () -> volatileAccess(gm, g, size, write, v, ordered), where);
+                    assertEquals(bad, e.firstBadGpa(), where);
                 } else if (write) {
-                    volatileAccess(gm, g, size, true, v);
+                    volatileAccess(gm, g, size, true, v, ordered);
                     modelWrite(slots, g, le(v, size), size);
                 } else {
-                    assertEquals(modelRead(slots, g, size), volatileAccess(gm, g, size, false, 0) & mask(size), where);
+                    assertEquals(modelRead(slots, g, size), volatileAccess(gm, g, size, false, 0, ordered) & mask(size), where);
                 }
-                if (size > 1) assertThrows(IllegalArgumentException.class, () -> volatileAccess(gm, g + 1, size, write, v), where);
+                if (size > 1) {
+                    MisalignedAccessException e = assertThrows(MisalignedAccessException.class,
+                            () -> volatileAccess(gm, g + 1, size, write, v, ordered), where);
+                    assertEquals(g + 1, e.firstBadGpa(), where);
+                }
             }
             default -> { // atomic add at an aligned u32/u64
                 int n = rnd.nextBoolean() ? 4 : 8;
@@ -232,7 +237,9 @@ class FastPathModelTest {
         }
     }
 
-    private static long volatileAccess(GuestMemory gm, long gpa, int size, boolean write, long v) {
+    /** An opaque access, or with {@code ordered} a release write / acquire read. */
+    private static long volatileAccess(GuestMemory gm, long gpa, int size, boolean write, long v, boolean ordered) {
+        if (ordered) return orderedAccess(gm, gpa, size, write, v);
         if (write) {
             switch (size) {
                 case 1 -> gm.writeU8Volatile(gpa, (int) v);
@@ -247,6 +254,24 @@ class FastPathModelTest {
             case 2 -> gm.readU16Volatile(gpa);
             case 4 -> gm.readU32Volatile(gpa);
             default -> gm.readU64Volatile(gpa);
+        };
+    }
+
+    private static long orderedAccess(GuestMemory gm, long gpa, int size, boolean write, long v) {
+        if (write) {
+            switch (size) {
+                case 1 -> gm.writeU8Release(gpa, (int) v);
+                case 2 -> gm.writeU16Release(gpa, (int) v);
+                case 4 -> gm.writeU32Release(gpa, (int) v);
+                default -> gm.writeU64Release(gpa, v);
+            }
+            return 0;
+        }
+        return switch (size) {
+            case 1 -> gm.readU8Acquire(gpa);
+            case 2 -> gm.readU16Acquire(gpa);
+            case 4 -> gm.readU32Acquire(gpa);
+            default -> gm.readU64Acquire(gpa);
         };
     }
 

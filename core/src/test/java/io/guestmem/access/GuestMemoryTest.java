@@ -153,11 +153,20 @@ class GuestMemoryTest {
 
     @Test
     void volatileAndAtomicAccessorsNeedNaturalAlignment() {
-        assertThrows(IllegalArgumentException.class, () -> gm.readU64Volatile(4));
-        assertThrows(IllegalArgumentException.class, () -> gm.writeU32Volatile(2, 0));
-        assertThrows(IllegalArgumentException.class, () -> gm.readU16Volatile(1));
-        assertThrows(IllegalArgumentException.class, () -> gm.compareAndSetU64(MiB - 4, 0, 1));
-        assertThrows(IllegalArgumentException.class, () -> gm.getAndAddU32(6, 1));
+        MisalignedAccessException m = assertThrows(MisalignedAccessException.class, () -> gm.readU64Volatile(4));
+        assertEquals(GuestMemoryException.Reason.MISALIGNED, m.reason());
+        assertEquals(4, m.firstBadGpa());
+        assertEquals(0, m.bytesDone());
+        assertEquals(0, m.slotId());
+        assertEquals(8, m.size());
+        assertTrue(m.getMessage().contains("readU64Volatile") && m.getMessage().contains("not 8-byte aligned"), m.getMessage());
+        assertThrows(MisalignedAccessException.class, () -> gm.writeU32Volatile(2, 0));
+        assertThrows(MisalignedAccessException.class, () -> gm.readU16Volatile(1));
+        assertThrows(MisalignedAccessException.class, () -> gm.compareAndSetU64(MiB - 4, 0, 1));
+        assertThrows(MisalignedAccessException.class, () -> gm.getAndAddU32(6, 1));
+        assertEquals(-1, assertThrows(MisalignedAccessException.class, () -> gm.readU32Volatile(3 * MiB + 1)).slotId(),
+                "misaligned in a hole: no slot to name");
+        assertEquals(0, a.segment().get(ValueLayout.JAVA_INT, 0), "nothing was written");
         gm.writeU64Volatile(MiB - 8, -1L);
         assertEquals(-1L, gm.readU64Volatile(MiB - 8));
         assertEquals(0xffff, gm.readU16Volatile(MiB - 2));

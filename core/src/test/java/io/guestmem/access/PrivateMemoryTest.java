@@ -10,7 +10,6 @@ import io.guestmem.kvm.KvmGuestMemfd;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.Memslots;
-import java.lang.foreign.MemorySegment;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -72,8 +71,8 @@ class PrivateMemoryTest {
                 assertThrows(PrivateMemoryException.class, () -> gm.readU64Volatile(base + 2 * P));
                 assertThrows(PrivateMemoryException.class, () -> gm.getAndAddU32(base + 2 * P, 1));
                 assertThrows(PrivateMemoryException.class, () -> gm.slice(base, 3 * P), "a slice over a private page");
-                MemorySegment ok = gm.slice(base, 2 * P);
-                assertEquals(0x77, ok.get(java.lang.foreign.ValueLayout.JAVA_LONG, 8));
+                GuestSlice ok = gm.slice(base, 2 * P);
+                assertEquals(0x77, ok.readU64(8));
                 assertThrows(PrivateMemoryException.class, () -> gm.writeTo(base, java.nio.channels.Channels.newChannel(new java.io.ByteArrayOutputStream()), 3 * P));
                 // converted back to shared: accessible again
                 privateGfns.clear();

@@ -4,9 +4,10 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import io.guestmem.access.DirtyPages;
 import io.guestmem.access.GuestMemory;
+import io.guestmem.access.GuestSlice;
 import io.guestmem.host.HostRegion;
 import io.guestmem.memslot.Memslots;
-import java.lang.invoke.VarHandle;
+import io.guestmem.virtio.VirtqDescriptor;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,7 +28,7 @@ class ReadmeExampleTest {
     @Test
     void theReadmeExampleRunsOnRealMemory() {
         List<long[]> sent = new ArrayList<>();
-        int[] seen = new int[2];
+        int[] seen = new int[3];
         // snippet:vmm
         try (HostRegion ram = HostRegion.memfd(64 << 20).create()) {   // 64 MiB of real memory, shareable by fd
             Memslots memslots = new Memslots();
@@ -39,16 +40,19 @@ class ReadmeExampleTest {
             kernel[0x202] = 'H'; kernel[0x203] = 'd'; kernel[0x204] = 'r'; kernel[0x205] = 'S';
             mem.write(0x10_0000, kernel);                                // load it at 1 MiB
 
-            // The guest offers descriptor 5 on a virtqueue: avail ring at 0x7000 (flags, idx, ring[256]).
+            // The guest offers descriptor 5 on a virtqueue: descriptor table at 0x6000, avail ring at 0x7000
+            // (flags, idx, ring[256]); the entry first, then the index with release ordering.
+            new VirtqDescriptor(0x50_0000, 512, VirtqDescriptor.F_WRITE, 0).write(mem, VirtqDescriptor.gpaOf(0x6000, 5));
             mem.writeU16(0x7004, 5);
-            VarHandle.releaseFence();
-            mem.writeU16Volatile(0x7002, 1);
+            mem.writeU16Release(0x7002, 1);
 
-            // The device reads it back: the index with opaque ordering, then the entry.
-            int availIdx = mem.readU16Volatile(0x7002);
-            VarHandle.acquireFence();
+            // The device: the index with acquire ordering (the entry is visible after it), the entry, its descriptor.
+            int availIdx = mem.readU16Acquire(0x7002);
             int head = mem.readU16(0x7004 + 2 * ((availIdx - 1) % 256));
-            seen[0] = availIdx; seen[1] = head;
+            VirtqDescriptor desc = VirtqDescriptor.read(mem, VirtqDescriptor.gpaOf(0x6000, head));
+            GuestSlice buffer = mem.slice(desc.addr(), desc.len());      // zero-copy, dirty-tracked, dies with its slot
+            buffer.fill((byte) 0x5a);                                    // the device writes the guest's buffer
+            seen[0] = availIdx; seen[1] = head; seen[2] = desc.len();
 
             // Live migration: the pages written through the API since the last round.
             for (DirtyPages d : mem.pagesToSend(slot -> null)) {
@@ -57,12 +61,16 @@ class ReadmeExampleTest {
             mem.close();
         }
         // /snippet:vmm
-        assertArrayEquals(new int[] {1, 5}, seen);
-        long[] slot0 = sent.get(0);
+        assertArrayEquals(new int[] {1, 5, 512}, seen);
         long page = io.guestmem.sys.Posix.PAGE_SIZE; // gfns are host pages: 4 KiB on x86-64, 16 KiB on a 16K kernel
-        assertEquals((3 << 20) / page + 1, slot0.length, "the 3 MiB image's pages and the ring page: " + Arrays.toString(slot0));
-        assertEquals(0x7000 / page, slot0[0], "the ring page 0x7000");
-        assertEquals(0x10_0000 / page, slot0[1], "then the image from 1 MiB");
+        java.util.TreeSet<Long> expected = new java.util.TreeSet<>();
+        for (long g = 0x10_0000 / page; g < 0x40_0000 / page; g++) expected.add(g); // the 3 MiB image
+        expected.add(0x6000 / page);                                                   // the descriptor
+        expected.add(0x7000 / page);                                                   // the avail ring
+        expected.add(0x50_0000 / page);                                                // the buffer, through the slice
+        assertEquals(expected, Arrays.stream(sent.get(0)).boxed().collect(Collectors.toCollection(java.util.TreeSet::new)),
+                "the image's pages, the descriptor's, the ring's and the buffer's: " + Arrays.toString(sent.get(0)));
+        assertEquals(expected.size(), sent.get(0).length, "each page once");
         assertEquals(0, sent.get(1).length);
     }
 

@@ -9,9 +9,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
- * Every closeable object of the library, used after close: an IllegalStateException each time (GuestMemory may
- * answer with its typed access error), naming the object and the call where the library words it, never a
- * crash. The uses run
+ * Every closeable object of the library, used after close: an IllegalStateException each time (an open
+ * GuestMemory whose slot lost its region answers with its typed access error), naming the object and the call
+ * where the library words it, never a crash. The uses run
  * in a child JVM, so that a use that touched unmapped memory would fail this test (exit status of a signal)
  * instead of killing the test run.
  */
@@ -34,8 +34,8 @@ class UseAfterCloseTest {
         boolean kvm = java.nio.file.Files.exists(java.nio.file.Path.of("/dev/kvm"));
         if (!kvm) System.out.println("INFO no /dev/kvm on this machine: VM, vCPU and guest_memfd uses after close not checked");
         assertTrue(checks.size() >= (kvm ? 40 : 34), checks.size() + " checks:\n" + r.output());
-        // Only GuestMemory may answer with its typed access error (a closed GuestMemory has no RAM left);
-        // everything else throws IllegalStateException.
+        // Only GuestMemory may answer with its typed access error (NO_HOST_MEMORY for a slot whose region closed,
+        // the memory itself open); a closed GuestMemory, and everything else, throws IllegalStateException.
         List<String> foreign = notIse.stream().filter(l -> !l.contains("CHECK guest memory ")).toList();
         assertEquals(List.of(), foreign, "uses after close that threw something other than IllegalStateException");
         assertEquals(checks.size(), ok, "a use after close that did not throw (IllegalStateException, or GuestMemory's typed access error):\n" + r.output());
