@@ -53,9 +53,9 @@ import java.util.List;
  * 16  vma        otherwise (PROT_NONE, write to a read-only VMA, SIGBUS) FAULT               (KVM_PFN_ERR_FAULT)
  *  -- hva_to_pfn_remapped() ({@link #remappedDecision}, pure)
  * 17  remapped   pin and !allowUnsafeMappings                            FAULT               (6.13: -EINVAL → KVM_PFN_ERR_FAULT)
- * 18  remapped   write and the pte is not writable (VMA perms: the       RO_FAULT            (write && !args.writable)
+ * 18  remapped   write and the pte is not writable (VMA perms: the       RO_FAULT            ({@code write && !args.writable})
  *                kernel hides PFNMAP ptes from userspace)
- * 19  remapped   struct page that cannot be refcounted and               FAULT               (v9: page && !is_refcounted && !allow_non_refcounted)
+ * 19  remapped   struct page that cannot be refcounted and               FAULT               (v9: {@code page && !is_refcounted && !allow_non_refcounted})
  *                !allowNonRefcountedStructPage
  * 20  remapped   not refcounted, !guardedByMmuNotifier, !allowUnsafe     FAULT               (v9: overrides RO_FAULT too)
  * 21  remapped   otherwise                                               pfn NOT_OBSERVABLE, never refcounted

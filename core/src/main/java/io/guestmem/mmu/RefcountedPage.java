@@ -8,6 +8,7 @@ import io.guestmem.procfs.KsmStat;
  *
  * <h2>Kinds (from kpageflags, first matching row wins)</h2>
  * <table>
+ * <caption>kpageflags to {@link Kind}</caption>
  * <tr><th>kpageflags</th><th>{@link Kind}</th></tr>
  * <tr><td>pfn not visible (PFNMAP, hidden) or kpageflags unreadable</td><td>NOT_OBSERVED</td></tr>
  * <tr><td>NOPAGE</td><td>NO_STRUCT_PAGE ({@code !pfn_valid})</td></tr>
@@ -26,6 +27,7 @@ import io.guestmem.procfs.KsmStat;
  * on ({@code kvm_follow_refcounted_pfn}). 6.13 deleted {@code kvm_pfn_to_refcounted_page}: a page is
  * refcounted iff GUP gave it (fast/slow path), and a remapped pfn is never refcounted.
  * <table>
+ * <caption>Refcounting per kind, v9 and 6.13</caption>
  * <tr><th>Kind</th><th>v9 ({@link #seedRule})</th><th>6.13 ({@link #linux613Rule})</th></tr>
  * <tr><td>NO_STRUCT_PAGE</td><td>NO_PAGE ({@code !pfn_valid} → NULL)</td><td>NO_PAGE (only reachable remapped)</td></tr>
  * <tr><td>RESERVED</td><td>NO_PAGE (PageReserved, not zero, not ZONE_DEVICE → NULL)</td><td>GUP: REFCOUNTED; remapped: NO_PAGE</td></tr>
