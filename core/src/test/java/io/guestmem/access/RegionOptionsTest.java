@@ -29,7 +29,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
- * The region options a VMM exposes (issue 11), seen through GuestMemory and checked in the kernel's own
+ * The region options a VMM exposes, seen through GuestMemory and checked in the kernel's own
  * files: NUMA policy in /proc/self/numa_maps, DONTDUMP and MERGEABLE in smaps VmFlags, PROT_NONE guard pages
  * in /proc/self/maps, and the vhost-user memory table shared with a child JVM.
  */
