@@ -10,7 +10,7 @@ import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
 /**
- * {@link GuestMemory} as a device model uses it (issue 11), on the reference layout: {@code slots} slots of
+ * {@link GuestMemory} as a device model uses it, on the reference layout: {@code slots} slots of
  * 2 MiB with 1 MiB gaps, each backed by its own host region (like the C limit's one mmap per slot), every
  * page written first, at the reference's random gpas. Compare with vm-memory ({@code read_obj_u64},
  * {@code write_slice_4k}) and the C limit ({@code read_u64}, {@code write_4k}) of the same run.

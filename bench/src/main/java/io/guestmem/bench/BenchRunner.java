@@ -105,7 +105,10 @@ public final class BenchRunner {
         return new Args(quick, only, reference);
     }
 
-    /** The JVM flags every fork needs: native access for FFM, and no JDK 23+ warning about JMH's own Unsafe use. */
+    /**
+     * The JVM flags every fork needs: native access for FFM (to ALL-UNNAMED: JMH forks run on the class path of
+     * the shaded benchmark jar), and no JDK 23+ warning about JMH's own Unsafe use.
+     */
     static String[] forkJvmArgs() {
         List<String> a = new ArrayList<>(List.of("--enable-native-access=ALL-UNNAMED"));
         if (Runtime.version().feature() >= 23) a.add("--sun-misc-unsafe-memory-access=allow");

@@ -15,7 +15,7 @@ import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
 /**
- * gfn → pfn over one 1 GiB slot backed by a prefaulted 4K region (issue 7):
+ * gfn → pfn over one 1 GiB slot backed by a prefaulted 4K region:
  * <ul>
  *   <li>{@code cachedHit}: {@link PfnCache#check()} and {@link PfnCache#pfn()} of an activated cache, the
  *       hit path a vCPU takes for a page it uses all the time (target: under 10 ns, 0 B/op).</li>

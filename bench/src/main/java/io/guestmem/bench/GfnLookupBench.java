@@ -7,7 +7,7 @@ import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
 /**
- * {@link MemslotSet#gfnToHva} over {@code slots} 2 MiB slots with 1 MiB gaps (issue 7), the set built
+ * {@link MemslotSet#gfnToHva} over {@code slots} 2 MiB slots with 1 MiB gaps, the set built
  * by {@link Memslots} as a VMM would. {@code random} uses the reference xorshift sequence (compare with
  * vm-memory's {@code get_host_address}); {@code sequential} walks pages in order, where the last-used
  * slot cache hits. The hvas are never dereferenced, so they need no backing memory.

@@ -41,7 +41,7 @@ final class Report {
 
     private record Target(String what, String measured, String goal, String verdict) {}
 
-    /** Benches of issue 7/11 whose library API is not in this build (the class is absent). */
+    /** Benches whose library API is not in this build (the class is absent). */
     static final Map<String, String> NEEDS = new LinkedHashMap<>();
 
     static {
@@ -178,7 +178,7 @@ final class Report {
 
     private List<Target> targets() {
         List<Target> t = new ArrayList<>();
-        // issue 7: gfn -> hva. Loop against loop, as for readU64: vm-memory's reference is a tight loop over the
+        // gfn -> hva. Loop against loop, as for readU64: vm-memory's reference is a tight loop over the
         // sequence, and a per-invocation op also carries JMH's own index step and call (shown as context).
         Row g512 = row("GfnLookupBench.gfnToHvaLoop", "slots", "512", "pattern", "random");
         double vm512 = refs.ns(References.VM_MEMORY, "get_host_address", null, 512);
@@ -191,7 +191,7 @@ final class Report {
                     row("GfnLookupBench.gfnToHva", "slots", slots, "pattern", "random"), floor == null ? Double.NaN : floor.ns()));
         }
         t.add(noAlloc("gfnToHva allocation (512 random, per invocation)", row("GfnLookupBench.gfnToHva", "slots", "512", "pattern", "random")));
-        // issue 7: follow_pfn
+        // follow_pfn
         Row hit = row("FollowPfnBench.cachedHit");
         t.add(below("FollowPfn cachedHit", hit, 10.0));
         t.add(noAlloc("FollowPfn cachedHit allocation", hit));
@@ -210,7 +210,7 @@ final class Report {
         t.add(new Target("bound: C per-page pread / C batch pread (4k), the most any batching can gain over naive",
                 Double.isNaN(cb) || Double.isNaN(cp) ? "" : ns(cp) + " / " + ns(cb) + " = " + BenchRunner.fmt(cp / cb) + "x",
                 "(context)", Double.isNaN(cb) || Double.isNaN(cp) ? "n/a: C limit unavailable" : "INFO"));
-        // issue 7: prefault, compared by the median single shot (see byMedian)
+        // prefault, compared by the median single shot (see byMedian)
         for (String backing : List.of("4k", "thp")) {
             Row one = byMedian(row("PrefaultBench.populate1GiB", "backing", backing, "threads", "1"));
             Row all = byMedian(row("PrefaultBench.populate1GiB", "backing", backing, "threads", "all"));
@@ -223,7 +223,7 @@ final class Report {
             t.add(faster("prefault 1 GiB, " + threads + " thread(s): THP vs 4K (medians)", thp, k4 == null ? Double.NaN : k4.ns(),
                     "the 4K prefault", 1.0));
         }
-        // issue 11: guest memory access
+        // guest memory access (GuestMemory)
         for (String backing : List.of("4k", "thp")) {
             // Loop against loop: the C limit and vm-memory run tight loops over the sequence (best of 5).
             double cRead = refs.ns(References.LIMIT, "read_u64", backing, 512);

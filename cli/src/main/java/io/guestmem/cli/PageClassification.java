@@ -22,7 +22,8 @@ public final class PageClassification {
 
     /**
      * Whether KVM would hold a reference on the page behind {@code pfn}: the question
-     * {@code kvm_pfn_to_refcounted_page} answers from a pfn alone (the seed's rule on the remapped path), as
+     * {@code kvm_pfn_to_refcounted_page} answers from a pfn alone (the rule of the v9 patch "KVM: mmu: Improve
+     * handling of non-refcounted pfns" on the remapped path), as
      * {@link RefcountedPage} decides it from kpageflags — the library's one table, documented there.
      *
      * @return null when the pfn is unknown (not present, hidden by the kernel, or kpageflags unreadable)
@@ -38,7 +39,8 @@ public final class PageClassification {
     /**
      * The size of the mapping that covers a page: the VMA's hugetlb page size, the PMD size when
      * PAGEMAP_SCAN says PAGE_IS_HUGE (a PMD-mapped THP or the huge zero page), else the base page. A page
-     * that is not present answers the base page, never "none" (host_pfn_mapping_level, seed 002).
+     * that is not present answers the base page, never "none", as x86's {@code host_pfn_mapping_level} does
+     * (see {@link io.guestmem.mmu.HostMappingLevel}).
      */
     public static long levelBytes(boolean present, boolean scanHuge, Vma vma) {
         if (!present) return Posix.PAGE_SIZE;

@@ -3,7 +3,8 @@ package io.guestmem.gmem;
 import io.guestmem.mmu.Mappability;
 /**
  * Hears a deferred conversion finish: the library's last reference to a {@link Mappability#NONE} page was
- * released and the page became {@code now} (the seed's {@code kvm_gmem_handle_folio_put}). Called on the
+ * released and the page became {@code now} (the mappability series' {@code kvm_gmem_handle_folio_put}, cited in
+ * {@link GuestMemfdRegion}). Called on the
  * releasing thread, after the page's state changed; must be quick and must not throw.
  */
 @FunctionalInterface

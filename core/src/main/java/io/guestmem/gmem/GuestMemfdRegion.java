@@ -26,10 +26,13 @@ import java.util.concurrent.atomic.AtomicLongArray;
 /**
  * A guest_memfd (or, where KVM cannot give one, a memfd standing in: see {@link #backing()}), its MAP_SHARED
  * host mapping, and the library's per-page {@link Mappability} with the shared/private conversion state
- * machine of the guest_memfd mappability series (seed 001). Upstream dropped that series' final-put callback
- * and in-place conversion ({@code KVM_SET_MEMORY_ATTRIBUTES2}) has not merged, so the state machine lives here,
- * over the real guest_memfd; where the later series settled a question it is followed (a conversion blocked by
- * a host mapping fails with {@code EAGAIN} and the offset of the first such page).
+ * machine of the guest_memfd mappability series ("KVM: guest_memfd: Handle final folio_put() of guestmem
+ * pages", Fuad Tabba, RFC PATCH v5 06/15, 2025,
+ * <a href="https://lore.kernel.org/all/?q=s%3A%22Handle+final+folio_put%28%29+of+guestmem+pages%22">lore</a>).
+ * Upstream dropped that series' final-put callback and in-place conversion ({@code KVM_SET_MEMORY_ATTRIBUTES2})
+ * has not merged, so the state machine lives here, over the real guest_memfd; where the later series settled a
+ * question it is followed (a conversion blocked by a host mapping fails with {@code EAGAIN} and the offset of
+ * the first such page).
  *
  * <h2>The per-page state word</h2>
  * One {@code long} per page in an {@link AtomicLongArray}: bits 0-1 the mappability, bits 2-3 the target of a

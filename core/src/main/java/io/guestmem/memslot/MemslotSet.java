@@ -327,8 +327,8 @@ public final class MemslotSet {
         return geometry;
     }
 
-    /** Buckets of the gfn directory (for benchmarks and tests of its sizing). */
-    public int directoryBuckets() {
+    /** Buckets of the gfn directory (for the test of its sizing, in this package: not API). */
+    int directoryBuckets() {
         return dir.length - 1;
     }
 

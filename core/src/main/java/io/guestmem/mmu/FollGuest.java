@@ -1,11 +1,14 @@
 package io.guestmem.mmu;
 
 /**
- * The FOLL_GUEST rules of seed 004 as one decision: a private page ({@link Mappability#GUEST}) is returned by
- * follow_pfn only to a lookup with the {@code guest} flag, a shared page ({@link Mappability#ALL}) only to one
- * without it, so private memory can never be mapped into the shared view (and the host's view never holds a
- * private page); a converting page ({@link Mappability#NONE}) to nobody. The write check is orthogonal: a page
- * must be host-writable to be mapped writable, private or not. Allocation-free.
+ * The FOLL_GUEST rules of "KVM: unmap guest memory using poisoned pages" (Kirill A. Shutemov, RFCv2 13/13,
+ * 2021, as Sean Christopherson's review of it settled them,
+ * <a href="https://lore.kernel.org/all/?q=s%3A%22unmap+guest+memory+using+poisoned+pages%22">lore</a>) as one decision:
+ * a private page ({@link Mappability#GUEST}) is returned by follow_pfn only to a lookup with the {@code guest}
+ * flag, a shared page ({@link Mappability#ALL}) only to one without it, so private memory can never be mapped
+ * into the shared view (and the host's view never holds a private page); a converting page
+ * ({@link Mappability#NONE}) to nobody. The write check is orthogonal: a page must be host-writable to be
+ * mapped writable, private or not. Allocation-free.
  */
 public final class FollGuest {
     private FollGuest() {}

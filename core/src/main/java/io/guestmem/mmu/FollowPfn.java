@@ -19,9 +19,13 @@ import java.util.List;
 
 /**
  * KVM's {@code kvm_follow_pfn()} / {@code hva_to_pfn()} as merged in Linux 6.13 (virt/kvm/kvm_main.c), over the
- * kernel's view of this process (pagemap, kpageflags, smaps, MADV_POPULATE_*), with the seed's v9 options
- * ({@code guarded_by_mmu_notifier}, {@code allow_non_refcounted_struct_page}, {@code allow_unsafe_mappings})
- * and FOLL_GUEST (seed 004) on top as policies.
+ * kernel's view of this process (pagemap, kpageflags, smaps, MADV_POPULATE_*), with two proposals on top as
+ * policies: the options of "KVM: mmu: Improve handling of non-refcounted pfns" (David Stevens, PATCH v9 3/6,
+ * 2023, <a href="https://lore.kernel.org/all/?q=s%3A%22Improve+handling+of+non-refcounted+pfns%22">lore</a>;
+ * "v9" below): {@code guarded_by_mmu_notifier}, {@code allow_non_refcounted_struct_page},
+ * {@code allow_unsafe_mappings}; and FOLL_GUEST from "KVM: unmap guest memory using poisoned pages" (Kirill A.
+ * Shutemov, RFCv2 13/13, 2021, and Sean Christopherson's review of it,
+ * <a href="https://lore.kernel.org/all/?q=s%3A%22unmap+guest+memory+using+poisoned+pages%22">lore</a>).
  *
  * <h2>The decision table ({@link #follow}; each row names its kvm_main.c counterpart)</h2>
  * <pre>
@@ -31,7 +35,7 @@ import java.util.List;
  *                current (deleted/moved = KVM_MEMSLOT_INVALID)
  *  2  slot       write fault on a READONLY slot                          RO_FAULT            (KVM_HVA_ERR_RO_BAD → KVM_PFN_ERR_RO_FAULT)
  *  3  slot       READONLY slot clears mapWritable                                            (*map_writable = false; map_writable = NULL)
- *  4  guest      mappability forbids this view (FOLL_GUEST rule)         FAULT               (seed 004: follow_page_pte returns NULL → -EFAULT)
+ *  4  guest      mappability forbids this view (FOLL_GUEST rule)         FAULT               (FOLL_GUEST RFC: follow_page_pte returns NULL → -EFAULT)
  *  5  poison     gfn marked in the PoisonRegistry                        HWPOISON            (library mark, as kpageflags HWPOISON)
  *  -- hva_to_pfn_fast(): only "with FOLL_WRITE or map_writable" in KVM; here any present page
  *  6  fast       pagemap present; read fault                             pfn, read-only      (GUP of a present pte does not fault)
@@ -53,9 +57,9 @@ import java.util.List;
  * 16  vma        otherwise (PROT_NONE, write to a read-only VMA, SIGBUS) FAULT               (KVM_PFN_ERR_FAULT)
  *  -- hva_to_pfn_remapped() ({@link #remappedDecision}, pure)
  * 17  remapped   pin and !allowUnsafeMappings                            FAULT               (6.13: -EINVAL → KVM_PFN_ERR_FAULT)
- * 18  remapped   write and the pte is not writable (VMA perms: the       RO_FAULT            (write && !args.writable)
+ * 18  remapped   write and the pte is not writable (VMA perms: the       RO_FAULT            ({@code write && !args.writable})
  *                kernel hides PFNMAP ptes from userspace)
- * 19  remapped   struct page that cannot be refcounted and               FAULT               (v9: page && !is_refcounted && !allow_non_refcounted)
+ * 19  remapped   struct page that cannot be refcounted and               FAULT               (v9: {@code page && !is_refcounted && !allow_non_refcounted})
  *                !allowNonRefcountedStructPage
  * 20  remapped   not refcounted, !guardedByMmuNotifier, !allowUnsafe     FAULT               (v9: overrides RO_FAULT too)
  * 21  remapped   otherwise                                               pfn NOT_OBSERVABLE, never refcounted

@@ -12,9 +12,12 @@ import io.guestmem.procfs.Vma;
  *
  * <h2>hostMappingLevel(hva)</h2>
  * <ol>
- * <li>pagemap: not present → {@link MappingLevel#PAGE}. Never "none": seed 002's maintainer rejected
- *     PG_LEVEL_NONE ("Returning PG_LEVEL_4K for a non-present entry is safe; if it happens, MMU notifiers will
- *     force a retry").</li>
+ * <li>pagemap: not present → {@link MappingLevel#PAGE}. Never "none": the review of "KVM: x86/mmu: fix
+ *     potential races when walking host page table" (Mingwei Zhang, 2022,
+ *     <a href="https://lore.kernel.org/all/20220429031757.2042406-1-mizhang@google.com/">lore</a>) rejected PG_LEVEL_NONE
+ *     ("Returning PG_LEVEL_4K for a non-present entry is safe; if it happens, MMU notifiers will force a
+ *     retry"), and the walk was merged inline into
+ *     {@code host_pfn_mapping_level} (commit 44187235cbcc).</li>
  * <li>PAGEMAP_SCAN of the page without {@code PAGE_IS_HUGE} → PAGE (a PTE-mapped THP is not huge here, as in
  *     the kernel's walk).</li>
  * <li>Huge: kpageflags HUGE (or, with hidden pfns, smaps' {@code ht}) means hugetlb → the level of the VMA's

@@ -11,8 +11,8 @@ package io.guestmem.mmu;
  *   <li>{@link #GUEST}: private. Only a guest-side lookup (follow_pfn with FOLL_GUEST) may use it; every host
  *       access is refused and the host mapping of the page is zapped.</li>
  *   <li>{@link #NONE}: transient, between the two while the library still holds references taken in the old
- *       view. Nobody may take a new reference; the last release finishes the conversion (the seed's
- *       final {@code folio_put} callback).</li>
+ *       view. Nobody may take a new reference; the last release finishes the conversion (the series'
+ *       final {@code folio_put} callback, see {@code GuestMemfdRegion}).</li>
  * </ul>
  */
 public enum Mappability {

@@ -8,6 +8,7 @@ import io.guestmem.procfs.KsmStat;
  *
  * <h2>Kinds (from kpageflags, first matching row wins)</h2>
  * <table>
+ * <caption>kpageflags to {@link Kind}</caption>
  * <tr><th>kpageflags</th><th>{@link Kind}</th></tr>
  * <tr><td>pfn not visible (PFNMAP, hidden) or kpageflags unreadable</td><td>NOT_OBSERVED</td></tr>
  * <tr><td>NOPAGE</td><td>NO_STRUCT_PAGE ({@code !pfn_valid})</td></tr>
@@ -20,12 +21,15 @@ import io.guestmem.procfs.KsmStat;
  * <tr><td>anything else</td><td>NORMAL</td></tr>
  * </table>
  *
- * <h2>Refcounting: the seed (v9, kvm_pfn_to_refcounted_page + get_page_unless_zero) beside Linux 6.13</h2>
+ * <h2>Refcounting: v9 (kvm_pfn_to_refcounted_page + get_page_unless_zero) beside Linux 6.13</h2>
+ * "v9" is "KVM: mmu: Improve handling of non-refcounted pfns" (David Stevens, PATCH v9 3/6, 2023,
+ * <a href="https://lore.kernel.org/all/?q=s%3A%22Improve+handling+of+non-refcounted+pfns%22">lore</a>).
  * In v9 the table below applies only on the REMAPPED path ({@code hva_to_pfn_remapped}, VM_IO/VM_PFNMAP
  * VMAs); pages from the fast and slow paths come from GUP, which always returns a page it took a reference
  * on ({@code kvm_follow_refcounted_pfn}). 6.13 deleted {@code kvm_pfn_to_refcounted_page}: a page is
  * refcounted iff GUP gave it (fast/slow path), and a remapped pfn is never refcounted.
  * <table>
+ * <caption>Refcounting per kind, v9 and 6.13</caption>
  * <tr><th>Kind</th><th>v9 ({@link #seedRule})</th><th>6.13 ({@link #linux613Rule})</th></tr>
  * <tr><td>NO_STRUCT_PAGE</td><td>NO_PAGE ({@code !pfn_valid} → NULL)</td><td>NO_PAGE (only reachable remapped)</td></tr>
  * <tr><td>RESERVED</td><td>NO_PAGE (PageReserved, not zero, not ZONE_DEVICE → NULL)</td><td>GUP: REFCOUNTED; remapped: NO_PAGE</td></tr>
@@ -41,8 +45,8 @@ import io.guestmem.procfs.KsmStat;
  * <tr><td>NOT_OBSERVED</td><td>remapped: NO_PAGE assumed (a PFNMAP pfn is hidden from every reader; most have no
  *   struct page) — GUP: REFCOUNTED</td><td>GUP: REFCOUNTED; remapped: NO_PAGE</td></tr>
  * </table>
- * Note: the lead's brief listed ZERO_PAGE as "not refcounted" in the seed's table; kvm_main.c (5.19–6.12) says
- * otherwise and this class follows the code.
+ * Note: ZERO_PAGE is refcounted although it is PG_reserved: kvm_main.c (5.19–6.12) says so in
+ * {@code kvm_pfn_to_refcounted_page}, and this class follows the code.
  *
  * @param pfn        the pfn (a real pfn, or {@link KvmPfn#NOT_OBSERVABLE}/{@link KvmPfn#HIDDEN})
  * @param kind       the kind, from kpageflags
@@ -112,7 +116,7 @@ public record RefcountedPage(long pfn, Kind kind, long kpageflags) {
         return new RefcountedPage(pfn, classify(flags), flags);
     }
 
-    /** The seed's (v9) answer: GUP pages always refcounted; remapped pages by kvm_pfn_to_refcounted_page. */
+    /** v9's answer: GUP pages always refcounted; remapped pages by kvm_pfn_to_refcounted_page. */
     public static Refcount seedRule(Kind kind, Path path) {
         if (path == Path.GUP) return kind.isTail() ? Refcount.REFCOUNTED_VIA_HEAD : Refcount.REFCOUNTED;
         return switch (kind) {

@@ -29,7 +29,7 @@ import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /**
- * The region options a VMM exposes (issue 11), seen through GuestMemory and checked in the kernel's own
+ * The region options a VMM exposes, seen through GuestMemory and checked in the kernel's own
  * files: NUMA policy in /proc/self/numa_maps, DONTDUMP and MERGEABLE in smaps VmFlags, PROT_NONE guard pages
  * in /proc/self/maps, and the vhost-user memory table shared with a child JVM.
  */
@@ -117,6 +117,7 @@ class RegionOptionsTest {
 
     private static String runChild(SharedRegion row, long readAt, long writeAt, long value) throws Exception {
         String java = ProcessHandle.current().info().command().orElse(System.getProperty("java.home") + "/bin/java");
+        // a class-path child, like the test: native access for the unnamed module
         Process p = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 SharedMemoryChild.class.getName(), Integer.toString(Posix.getpid()), Integer.toString(row.fd()),
                 Long.toString(row.fdOffset()), Long.toString(row.size()), Long.toString(readAt), Long.toString(writeAt),

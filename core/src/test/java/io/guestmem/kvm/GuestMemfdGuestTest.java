@@ -6,11 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.KvmException;
-import io.guestmem.kvmapi.GuestMemfdFiles;
 import io.guestmem.kvmapi.KvmIoctls;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotChange.Kind;
+import io.guestmem.probe.GuestMemfdFiles;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;

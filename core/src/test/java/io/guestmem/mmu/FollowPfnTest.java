@@ -85,7 +85,7 @@ class FollowPfnTest {
         assertEquals(RefcountedPage.Kind.ZERO_PAGE, rd.page().kind());
         assertFalse(rd.writable(), "the zero page is never mapped writable");
         assertEquals(rd.pfn(), f.pagemapPfn(rd.hva()), "mapWritable did not break COW of the zero page");
-        // The seed's kvm_pfn_to_refcounted_page: "The ZERO_PAGE(s) is marked PG_reserved, but is refcounted".
+        // v9's kvm_pfn_to_refcounted_page: "The ZERO_PAGE(s) is marked PG_reserved, but is refcounted".
         assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().seedRule(RefcountedPage.Path.REMAPPED));
         assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().linux613Rule(RefcountedPage.Path.GUP));
         // A write fault then breaks COW: a new, writable, normal page.

@@ -38,6 +38,7 @@ class UnprivilegedChildTest {
                 cp.add(dst.toString());
             }
             String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+            // a class-path child, like the test: native access for the unnamed module
             List<String> cmd = List.of("/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                     "--inh-caps=-all", java, "--enable-native-access=ALL-UNNAMED", "-cp", String.join(":", cp),
                     HiddenPfnProbe.class.getName());

@@ -76,6 +76,7 @@ final class ChildJvm {
     static Result run(List<String> prefix, List<String> classpath, Class<?> main, List<String> args, int timeoutSeconds) {
         List<String> cmd = new ArrayList<>(prefix);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        // the child runs on the class path, like the tests themselves: its code is in the unnamed module
         cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
                 "-XX:-UsePerfData", "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, classpath), main.getName()));
         cmd.addAll(args);

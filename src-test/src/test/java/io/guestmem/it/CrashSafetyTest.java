@@ -104,6 +104,7 @@ class CrashSafetyTest {
 
     /** One child killed at a random instant; returns the phase it was in (or "startup"). */
     private static String killOnce(String scenario, Map<String, Long> window, Random rnd) throws Exception {
+        // the child runs on the test's class path, so native access goes to the unnamed module
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData",
                 "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, ChildJvm.classpath()), CrashChild.class.getName(), scenario));

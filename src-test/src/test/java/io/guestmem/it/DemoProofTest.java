@@ -20,7 +20,7 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /**
- * The proof of issue 6 and the demo of issue 8, on real memory and a real KVM guest: slots over every backing
+ * {@code guestmem demo} held against the kernel, on real memory and a real KVM guest: slots over every backing
  * the machine gives, a guest that writes a distinct value into every page, and for every gfn the value
  * through gfn → hva, follow_pfn's pfn against pagemap and the refcounted classification — all checked by the
  * demo and held here against its own JSON, the kernel's counters (VmLck, hugetlb pools) and KVM's dirty log.
@@ -96,7 +96,7 @@ class DemoProofTest {
     }
 
     /**
-     * Issue 8: under a low RLIMIT_MEMLOCK without CAP_IPC_LOCK the demo still runs, locks what fits and says
+     * Under a low RLIMIT_MEMLOCK without CAP_IPC_LOCK the demo still runs, locks what fits and says
      * what it refused and why. A child JVM runs the command with both taken away (prlimit, setpriv).
      */
     @Test

@@ -23,8 +23,8 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
 /**
- * Issue 6 and 11: KVM's dirty log against the library's own dirty bitmap on one real slot. The guest writes
- * some pages (KVM_GET_DIRTY_LOG sees them, the VMM's bitmap cannot), the VMM writes others through
+ * Live migration's dirty pages: KVM's dirty log against the library's own dirty bitmap on one real slot. The
+ * guest writes some pages (KVM_GET_DIRTY_LOG sees them, the VMM's bitmap cannot), the VMM writes others through
  * {@link GuestMemory} (its bitmap sees them, KVM's log cannot), and {@code pagesToSend} is exactly the union.
  */
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)

@@ -19,8 +19,8 @@ import org.junit.jupiter.api.Test;
 /**
  * The VMM-side example of the README, compiled and run. The code between the {@code snippet:vmm} comments
  * must be byte-identical (after removing the common indentation) to the java block between the
- * {@code <!-- snippet:vmm -->} markers of README.md (or of README-snippet.md while README.md has no such
- * block), so the README never shows code that does not compile or does not work.
+ * {@code <!-- snippet:vmm -->} markers of README.md, so the README never shows code that does not compile or
+ * does not work.
  */
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class ReadmeExampleTest {
@@ -82,9 +82,6 @@ class ReadmeExampleTest {
         String code = dedent(lines.subList(from + 1, to));
 
         Path readme = Path.of("../README.md");
-        if (!Files.exists(readme) || !Files.readString(readme).contains("<!-- snippet:vmm -->")) {
-            readme = Path.of("../README-snippet.md");
-        }
         List<String> doc = Files.readAllLines(readme);
         int m0 = indexOf(doc, "<!-- snippet:vmm -->", 0), m1 = indexOf(doc, "<!-- /snippet:vmm -->", m0);
         int f0 = indexOf(doc, "```java", m0), f1 = indexOf(doc, "```", f0 + 1);

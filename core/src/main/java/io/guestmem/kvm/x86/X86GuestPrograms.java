@@ -52,7 +52,7 @@ public final class X86GuestPrograms {
 
     /**
      * (b) Flat 32-bit: for each of {@code npages} 4 KiB pages from {@code startGpa}, write the u64
-     * {@link #pageValue(long, int) (tag << 32) | gfn} at offset 0, then {@code hlt}. Every page gets a value
+     * {@code (tag << 32) | gfn} ({@link #pageValue(long, int)}) at offset 0, then {@code hlt}. Every page gets a value
      * no other page has, so the host can tell which page the guest wrote (and that it was the guest: the
      * tag). Reaches any gpa below 4 GiB, so slots above 1 MiB are covered.
      */

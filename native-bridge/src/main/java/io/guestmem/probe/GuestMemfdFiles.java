@@ -1,4 +1,4 @@
-package io.guestmem.kvmapi;
+package io.guestmem.probe;
 
 import static io.guestmem.sys.Native.C_INT;
 import static io.guestmem.sys.Native.C_LONG;
@@ -12,6 +12,7 @@ import java.lang.invoke.MethodHandle;
 
 /**
  * The file calls a guest_memfd refuses, as raw results for tests and probes: plain {@code read}/{@code write}.
+ * Not API: the package is exported to core alone (whose tests use it), so a VMM never sees it.
  * Punching holes goes through {@link io.guestmem.sys.Memfd#punchHole}.
  */
 public final class GuestMemfdFiles {
