@@ -20,6 +20,8 @@ import org.openjdk.jmh.annotations.*;
  *       {@code readU64Volatile} (opaque), {@code readU64Atomic} (getAndAdd 0: a locked read-modify-write,
  *       which also marks the page dirty).</li>
  *   <li>{@code write4k}: a 4 KiB byte[] to a page-aligned gpa (copy plus dirty marking).</li>
+ *   <li>{@code sliceWrite4k}: the same write through a tracked slice taken per write; {@code sliceWrite4kRaw}
+ *       the copy into precomputed raw segments (the ratio: what the slice and its dirty marking cost).</li>
  *   <li>{@code pwritev3}: a virtio-style chain of 3 buffers (1 + 1 + 2 KiB, on three random pages, in three
  *       slots when there are 512) written to a memfd at offset 0 with one pwritev: the list checked and
  *       built ({@code buffers}), its iovecs, the syscall. {@code pwritev3Raw} is the same pwritev on the
@@ -68,6 +70,8 @@ public class AccessBench {
         pageHvas = new long[pageGpas.length];
         for (int i = 0; i < pageGpas.length; i++) pageHvas[i] = set.gpaToHva(pageGpas[i]);
         sink = io.guestmem.sys.Memfd.create("guestmem-bench-pwritev", 0);
+        rawPages = new java.lang.foreign.MemorySegment[RAW_PAGES];
+        for (int i = 0; i < RAW_PAGES; i++) rawPages[i] = mem.slice(pageGpas[i], 4096).rawSegment();
         rawIov = io.guestmem.sys.IovecArray.allocate(3); // confined: JMH runs a thread-scoped @Setup on its thread
     }
 
@@ -105,6 +109,25 @@ public class AccessBench {
     public void write4k() {
         mem.write(pageGpas[step()], buf);
     }
+
+    /**
+     * A device's tracked write: a 4 KiB byte[] through a {@link io.guestmem.access.GuestSlice} taken for the
+     * page (slice lookup, copy, dirty marking), the shape of a virtio device writing one descriptor's buffer.
+     * {@code sliceWrite4kRaw} copies the same bytes into the slice's raw segment, taken in setup: no lookup, no
+     * marking; the ratio is what tracking and the slice cost.
+     */
+    @Benchmark
+    public void sliceWrite4k() {
+        mem.slice(pageGpas[step()], 4096).write(0, buf);
+    }
+
+    @Benchmark
+    public void sliceWrite4kRaw() {
+        java.lang.foreign.MemorySegment.copy(buf, 0, rawPages[step() & (RAW_PAGES - 1)], java.lang.foreign.ValueLayout.JAVA_BYTE, 0, 4096);
+    }
+
+    private static final int RAW_PAGES = 1024;
+    private java.lang.foreign.MemorySegment[] rawPages;
 
     private static final long[] CHAIN_LENS = {1024, 1024, 2048};
     private final long[] chainGpas = new long[3];

@@ -247,6 +247,15 @@ final class Report {
         Row wr4k = byBest(row("AccessBench.write4k", "slots", "512", "backing", "4k"));
         t.add(info("write4k 512 slots 4k vs vm-memory write_slice 4 KiB (512), best vs best", wr4k,
                 refs.ns(References.VM_MEMORY, "write_slice_4k", null, 512)));
+        // the tracked slice and the iovec transfer against their raw forms, measured in the same run
+        for (String backing : List.of("4k", "thp")) {
+            Row raw = byBest(row("AccessBench.sliceWrite4kRaw", "slots", "512", "backing", backing));
+            t.add(info("sliceWrite4k 512 slots " + backing + " vs raw segment copy, best vs best",
+                    byBest(row("AccessBench.sliceWrite4k", "slots", "512", "backing", backing)), raw == null ? Double.NaN : raw.ns()));
+            Row iovRaw = byBest(row("AccessBench.pwritev3Raw", "slots", "512", "backing", backing));
+            t.add(info("pwritev3 512 slots " + backing + " vs pwritev on precomputed iovecs, best vs best",
+                    byBest(row("AccessBench.pwritev3", "slots", "512", "backing", backing)), iovRaw == null ? Double.NaN : iovRaw.ns()));
+        }
         // context: the Java pagemap path against the same syscalls from C
         for (String backing : List.of("4k", "thp")) {
             t.add(info("PagemapBench.batchPread " + backing + " vs C batch pread", row("PagemapBench.batchPread", "backing", backing),
