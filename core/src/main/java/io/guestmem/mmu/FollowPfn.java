@@ -372,7 +372,7 @@ public final class FollowPfn implements AutoCloseable {
     }
 
     private boolean poisoned(long pfn, long flags) {
-        return (flags != RefcountedPage.UNKNOWN_FLAGS && KPageFlag.HWPOISON.in(flags)) || poison.isPfnPoisoned(pfn);
+        return poison.isPoisoned(pfn, flags);
     }
 
     private static FollowPfnResult error(int as, int slotId, long gfn, long hva, PfnError e, long seq, Path path) {

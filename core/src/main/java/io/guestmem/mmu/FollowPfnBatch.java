@@ -113,8 +113,7 @@ public final class FollowPfnBatch {
                 else if (poison.isGfnPoisoned(addressSpace, g)) v = KvmPfn.ERR_HWPOISON;
                 else if (p == PagemapEntry.PFN_NONE) v = single(slot, g, write); // raced with an unmap
                 else if (p == PagemapEntry.PFN_HIDDEN) v = KvmPfn.HIDDEN;
-                else if (poison.isPfnPoisoned(p) || (flags[k] != RefcountedPage.UNKNOWN_FLAGS
-                        && io.guestmem.procfs.KPageFlag.HWPOISON.in(flags[k]))) v = KvmPfn.ERR_HWPOISON;
+                else if (poison.isPoisoned(p, flags[k])) v = KvmPfn.ERR_HWPOISON;
                 else v = p;
                 out[off + i + k] = v;
             }

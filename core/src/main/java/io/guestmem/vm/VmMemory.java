@@ -4,7 +4,6 @@ import io.guestmem.access.GuestMemory;
 import io.guestmem.access.GuestMemoryException;
 import io.guestmem.gmem.GuestMemfdPages;
 import io.guestmem.gmem.GuestMemfdRegion;
-import io.guestmem.gmem.HwPoison;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslot;
@@ -13,6 +12,7 @@ import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.mmu.PoisonRegistry;
 import io.guestmem.sys.UseAfterClose;
 
 /**
@@ -23,7 +23,7 @@ import io.guestmem.sys.UseAfterClose;
  *   <li>guest_memfd mappability ({@link GuestMemfdPages}) is follow_pfn's FOLL_GUEST rule and
  *       {@link GuestMemory}'s access policy (a private page is a typed error, never a SIGBUS); each follow_pfn
  *       reference is a guest_memfd page reference, so its release is the final put of a deferred conversion;</li>
- *   <li>{@link HwPoison} marks are follow_pfn's pfn poison (one poison path);</li>
+ *   <li>one {@link PoisonRegistry} answers follow_pfn's HWPOISON (marks and the kernel's bit);</li>
  *   <li>follow_pfn's dirty releases and the unlock of a READ_WRITE-locked logging slot mark
  *       {@link GuestMemory}'s dirty bitmap, so {@code collectDirty}/{@code pagesToSend} see them.</li>
  * </ul>
@@ -38,7 +38,6 @@ public final class VmMemory implements AutoCloseable {
     private final MemslotLock lock;
     private final GuestMemory memory;
     private final GuestMemfdPages guestMemfdPages;
-    private final HwPoison hwPoison = new HwPoison();
     private volatile boolean closed;
 
     /** Guest memory without KVM (the library's own memslot rules, default configuration). */
@@ -68,7 +67,6 @@ public final class VmMemory implements AutoCloseable {
         followPfn.setMappability(pages);
         followPfn.setGuestPageRefs(pages);
         memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
-        followPfn.poison().setPfnSource(hwPoison::marked);
         // 3. dirty: both sources feed the VMM's bitmap
         DirtyLog dirty = (slot, first, n) -> markDirty(slot.addressSpace(), first, n);
         followPfn.setDirtyLog(dirty);
@@ -106,9 +104,9 @@ public final class VmMemory implements AutoCloseable {
     public MemslotLock lock() { return lock; }
     public GuestMemory memory() { return memory; }
     public GuestMemfdPages guestMemfdPages() { return guestMemfdPages; }
-    public HwPoison hwPoison() { return hwPoison; }
+    public PoisonRegistry poison() { return followPfn.poison(); }
 
-    /** Closes accessors, lock, follow_pfn and poison in reverse order and detaches from the VM. Idempotent. */
+    /** Closes accessors, lock and follow_pfn in reverse order and detaches from the VM. Idempotent. */
     @Override
     public synchronized void close() {
         if (closed) return;
@@ -116,7 +114,6 @@ public final class VmMemory implements AutoCloseable {
         memory.close();
         lock.close();
         followPfn.close();
-        hwPoison.close();
         if (vmObserver != null) memslots.removeObserver(vmObserver);
     }
 }

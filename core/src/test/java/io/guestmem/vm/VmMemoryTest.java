@@ -122,16 +122,16 @@ class VmMemoryTest {
                 fp.releaseFaultinPage(g, false, false);
                 assertEquals(0, region.references(2 * P));
 
-                // one poison path: HwPoison's mark is follow_pfn's HWPOISON
+                // one poison path: the VM's poison registry is follow_pfn's HWPOISON
                 FollowPfnResult sh = fp.follow(FollowPfnRequest.read(gfn + 1));
                 assertTrue(sh.ok(), sh.toString());
                 try (Pagemap pm = Pagemap.openSelf()) {
                     assertEquals(PagemapEntry.pfn(pm.readRaw(region.hostAddress() + 3 * P), true), sh.pfn(), "pfn is pagemap's");
                 }
                 fp.releaseFaultinPage(sh, false, false);
-                vm.hwPoison().mark(sh.pfn());
+                vm.poison().poisonPfn(sh.pfn());
                 assertEquals(PfnError.HWPOISON, fp.follow(FollowPfnRequest.read(gfn + 1)).error());
-                vm.hwPoison().unmark(sh.pfn());
+                vm.poison().unpoisonPfn(sh.pfn());
                 FollowPfnResult again = fp.follow(FollowPfnRequest.read(gfn + 1));
                 assertTrue(again.ok());
                 fp.releaseFaultinPage(again, false, false);
