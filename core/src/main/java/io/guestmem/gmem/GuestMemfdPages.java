@@ -70,7 +70,7 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
     public Mappability mappability(int addressSpace, long gfn) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return Mappability.ALL;
-        return regions[(int) (loc >>> 32)].mappabilityOfPage(loc & 0xffffffffL);
+        return regions[(int) (loc >>> 32)].pageStates().mappability(loc & 0xffffffffL);
     }
 
     /** The access policy: the host may read or write the gfn through its mapping. */
@@ -92,7 +92,7 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
     public boolean tryGet(int addressSpace, long gfn, boolean guest) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return !guest;
-        return regions[(int) (loc >>> 32)].tryGetPage(loc & 0xffffffffL, guest);
+        return regions[(int) (loc >>> 32)].pageStates().tryGet(loc & 0xffffffffL, guest);
     }
 
     /** Releases a reference taken by {@link #tryGet}; the final put of a converting page finishes it. */
@@ -100,14 +100,13 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
     public void put(int addressSpace, long gfn, boolean guest) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return;
-        regions[(int) (loc >>> 32)].putPage(loc & 0xffffffffL, guest);
+        regions[(int) (loc >>> 32)].pageStates().put(loc & 0xffffffffL, guest);
     }
 
     /** Whether the library holds a reference on the page behind {@code gfn}. */
     public boolean holds(int addressSpace, long gfn) {
         long loc = locate(addressSpace, gfn);
         if (loc < 0) return false;
-        GuestMemfdRegion r = regions[(int) (loc >>> 32)];
-        return r.references((loc & 0xffffffffL) * r.pageSize()) > 0;
+        return regions[(int) (loc >>> 32)].pageStates().references(loc & 0xffffffffL) > 0;
     }
 }
