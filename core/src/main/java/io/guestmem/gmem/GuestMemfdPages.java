@@ -1,9 +1,9 @@
 package io.guestmem.gmem;
 
+import io.guestmem.access.PageAccessPolicy;
 import io.guestmem.mmu.FollGuest;
-import io.guestmem.mmu.GuestPageRefs;
 import io.guestmem.mmu.Mappability;
-import io.guestmem.mmu.MappabilityQuery;
+import io.guestmem.mmu.PrivatePages;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
@@ -12,11 +12,12 @@ import java.util.Arrays;
 /**
  * The gfn view of the library's guest_memfd regions over one {@link Memslots}: which region page backs a gfn
  * (a GUEST_MEMFD slot names its guest_memfd by fd and offset; a stand-in region's plain slot is found by its
- * userspace_addr), its {@link Mappability}, and references by gfn: follow_pfn's {@link MappabilityQuery} and
- * {@link GuestPageRefs} itself, and the guest-memory accessors' policy ({@link #hostMayAccess}). Lookups read the current memslot set and a copy-on-write array of regions: no
- * allocation, no syscall.
+ * userspace_addr), and that page's state ({@link GuestMemfdRegion#pageStates()}) by gfn. It is follow_pfn's
+ * {@link PrivatePages} (mappability and references) and the guest-memory accessors' {@link PageAccessPolicy}
+ * (the host's view: {@link FollGuest#view} without FOLL_GUEST), so one state machine answers both. Lookups
+ * read the current memslot set and a copy-on-write array of regions: no allocation, no syscall.
  */
-public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
+public final class GuestMemfdPages implements PrivatePages, PageAccessPolicy {
     private final Memslots memslots;
     private volatile GuestMemfdRegion[] regions = new GuestMemfdRegion[0];
 
@@ -73,14 +74,13 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
         return regions[(int) (loc >>> 32)].pageStates().mappability(loc & 0xffffffffL);
     }
 
-    /** The access policy: the host may read or write the gfn through its mapping. */
-    public boolean hostMayAccess(int addressSpace, long gfn) {
-        return mappability(addressSpace, gfn).hostMayAccess();
-    }
-
-    /** The FOLL_GUEST decision for {@code gfn} ({@link FollGuest#check}). */
-    public FollGuest.Verdict follow(int addressSpace, long gfn, boolean guest, boolean write, boolean hostWritable) {
-        return FollGuest.check(mappability(addressSpace, gfn), guest, write, hostWritable);
+    /**
+     * The access policy: the host may read or write {@code gfn} through its mapping when the host's view (a
+     * lookup without FOLL_GUEST) may use the page. Whether the slot may be written is the accessor's own check.
+     */
+    @Override
+    public boolean mayAccess(Memslot slot, long gfn, boolean write) {
+        return FollGuest.view(mappability(slot.addressSpace(), gfn), false).ok();
     }
 
     /**
@@ -91,7 +91,7 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
     @Override
     public boolean tryGet(int addressSpace, long gfn, boolean guest) {
         long loc = locate(addressSpace, gfn);
-        if (loc < 0) return !guest;
+        if (loc < 0) return FollGuest.view(Mappability.ALL, guest).ok(); // ordinary memory is shared
         return regions[(int) (loc >>> 32)].pageStates().tryGet(loc & 0xffffffffL, guest);
     }
 

@@ -101,35 +101,41 @@ public final class FollowPfn implements AutoCloseable {
     private final boolean ownsView;
     private final HostMappingLevel levels;
     private final ReferenceTracker references = new ReferenceTracker();
-    private final PoisonRegistry poison = new PoisonRegistry();
-    private volatile MappabilityQuery mappability = MappabilityQuery.ALL_SHARED;
-    private volatile DirtyLog dirtyLog = DirtyLog.NONE;
-    private volatile WriteFaultHook writeFaultHook = WriteFaultHook.NONE;
-    private volatile GuestPageRefs guestPageRefs = GuestPageRefs.NONE;
-    /** The holder of FOLL_GUEST references (its identity tells releaseFaultinPage which view to put back). */
-    private static final String GUEST_HOLDER = "follow_pfn FOLL_GUEST";
+    private final FollowPfnCollaborators collaborators;
+    private final PrivatePages privatePages;
+    private final PoisonRegistry poison;
+    private final WriteFaultHook writeFaults;
+    private final DirtyLog dirtyLog;
     private final MemslotObserver slotObserver;
     private final List<String> leakReports = new ArrayList<>();
     private volatile boolean closed;
 
-    /** follow_pfn over {@code notifier}'s memslots and this process's page tables (opens its own {@link HostView}). */
-    public FollowPfn(MmuNotifier notifier) {
-        this(notifier, HostView.openSelf(), true);
+    /**
+     * follow_pfn over {@code notifier}'s memslots and this process's page tables (opens its own {@link HostView}),
+     * consulting and telling {@code collaborators} ({@link FollowPfnCollaborators#standalone()} for none).
+     */
+    public FollowPfn(MmuNotifier notifier, FollowPfnCollaborators collaborators) {
+        this(notifier, HostView.openSelf(), true, collaborators);
     }
 
     /** follow_pfn over a shared {@link HostView} (not closed by {@link #close()}). */
-    public FollowPfn(MmuNotifier notifier, HostView view) {
-        this(notifier, view, false);
+    public FollowPfn(MmuNotifier notifier, HostView view, FollowPfnCollaborators collaborators) {
+        this(notifier, view, false, collaborators);
     }
 
-    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView) {
+    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView, FollowPfnCollaborators collaborators) {
+        this.collaborators = java.util.Objects.requireNonNull(collaborators, "collaborators");
+        this.privatePages = collaborators.privatePages();
+        this.poison = collaborators.poison();
+        this.writeFaults = collaborators.writeFaults();
+        this.dirtyLog = collaborators.dirtyLog();
         this.notifier = notifier;
         this.memslots = notifier.memslots();
         this.geometry = memslots.geometry();
         this.view = view;
         this.ownsView = ownsView;
         LevelSizes sizes = geometry.equals(PageGeometry.host()) ? LevelSizes.host() : LevelSizes.of(geometry);
-        this.levels = new HostMappingLevel(view, sizes);
+        this.levels = new HostMappingLevel(view, sizes, collaborators.slotLocks());
         this.slotObserver = new MemslotObserver() {
             @Override
             public void beforeCommit(MemslotChange change) { }
@@ -153,12 +159,17 @@ public final class FollowPfn implements AutoCloseable {
         return view;
     }
 
-    /** The references results hold (for the guest_memfd state machine: holds / count / whenReleased). */
+    /** The references results hold, counted per gfn (leak reports, and tests that check what is held). */
     public ReferenceTracker references() {
         return references;
     }
 
-    /** Library-level poison marks, answered as HWPOISON. */
+    /** What this follow_pfn consults and tells, as given at construction. */
+    public FollowPfnCollaborators collaborators() {
+        return collaborators;
+    }
+
+    /** The poison registry answered as HWPOISON (the collaborators'). */
     public PoisonRegistry poison() {
         return poison;
     }
@@ -166,30 +177,6 @@ public final class FollowPfn implements AutoCloseable {
     /** Host mapping levels over the same view. */
     public HostMappingLevel levels() {
         return levels;
-    }
-
-    /** Plugs in FOLL_GUEST's page mappability (the guest_memfd state machine); null restores "all shared". */
-    public void setMappability(MappabilityQuery q) {
-        mappability = q == null ? MappabilityQuery.ALL_SHARED : q;
-    }
-
-    public MappabilityQuery mappability() {
-        return mappability;
-    }
-
-    /** Plugs in the dirty bitmap owner; null drops marks. */
-    public void setDirtyLog(DirtyLog log) {
-        dirtyLog = log == null ? DirtyLog.NONE : log;
-    }
-
-    /** Plugs in the write-fault hook (a slot locker relaxing stage-2 entries); null: none. */
-    public void setWriteFaultHook(WriteFaultHook hook) {
-        writeFaultHook = hook == null ? WriteFaultHook.NONE : hook;
-    }
-
-    /** Plugs in the per-page reference owner a conversion waits for (guest_memfd); null: none. */
-    public void setGuestPageRefs(GuestPageRefs refs) {
-        guestPageRefs = refs == null ? GuestPageRefs.NONE : refs;
     }
 
     /** Leak reports made so far (slot delete/move with references held, close). */
@@ -219,23 +206,22 @@ public final class FollowPfn implements AutoCloseable {
         }
         final long hva = slot.userspaceAddr() + ((gfn - slot.baseGfn()) << geometry.shift());
         final boolean mapWritable = req.mapWritable() && !slot.readOnly(); // row 3
-        if (!FollGuest.view(mappability.mappability(slot, gfn), req.guest()).ok()) {
+        if (!FollGuest.view(privatePages.mappability(slot, gfn), req.guest()).ok()) {
             return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK); // row 4
         }
         if (poison.isGfnPoisoned(as, gfn)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.PRECHECK); // row 5
         // The page's own count (guest_memfd) is taken before the host is touched, so a conversion that races
         // this lookup either waits for its release or makes the lookup fail here (converted meanwhile).
-        GuestPageRefs refs = guestPageRefs;
-        if (!refs.tryGet(as, gfn, req.guest())) return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK);
+        if (!privatePages.tryGet(as, gfn, req.guest())) return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK);
         FollowPfnResult r;
         try {
             r = hvaToPfn(req, slot, gfn, hva, mapWritable, seq);
         } catch (RuntimeException | Error e) {
-            refs.put(as, gfn, req.guest());
+            privatePages.put(as, gfn, req.guest());
             throw e;
         }
-        if (r.reference() == null) refs.put(as, gfn, req.guest()); // nothing held: give the page count back now
-        if (r.ok() && req.write()) writeFaultHook.writeFault(slot, gfn);
+        if (r.reference() == null) privatePages.put(as, gfn, req.guest()); // nothing held: give the page count back now
+        if (r.ok() && req.write()) writeFaults.writeFault(slot, gfn);
         return r;
     }
 
@@ -298,7 +284,7 @@ public final class FollowPfn implements AutoCloseable {
                     ? new RefcountedPage(KvmPfn.HIDDEN, RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.UNKNOWN_FLAGS)
                     : RefcountedPage.of(pfn, flags);
             // GUP gave the page: refcounted under both the v9 and the 6.13 rule.
-            PageReference ref = references.acquire(slot, gfn, pg, req.guest() ? GUEST_HOLDER : "follow_pfn");
+            PageReference ref = references.acquire(slot, gfn, pg, "follow_pfn", req.guest());
             MappingLevel level = req.wantLevel() ? levels.hostMappingLevel(hva) : null;
             return new FollowPfnResult(as, slot.id(), gfn, hva, pg.pfn(), null,
                     pfn == PagemapEntry.PFN_HIDDEN ? PfnObservability.HIDDEN : PfnObservability.VISIBLE,
@@ -397,7 +383,7 @@ public final class FollowPfn implements AutoCloseable {
             dirtyLog.markDirty(ref.slot(), ref.gfn(), 1);
         }
         ref.release();
-        guestPageRefs.put(ref.addressSpace(), ref.gfn(), ref.holder() == GUEST_HOLDER);
+        privatePages.put(ref.addressSpace(), ref.gfn(), ref.guest());
     }
 
     private void report(String when, List<PageReference> left) {

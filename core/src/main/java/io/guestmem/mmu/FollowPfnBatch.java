@@ -53,7 +53,7 @@ public final class FollowPfnBatch {
         final long seq = notifier.sequence();
         final MemslotSet set = memslots.current(addressSpace);
         final long page = geometry.pageSize();
-        MappabilityQuery mq = fp.mappability();
+        PrivatePages mq = fp.collaborators().privatePages();
         PoisonRegistry poison = fp.poison();
         int i = 0;
         while (i < count) {
@@ -122,7 +122,7 @@ public final class FollowPfnBatch {
         return seq;
     }
 
-    private static boolean allowed(MappabilityQuery mq, Memslot slot, long gfn) {
+    private static boolean allowed(PrivatePages mq, Memslot slot, long gfn) {
         return FollGuest.view(mq.mappability(slot, gfn), false).ok();
     }
 

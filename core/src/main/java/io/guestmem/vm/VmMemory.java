@@ -11,6 +11,7 @@ import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.mmu.PoisonRegistry;
 import io.guestmem.sys.UseAfterClose;
@@ -38,6 +39,7 @@ public final class VmMemory implements AutoCloseable {
     private final MemslotLock lock;
     private final GuestMemory memory;
     private final GuestMemfdPages guestMemfdPages;
+    private final PoisonRegistry poison = new PoisonRegistry();
     private volatile boolean closed;
 
     /** Guest memory without KVM (the library's own memslot rules, default configuration). */
@@ -51,30 +53,19 @@ public final class VmMemory implements AutoCloseable {
         vmObserver = vm == null ? null : vm.memslotObserver();
         if (vmObserver != null) memslots.addObserver(vmObserver);
         notifier = new MmuNotifier(memslots);
-        followPfn = new FollowPfn(notifier);
-        lock = new MemslotLock(notifier);
-        memory = new GuestMemory(memslots);
+        // Each part gets the others it needs when it is built (nothing is plugged in later):
+        // private memory: one state machine for follow_pfn, its references and the accessors' policy;
         guestMemfdPages = new GuestMemfdPages(memslots);
-        wire();
+        memory = new GuestMemory(memslots, 0, guestMemfdPages);
+        // dirty: both sources (dirty releases, unlock of a READ_WRITE-locked logging slot) feed the VMM's bitmap;
+        DirtyLog dirty = this::markDirty;
+        lock = new MemslotLock(notifier, dirty);
+        // locked slots map base pages only, and write faults relax READ-locked stage-2 entries.
+        followPfn = new FollowPfn(notifier, new FollowPfnCollaborators(guestMemfdPages, poison, lock, lock, dirty));
     }
 
-    private void wire() {
-        // 1. locked slots: base pages only; write faults relax READ-locked stage-2 entries
-        followPfn.levels().setSlotLocks(slot -> lock.isLocked(slot.addressSpace(), slot.id()));
-        followPfn.setWriteFaultHook((slot, gfn) -> lock.relaxWrite(slot.addressSpace(), gfn));
-        // 2. private memory: one state machine for follow_pfn, its references and the accessors
-        GuestMemfdPages pages = guestMemfdPages;
-        followPfn.setMappability(pages);
-        followPfn.setGuestPageRefs(pages);
-        memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
-        // 3. dirty: both sources feed the VMM's bitmap
-        DirtyLog dirty = (slot, first, n) -> markDirty(slot.addressSpace(), first, n);
-        followPfn.setDirtyLog(dirty);
-        lock.setDirtyLog(dirty);
-    }
-
-    private void markDirty(int addressSpace, long firstGfn, long npages) {
-        if (addressSpace != memory.addressSpace()) return;
+    private void markDirty(Memslot slot, long firstGfn, long npages) {
+        if (slot.addressSpace() != memory.addressSpace()) return;
         int shift = memslots.geometry().shift();
         try {
             memory.markDirty(firstGfn << shift, npages << shift);
@@ -104,7 +95,7 @@ public final class VmMemory implements AutoCloseable {
     public MemslotLock lock() { return lock; }
     public GuestMemory memory() { return memory; }
     public GuestMemfdPages guestMemfdPages() { return guestMemfdPages; }
-    public PoisonRegistry poison() { return followPfn.poison(); }
+    public PoisonRegistry poison() { return poison; }
 
     /** Closes accessors, lock and follow_pfn in reverse order and detaches from the VM. Idempotent. */
     @Override

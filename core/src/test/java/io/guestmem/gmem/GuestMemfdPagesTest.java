@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.guestmem.mmu.FollGuest;
 import io.guestmem.mmu.Mappability;
 import io.guestmem.kvm.KvmAvailable;
 import io.guestmem.kvm.KvmVm;
@@ -41,11 +42,12 @@ class GuestMemfdPagesTest {
             assertEquals(Mappability.GUEST, pages.mappability(0, realGfn + 1));
             assertEquals(Mappability.GUEST, pages.mappability(0, standInGfn + 2));
             assertEquals(Mappability.ALL, pages.mappability(0, ordinaryGfn), "memory outside guest_memfd is shared");
-            assertTrue(pages.hostMayAccess(0, realGfn));
-            assertFalse(pages.hostMayAccess(0, realGfn + 1), "the access policy refuses private gfns");
-            assertEquals(PRIVATE_NEEDS_FOLL_GUEST, pages.follow(0, realGfn + 1, false, false, true));
-            assertEquals(OK, pages.follow(0, realGfn + 1, true, true, true));
-            assertEquals(SHARED_WITHOUT_FOLL_GUEST_ONLY, pages.follow(0, realGfn, true, false, true));
+            Memslot realSlot = memslots.current().byId(1);
+            assertTrue(pages.mayAccess(realSlot, realGfn, true));
+            assertFalse(pages.mayAccess(realSlot, realGfn + 1, false), "the access policy refuses private gfns");
+            assertEquals(PRIVATE_NEEDS_FOLL_GUEST, FollGuest.view(pages.mappability(realSlot, realGfn + 1), false));
+            assertEquals(OK, FollGuest.view(pages.mappability(realSlot, realGfn + 1), true));
+            assertEquals(SHARED_WITHOUT_FOLL_GUEST_ONLY, FollGuest.view(pages.mappability(realSlot, realGfn), true));
 
             // References by gfn are the region's: a held one defers the conversion, the put finishes it.
             assertFalse(pages.tryGet(0, realGfn + 1, false));
