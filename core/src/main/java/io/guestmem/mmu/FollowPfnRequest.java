@@ -3,8 +3,8 @@ package io.guestmem.mmu;
 import io.guestmem.memslot.Memslot;
 
 /**
- * The inputs of {@link FollowPfn#follow}: KVM 6.13's {@code struct kvm_follow_pfn} plus the seed's (v9)
- * options. Immutable, so one request can be reused for many calls; the {@code with*} methods derive variants.
+ * The inputs of {@link FollowPfn#follow}: KVM 6.13's {@code struct kvm_follow_pfn} plus the options of the v9
+ * series "KVM: allow mapping non-refcounted pages". Immutable, so one request can be reused for many calls; the {@code with*} methods derive variants.
  *
  * @param addressSpace  the address space to look {@code gfn} up in (when {@code slot} is null)
  * @param slot          the slot to use ({@code kfp->slot}); null: look {@code gfn} up in the current set. A slot
@@ -16,7 +16,7 @@ import io.guestmem.memslot.Memslot;
  * @param pin           FOLL_PIN ({@code kvm_vcpu_map}); refused on PFNMAP memory unless allowUnsafeMappings
  * @param guardedByMmuNotifier v9: the caller checks the notifier's retry (required for non-refcounted pfns)
  * @param allowNonRefcountedStructPage v9: accept struct pages that cannot be refcounted
- * @param guest         FOLL_GUEST (seed 004): the lookup is for the private (guest-only) view
+ * @param guest         FOLL_GUEST ({@link FollGuest}): the lookup is for the private (guest-only) view
  * @param wantLevel     also report the host mapping level (costs a PAGEMAP_SCAN)
  */
 public record FollowPfnRequest(int addressSpace, Memslot slot, long gfn, boolean write, boolean noWait,
