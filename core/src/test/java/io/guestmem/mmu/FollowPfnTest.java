@@ -282,7 +282,7 @@ class FollowPfnTest {
         Memslot plain = f.slot(r2, 0);
         List<long[]> marks = new ArrayList<>();
         FollowPfn fp = f.followPfn(FollowPfnCollaborators.standalone().withDirtyLog(
-                (slot, gfn, n) -> marks.add(new long[] {DirtyLog.slotId(slot.addressSpace(), slot.id()), gfn, n})));
+                (slot, gfn, n) -> marks.add(new long[] {slot.kvmSlot(), gfn, n})));
 
         FollowPfnResult a = fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
         FollowPfnResult b = fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
@@ -294,7 +294,7 @@ class FollowPfnTest {
         assertTrue(fp.references().holds(logged.baseGfn() + 2), "one reference left");
         fp.releaseFaultinPage(b, false, true);
         assertEquals(1, marks.size());
-        assertEquals(DirtyLog.slotId(0, logged.id()), marks.get(0)[0]);
+        assertEquals(logged.kvmSlot(), marks.get(0)[0]);
         assertEquals(logged.baseGfn() + 2, marks.get(0)[1]);
         assertEquals(1, marks.get(0)[2], "one frame per release");
         assertFalse(fp.references().holds(logged.baseGfn() + 2), "the last release dropped the gfn's count");
