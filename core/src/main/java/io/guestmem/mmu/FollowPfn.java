@@ -247,15 +247,15 @@ public final class FollowPfn implements AutoCloseable {
         if (poison.isGfnPoisoned(as, gfn)) return l.fail(PfnError.HWPOISON, Path.PRECHECK);              // row 5
         // The page's own count (guest_memfd) is taken before the host is touched, so a conversion that races
         // this lookup either waits for its release or makes the lookup fail here (converted meanwhile).
-        if (!privatePages.tryGet(as, gfn, req.guest())) return l.fail(PfnError.FAULT, Path.PRECHECK);
+        if (!privatePages.tryGet(slot, gfn, req.guest())) return l.fail(PfnError.FAULT, Path.PRECHECK);
         FollowPfnResult r;
         try {
             r = hvaToPfn(l);
         } catch (RuntimeException | Error e) {
-            privatePages.put(as, gfn, req.guest());
+            privatePages.put(slot, gfn, req.guest());
             throw e;
         }
-        if (r.reference() == null) privatePages.put(as, gfn, req.guest()); // nothing held: give the page count back now
+        if (r.reference() == null) privatePages.put(slot, gfn, req.guest()); // nothing held: give the page count back now
         if (r.ok() && req.write()) writeFaults.writeFault(slot, gfn);
         return r;
     }
@@ -421,7 +421,7 @@ public final class FollowPfn implements AutoCloseable {
             dirtyLog.markDirty(ref.slot(), ref.gfn(), 1);
         }
         ref.release();
-        privatePages.put(ref.addressSpace(), ref.gfn(), ref.guest());
+        privatePages.put(ref.slot(), ref.gfn(), ref.guest());
     }
 
     private void report(String when, List<PageReference> left) {

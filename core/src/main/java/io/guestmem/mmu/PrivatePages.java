@@ -23,11 +23,14 @@ public interface PrivatePages {
     /** Who may map {@code gfn} of {@code slot}: {@link Mappability#ALL} for every page that is not guest_memfd's. */
     Mappability mappability(Memslot slot, long gfn);
 
-    /** Takes a reference on {@code gfn} in the {@code guest} view; false (nothing taken) when it is not in that view. */
-    boolean tryGet(int addressSpace, long gfn, boolean guest);
+    /** Takes a reference on {@code gfn} of {@code slot} in the {@code guest} view; false (nothing taken) when it is not in that view. */
+    boolean tryGet(Memslot slot, long gfn, boolean guest);
 
-    /** Releases a reference taken by {@link #tryGet} with the same {@code guest}. */
-    void put(int addressSpace, long gfn, boolean guest);
+    /**
+     * Releases a reference taken by {@link #tryGet} through the same slot and {@code guest} (the slot may have
+     * been deleted or moved since: the reference still names the page it was taken on).
+     */
+    void put(Memslot slot, long gfn, boolean guest);
 
     /** No private memory: every page is shared ({@link Mappability#ALL}) and no count is kept. */
     PrivatePages NONE = new PrivatePages() {
@@ -37,12 +40,12 @@ public interface PrivatePages {
         }
 
         @Override
-        public boolean tryGet(int addressSpace, long gfn, boolean guest) {
+        public boolean tryGet(Memslot slot, long gfn, boolean guest) {
             return FollGuest.view(Mappability.ALL, guest).ok();
         }
 
         @Override
-        public void put(int addressSpace, long gfn, boolean guest) { }
+        public void put(Memslot slot, long gfn, boolean guest) { }
 
         @Override
         public String toString() {

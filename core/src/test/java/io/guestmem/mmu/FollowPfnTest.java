@@ -219,12 +219,12 @@ class FollowPfnTest {
         }
 
         @Override
-        public boolean tryGet(int addressSpace, long gfn, boolean guest) {
+        public boolean tryGet(Memslot slot, long gfn, boolean guest) {
             return FollGuest.view(of.apply(gfn), guest).ok();
         }
 
         @Override
-        public void put(int addressSpace, long gfn, boolean guest) { }
+        public void put(Memslot slot, long gfn, boolean guest) { }
     }
 
     @Test
