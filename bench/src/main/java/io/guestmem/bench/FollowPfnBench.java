@@ -8,6 +8,7 @@ import io.guestmem.mmu.KvmPfn;
 import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.mmu.PfnCache;
 import io.guestmem.procfs.Pagemap;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -54,7 +55,7 @@ public class FollowPfnBench {
         Memslots memslots = new Memslots();
         notifier = new MmuNotifier(memslots);
         memslots.setMemslot(0, 0, 0, 0, SIZE, region.address());
-        fp = new FollowPfn(notifier);
+        fp = new FollowPfn(notifier, FollowPfnCollaborators.standalone());
         batch = new FollowPfnBatch(fp, CHUNK);
         cache = new PfnCache(fp, 0);
         var err = cache.activate(12345L * 4096, 8);

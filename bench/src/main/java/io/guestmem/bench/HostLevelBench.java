@@ -5,6 +5,7 @@ import io.guestmem.mmu.HostMappingLevel;
 import io.guestmem.mmu.HostView;
 import io.guestmem.mmu.LevelSizes;
 import io.guestmem.mmu.MappingLevel;
+import io.guestmem.mmu.SlotLocks;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
@@ -32,7 +33,7 @@ public class HostLevelBench {
     public void setup() {
         region = Regions.populated(backing, SIZE);
         view = HostView.openSelf();
-        levels = new HostMappingLevel(view, LevelSizes.host());
+        levels = new HostMappingLevel(view, LevelSizes.host(), SlotLocks.NONE);
         page = io.guestmem.sys.Posix.PAGE_SIZE;
         MappingLevel expect = backing.equals("thp") ? MappingLevel.PMD : MappingLevel.PAGE;
         MappingLevel got = levels.hostMappingLevel(region.address());

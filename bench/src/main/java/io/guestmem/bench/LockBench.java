@@ -5,6 +5,7 @@ import io.guestmem.lock.LockMode;
 import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.mmu.DirtyLog;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
@@ -32,7 +33,7 @@ public class LockBench {
         Memslots memslots = new Memslots();
         MmuNotifier notifier = new MmuNotifier(memslots);
         memslots.setMemslot(0, 0, 0, 0, SIZE, region.address());
-        lock = new MemslotLock(notifier);
+        lock = new MemslotLock(notifier, DirtyLog.NONE);
     }
 
     @TearDown

@@ -1,5 +1,7 @@
 package io.guestmem.cli;
 
+import io.guestmem.gmem.MemoryKind;
+import io.guestmem.host.Backing;
 import io.guestmem.mmu.LevelSizes;
 import io.guestmem.mmu.RefcountedPage;
 
@@ -57,30 +59,33 @@ public final class PageClassification {
     }
 
     /**
-     * The backing of a VMA: {@code pfnmap}, {@code hugetlb-2M}/{@code hugetlb-1G}, {@code guest_memfd},
-     * {@code memfd}, {@code secret}, {@code anon-shared}, {@code thp} (private anonymous advised
-     * MADV_HUGEPAGE or holding THPs), {@code anon}, {@code file}, or the kernel's special names
-     * ({@code stack}, {@code heap}, {@code vdso}, {@code vvar}, {@code vsyscall}, ...).
+     * The backing of a VMA, named as {@link Backing#label()} names it where the VMA is one the library can create
+     * ({@code pfnmap}, {@code hugetlb-2M}/{@code hugetlb-1G} (any hugetlb size: {@code hugetlb-64K}, ...),
+     * {@code guest_memfd}, {@code memfd}, {@code secret}, {@code anon-shared}, {@code thp} (private anonymous
+     * advised MADV_HUGEPAGE or holding THPs), {@code anon}); else {@code anon_inode}, {@code file}, or the
+     * kernel's special names ({@code stack}, {@code heap}, {@code vdso}, {@code vvar}, {@code vsyscall}, ...).
+     * What the kernel's view of the VMA says is {@link MemoryKind#of(Vma)}'s.
      */
     public static String backing(Vma vma) {
         String name = vma.name();
-        if (vma.pfnMap()) return "pfnmap";
+        MemoryKind kind = MemoryKind.of(vma);
+        if (kind == MemoryKind.PFNMAP) return Backing.PFNMAP.label();
         if (vma.hugetlb()) return "hugetlb-" + levelLabel(vma.kernelPageSize() > 0 ? vma.kernelPageSize() : PMD_SIZE);
-        if (name.equals("anon_inode:[kvm-gmem]")) return "guest_memfd";
+        if (kind == MemoryKind.GUEST_MEMFD) return Backing.GUEST_MEMFD.label();
+        if (kind == MemoryKind.SECRET_MEM) return Backing.SECRET.label();
         if (name.startsWith("anon_inode:")) return "anon_inode";
-        if (name.startsWith("/memfd:") || name.startsWith("memfd:")) return "memfd";
-        if (name.startsWith("/secretmem") || name.startsWith("[secretmem")) return "secret";
-        if (name.startsWith("[anon_shmem:")) return "anon-shared";
+        if (name.startsWith("/memfd:") || name.startsWith("memfd:")) return Backing.MEMFD.label();
+        if (name.startsWith("[anon_shmem:")) return Backing.ANON_SHARED.label();
         boolean anonName = name.isEmpty() || name.startsWith("[anon:");
         if (name.startsWith("[") && !anonName) {
             String inner = name.substring(1, name.indexOf(']') > 0 ? name.indexOf(']') : name.length());
             return inner.startsWith("stack") ? "stack" : inner; // [stack], [heap], [vdso], [vvar], [vsyscall], [uprobes]
         }
         if (vma.mapping().shared() && (name.startsWith("/dev/zero") || name.startsWith("/SYSV") || anonName))
-            return "anon-shared";
+            return Backing.ANON_SHARED.label();
         if (anonName && !vma.mapping().hasFile()) {
             boolean thp = vma.anonHugePages() > 0 || vma.has(VmFlag.HUGEPAGE);
-            return thp ? "thp" : "anon";
+            return (thp ? Backing.THP : Backing.ANON).label();
         }
         return "file";
     }

@@ -14,10 +14,21 @@ import static io.guestmem.procfs.KPageFlag.maskOf;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 
+import io.guestmem.host.HostRegion;
+import io.guestmem.host.HugePagePools;
+import io.guestmem.host.Pfnmap;
+import io.guestmem.host.Prefault;
 import io.guestmem.procfs.PagemapEntry;
+import io.guestmem.procfs.Smaps;
+import io.guestmem.sys.Posix;
+import java.util.ArrayList;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 
-/** The decision table of {@link PageClassification#refcounted}, row by row. */
+/**
+ * The decision table of {@link PageClassification#refcounted}, row by row, and {@link PageClassification#backing}
+ * naming real VMAs with the library's own {@link io.guestmem.host.Backing} labels.
+ */
 class PageClassificationTest {
     static Boolean rc(long flags) {
         return PageClassification.refcounted(0x1234, flags, true);
@@ -50,5 +61,26 @@ class PageClassificationTest {
         assertEquals("2M", PageClassification.levelLabel(2 << 20));
         assertEquals("1G", PageClassification.levelLabel(1 << 30));
         assertEquals("64K", PageClassification.levelLabel(64 << 10));
+    }
+
+    @Test
+    void aVmaOfEachBackingIsNamedWithThatBackingsLabel() {
+        long p = Posix.PAGE_SIZE;
+        List<HostRegion> regions = new ArrayList<>();
+        try {
+            regions.add(HostRegion.anonymous(4 * p).prefault(Prefault.Mode.WRITE).create());
+            regions.add(HostRegion.anonymousShared(4 * p).prefault(Prefault.Mode.WRITE).create());
+            regions.add(HostRegion.thp(Math.max(p, HugePagePools.thpSize())).create());
+            regions.add(HostRegion.memfd(4 * p).create());
+            regions.add(HostRegion.secret(4 * p).prefault(Prefault.Mode.WRITE).create());
+            if (Pfnmap.unavailableReason().isEmpty()) regions.add(HostRegion.perfRing(8).create());
+            for (HostRegion r : regions) {
+                String named = PageClassification.backing(Smaps.vmaOf(r.address()));
+                System.out.println(r.backing() + " -> inspect names it " + named);
+                assertEquals(r.backing().label(), named, r.toString());
+            }
+        } finally {
+            regions.forEach(HostRegion::close);
+        }
     }
 }

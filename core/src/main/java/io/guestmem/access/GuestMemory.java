@@ -136,7 +136,7 @@ public final class GuestMemory implements AutoCloseable {
     private final List<HostRegion> regions = new ArrayList<>();       // guarded by this
     private Map<Integer, SlotMapping> mappings = new HashMap<>();      // guarded by this
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
-    private volatile PageAccessPolicy policy;
+    private final PageAccessPolicy policy;                            // given at construction
     private boolean closed;                                            // guarded by this
 
     private static final VarHandle LAYOUT;
@@ -198,11 +198,6 @@ public final class GuestMemory implements AutoCloseable {
 
     public int addressSpace() {
         return addressSpace;
-    }
-
-    /** Replaces the page access policy (asked for GUEST_MEMFD slots only). */
-    public void setPolicy(PageAccessPolicy policy) {
-        this.policy = Objects.requireNonNull(policy, "policy");
     }
 
     /**

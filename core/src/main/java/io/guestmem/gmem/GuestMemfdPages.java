@@ -1,22 +1,22 @@
 package io.guestmem.gmem;
 
+import io.guestmem.access.PageAccessPolicy;
 import io.guestmem.mmu.FollGuest;
-import io.guestmem.mmu.GuestPageRefs;
 import io.guestmem.mmu.Mappability;
-import io.guestmem.mmu.MappabilityQuery;
+import io.guestmem.mmu.PrivatePages;
 import io.guestmem.memslot.Memslot;
-import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
 import java.util.Arrays;
 
 /**
  * The gfn view of the library's guest_memfd regions over one {@link Memslots}: which region page backs a gfn
  * (a GUEST_MEMFD slot names its guest_memfd by fd and offset; a stand-in region's plain slot is found by its
- * userspace_addr), its {@link Mappability}, and references by gfn: follow_pfn's {@link MappabilityQuery} and
- * {@link GuestPageRefs} itself, and the guest-memory accessors' policy ({@link #hostMayAccess}). Lookups read the current memslot set and a copy-on-write array of regions: no
- * allocation, no syscall.
+ * userspace_addr), and that page's state ({@link GuestMemfdRegion#pageStates()}) by gfn. It is follow_pfn's
+ * {@link PrivatePages} (mappability and references) and the guest-memory accessors' {@link PageAccessPolicy}
+ * (the host's view: {@link FollGuest#view} without FOLL_GUEST), so one state machine answers both. Lookups
+ * read the current memslot set and a copy-on-write array of regions: no allocation, no syscall.
  */
-public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
+public final class GuestMemfdPages implements PrivatePages, PageAccessPolicy {
     private final Memslots memslots;
     private volatile GuestMemfdRegion[] regions = new GuestMemfdRegion[0];
 
@@ -34,80 +34,80 @@ public final class GuestMemfdPages implements MappabilityQuery, GuestPageRefs {
         regions = Arrays.stream(regions).filter(x -> x != r).toArray(GuestMemfdRegion[]::new);
     }
 
-    /** The region page backing {@code gfn} as {@code region index << 32 | page}, or -1. */
-    private long locate(int addressSpace, long gfn) {
-        MemslotSet set = memslots.current(addressSpace);
-        int i = set.indexOf(gfn);
-        if (i < 0) return -1;
-        Memslot m = set.slotAt(i);
-        GuestMemfdRegion[] rs = regions;
-        long pageSize = set.geometry().pageSize();
-        for (int k = 0; k < rs.length; k++) {
-            GuestMemfdRegion r = rs[k];
-            if (!r.isOpen()) continue;
-            long offset;
-            if (m.guestMemfd()) {
-                if (r.backing() == GuestMemfdBacking.MEMFD_STAND_IN || r.guestMemfd().fd() != m.gmemFd()) continue;
-                offset = m.gmemOffset() + (gfn - m.baseGfn()) * pageSize;
-            } else {
-                if (!r.hostMapped()) continue;
-                long hva = m.userspaceAddr() + (gfn - m.baseGfn()) * pageSize;
-                offset = hva - r.hostAddress();
-                if (offset < 0 || offset >= r.size()) continue;
-            }
-            if (offset < 0 || offset >= r.size()) return -1;
-            return ((long) k << 32) | (offset / r.pageSize());
-        }
-        return -1;
+    /**
+     * The registered, open region whose page backs {@code gfn} of {@code m}, or null. The slot is the caller's
+     * (the one a lookup validated, or the one a reference was taken through), not re-read: a reference taken
+     * before the slot was deleted still finds its page when it is put back.
+     */
+    private GuestMemfdRegion regionOf(Memslot m, long gfn) {
+        for (GuestMemfdRegion r : regions) if (offsetIn(r, m, gfn) >= 0) return r;
+        return null;
     }
 
+    /** The offset in {@code r} of the page backing {@code gfn} of {@code m}, or -1 when {@code r} does not back it. */
+    private long offsetIn(GuestMemfdRegion r, Memslot m, long gfn) {
+        if (!r.isOpen() || !m.containsGfn(gfn)) return -1;
+        long pageSize = memslots.geometry().pageSize();
+        long offset;
+        if (m.guestMemfd()) {
+            if (r.backing() == GuestMemfdBacking.MEMFD_STAND_IN || r.guestMemfd().fd() != m.gmemFd()) return -1;
+            offset = m.gmemOffset() + (gfn - m.baseGfn()) * pageSize;
+        } else {
+            if (!r.hostMapped()) return -1;
+            offset = m.userspaceAddr() + (gfn - m.baseGfn()) * pageSize - r.hostAddress();
+        }
+        return offset >= 0 && offset < r.size() ? offset : -1;
+    }
+
+    private long pageOf(GuestMemfdRegion r, Memslot m, long gfn) {
+        return offsetIn(r, m, gfn) / r.pageSize();
+    }
+
+    /** {@link Mappability#ALL} for every gfn no registered guest_memfd region backs. */
     @Override
     public Mappability mappability(Memslot slot, long gfn) {
-        return mappability(slot.addressSpace(), gfn);
+        GuestMemfdRegion r = regionOf(slot, gfn);
+        return r == null ? Mappability.ALL : r.pageStates().mappability(pageOf(r, slot, gfn));
     }
 
-    /** {@link Mappability#ALL} for every gfn not backed by a registered guest_memfd region. */
+    /** {@link #mappability(Memslot, long)} of the current slot holding {@code gfn} (ALL outside every slot). */
     public Mappability mappability(int addressSpace, long gfn) {
-        long loc = locate(addressSpace, gfn);
-        if (loc < 0) return Mappability.ALL;
-        return regions[(int) (loc >>> 32)].mappabilityOfPage(loc & 0xffffffffL);
+        Memslot m = memslots.current(addressSpace).findByGfn(gfn);
+        return m == null ? Mappability.ALL : mappability(m, gfn);
     }
 
-    /** The access policy: the host may read or write the gfn through its mapping. */
-    public boolean hostMayAccess(int addressSpace, long gfn) {
-        return mappability(addressSpace, gfn).hostMayAccess();
-    }
-
-    /** The FOLL_GUEST decision for {@code gfn} ({@link FollGuest#check}). */
-    public FollGuest.Verdict follow(int addressSpace, long gfn, boolean guest, boolean write, boolean hostWritable) {
-        return FollGuest.check(mappability(addressSpace, gfn), guest, write, hostWritable);
+    /**
+     * The access policy: the host may read or write {@code gfn} through its mapping when the host's view (a
+     * lookup without FOLL_GUEST) may use the page. Whether the slot may be written is the accessor's own check.
+     */
+    @Override
+    public boolean mayAccess(Memslot slot, long gfn, boolean write) {
+        return FollGuest.view(mappability(slot, gfn), false).ok();
     }
 
     /**
      * Takes a reference on the guest_memfd page behind {@code gfn} in the view {@code guest} asks for (a
-     * follow_pfn result the caller will release with {@link #put}); true for gfns no region backs (nothing to
-     * count there). False when the page is not in that view.
+     * follow_pfn result the caller will release with {@link #put}); for gfns no region backs, nothing is counted
+     * and the answer is the rule's for shared memory. False when the page is not in that view.
      */
     @Override
-    public boolean tryGet(int addressSpace, long gfn, boolean guest) {
-        long loc = locate(addressSpace, gfn);
-        if (loc < 0) return !guest;
-        return regions[(int) (loc >>> 32)].tryGetPage(loc & 0xffffffffL, guest);
+    public boolean tryGet(Memslot slot, long gfn, boolean guest) {
+        GuestMemfdRegion r = regionOf(slot, gfn);
+        if (r == null) return FollGuest.view(Mappability.ALL, guest).ok(); // ordinary memory is shared
+        return r.pageStates().tryGet(pageOf(r, slot, gfn), guest);
     }
 
-    /** Releases a reference taken by {@link #tryGet}; the final put of a converting page finishes it. */
+    /** Releases a reference taken by {@link #tryGet} through the same slot; the final put of a converting page finishes it. */
     @Override
-    public void put(int addressSpace, long gfn, boolean guest) {
-        long loc = locate(addressSpace, gfn);
-        if (loc < 0) return;
-        regions[(int) (loc >>> 32)].putPage(loc & 0xffffffffL, guest);
+    public void put(Memslot slot, long gfn, boolean guest) {
+        GuestMemfdRegion r = regionOf(slot, gfn);
+        if (r != null) r.pageStates().put(pageOf(r, slot, gfn), guest);
     }
 
-    /** Whether the library holds a reference on the page behind {@code gfn}. */
+    /** Whether the library holds a reference on the page behind {@code gfn} (current slots). */
     public boolean holds(int addressSpace, long gfn) {
-        long loc = locate(addressSpace, gfn);
-        if (loc < 0) return false;
-        GuestMemfdRegion r = regions[(int) (loc >>> 32)];
-        return r.references((loc & 0xffffffffL) * r.pageSize()) > 0;
+        Memslot m = memslots.current(addressSpace).findByGfn(gfn);
+        GuestMemfdRegion r = m == null ? null : regionOf(m, gfn);
+        return r != null && r.pageStates().references(pageOf(r, m, gfn)) > 0;
     }
 }

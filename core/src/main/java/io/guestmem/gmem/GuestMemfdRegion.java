@@ -21,34 +21,21 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
  * A guest_memfd (or, where KVM cannot give one, a memfd standing in: see {@link #backing()}), its MAP_SHARED
- * host mapping, and the library's per-page {@link Mappability} with the shared/private conversion state
- * machine of the guest_memfd mappability series ("KVM: guest_memfd: Handle final folio_put() of guestmem
- * pages", Fuad Tabba, RFC PATCH v5 06/15, 2025,
+ * host mapping, and the syscalls around its pages' shared/private state machine ({@link PageStates}: the
+ * per-page {@link Mappability} with the deferred final put of the guest_memfd mappability series, "KVM:
+ * guest_memfd: Handle final folio_put() of guestmem pages", Fuad Tabba, RFC PATCH v5 06/15, 2025,
  * <a href="https://lore.kernel.org/all/?q=s%3A%22Handle+final+folio_put%28%29+of+guestmem+pages%22">lore</a>).
  * Upstream dropped that series' final-put callback and in-place conversion ({@code KVM_SET_MEMORY_ATTRIBUTES2})
- * has not merged, so the state machine lives here, over the real guest_memfd; where the later series settled a
+ * has not merged, so the state machine lives in the library, over the real guest_memfd; where the later series settled a
  * question it is followed (a conversion blocked by a host mapping fails with {@code EAGAIN} and the offset of
  * the first such page).
  *
- * <h2>The per-page state word</h2>
- * One {@code long} per page in an {@link AtomicLongArray}: bits 0-1 the mappability, bits 2-3 the target of a
- * pending conversion (meaningful in {@link Mappability#NONE}), bits 32-62 the number of references the library
- * holds on the page (follow_pfn results not yet released, pfn caches, an accessor in the middle of a copy).
- * References belong to the view they were taken in: shared ({@code guest=false}) in {@code ALL}, private
- * ({@code guest=true}) in {@code GUEST}; a {@code NONE} page still carries those of the view it is leaving.
- *
- * <h2>Linearization</h2>
- * Every per-page event is one successful CAS of that page's word: taking a reference (only in the view the
- * page is in), releasing one, and converting. A conversion of a page with no reference goes straight to its
- * target; with references it goes to {@code NONE} (no new reference can be taken from that CAS on), and the CAS
- * that drops the last reference also sets the target: the final put. So a reference taken concurrently with a
- * conversion is either ordered before the conversion's CAS (and defers it) or after (and is refused); none is
- * lost. Conversions of a region are serialized among themselves by a lock (so a range is checked and converted
- * by one caller at a time); reference operations never take that lock.
+ * <p>What this class adds to the states: conversions are serialized per region by a lock (so a range is checked
+ * and converted by one caller at a time) and run inside the notifier's invalidation; the host-mapping check
+ * before a conversion to private reads pagemap; the zaps and hole punches are the syscalls.
  *
  * <h2>Host access</h2>
  * Java never touches a page that is not {@code ALL}: the accessors ({@link #getLong}, {@link #read}, ...) take a
@@ -62,14 +49,6 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * <p>Host mappings other than the library's own (a caller's mmap of {@link #fd()}) are invisible to it.
  */
 public final class GuestMemfdRegion implements AutoCloseable {
-    private static final long M_MASK = 3;
-    private static final int T_SHIFT = 2;
-    private static final int R_SHIFT = 32;
-    private static final long ONE_REF = 1L << R_SHIFT;
-    private static final long MAX_REFS = (1L << 31) - 1;
-
-    private static final int ALL = 0, GUEST = 1, NONE = 2;
-
     private final GuestMemfdBacking backing;
     private final KvmGuestMemfd gmem;         // null for the stand-in
     private final int fd;
@@ -79,7 +58,7 @@ public final class GuestMemfdRegion implements AutoCloseable {
     private final HostRegion mapping;         // null when the host may not map it
     private final MemorySegment segment;      // the mapping's segment (closes with it), or null
     private final Pagemap pagemap;            // null when there is no mapping
-    private final AtomicLongArray state;
+    private final PageStates states;
     private final Object conversionLock = new Object();
     private final CopyOnWriteArrayList<FinalPutListener> listeners = new CopyOnWriteArrayList<>();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -95,10 +74,9 @@ public final class GuestMemfdRegion implements AutoCloseable {
         this.mapping = mapping;
         this.segment = mapping == null ? null : mapping.segment();
         this.pagemap = mapping == null ? null : Pagemap.openSelf();
-        this.state = new AtomicLongArray(Math.toIntExact(size >>> shift));
         // INIT_SHARED (and the stand-in) start shared; without it every page is private to the guest.
-        int initial = backing == GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY ? GUEST : ALL;
-        if (initial != ALL) for (int i = 0; i < state.length(); i++) state.set(i, initial);
+        Mappability initial = backing == GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY ? Mappability.GUEST : Mappability.ALL;
+        this.states = new PageStates(size >>> shift, shift, initial, this::finishConversion);
     }
 
     // ------------------------------------------------------------------ creation
@@ -174,7 +152,16 @@ public final class GuestMemfdRegion implements AutoCloseable {
     }
 
     public long pages() {
-        return state.length();
+        return states.pages();
+    }
+
+    /**
+     * The state machine of this region's pages (by page index): their mappability, the references the library
+     * holds and the final put. Reference operations on it need no syscall; conversions go through
+     * {@link #toPrivate} / {@link #toShared}, which add the syscalls.
+     */
+    public PageStates pageStates() {
+        return states;
     }
 
     /** The KVM guest_memfd, or null for the stand-in. */
@@ -238,114 +225,21 @@ public final class GuestMemfdRegion implements AutoCloseable {
         listeners.remove(l);
     }
 
-    // ------------------------------------------------------------------ state queries (allocation-free)
+    // ------------------------------------------------------------------ state queries (by offset, allocation-free)
 
     /** The mappability of the page holding {@code offset}. */
     public Mappability mappability(long offset) {
-        return Mappability.of((int) (state.get(page(offset)) & M_MASK));
+        return states.mappability(page(offset));
     }
 
-    /** The mappability of page {@code index}. */
-    public Mappability mappabilityOfPage(long index) {
-        return Mappability.of((int) (state.get(checkIndex(index)) & M_MASK));
-    }
-
-    /** The target of the pending conversion of a {@link Mappability#NONE} page, else null. */
+    /** The target of the pending conversion of the {@link Mappability#NONE} page holding {@code offset}, else null. */
     public Mappability pendingTarget(long offset) {
-        long w = state.get(page(offset));
-        return (w & M_MASK) == NONE ? Mappability.of((int) ((w >>> T_SHIFT) & 3)) : null;
+        return states.pendingTarget(page(offset));
     }
 
     /** How many references the library holds on the page holding {@code offset}. */
     public long references(long offset) {
-        return state.get(page(offset)) >>> R_SHIFT;
-    }
-
-    // ------------------------------------------------------------------ references (the follow_pfn side)
-
-    /**
-     * Takes a reference on page {@code index} in the view {@code guest} asks for (FOLL_GUEST: private pages
-     * only; without it: shared pages only). False, and nothing taken, when the page is not in that view (or is
-     * converting). One CAS; allocates nothing.
-     */
-    public boolean tryGetPage(long index, boolean guest) {
-        int i = checkIndex(index);
-        int want = guest ? GUEST : ALL;
-        for (;;) {
-            long w = state.get(i);
-            if ((w & M_MASK) != want) return false;
-            if ((w >>> R_SHIFT) >= MAX_REFS) throw new IllegalStateException("reference count of page " + index + " overflows");
-            if (state.compareAndSet(i, w, w + ONE_REF)) return true;
-        }
-    }
-
-    /**
-     * Releases a reference taken by {@link #tryGetPage} with the same {@code guest}. If it is the last one on a
-     * {@link Mappability#NONE} page, the pending conversion finishes in this CAS (the final put): the page
-     * becomes its target, a page turning private is zapped from the host mapping, and the
-     * {@link FinalPutListener}s hear of it on this thread.
-     */
-    public void putPage(long index, boolean guest) {
-        int i = checkIndex(index);
-        for (;;) {
-            long w = state.get(i);
-            long refs = w >>> R_SHIFT;
-            int m = (int) (w & M_MASK), t = (int) ((w >>> T_SHIFT) & 3);
-            boolean guestView = m == GUEST || (m == NONE && t == ALL);
-            if (refs == 0 || guestView != guest)
-                throw new IllegalStateException("put of a " + (guest ? "private" : "shared") + " reference on page "
-                        + index + " that holds none (" + Mappability.of(m) + ", " + refs + " references)");
-            long next = w - ONE_REF;
-            boolean finalPut = m == NONE && refs == 1;
-            if (finalPut) next = t; // mappability = target, no target, no references
-            if (state.compareAndSet(i, w, next)) {
-                if (finalPut) finishConversion(i, Mappability.of(t));
-                return;
-            }
-        }
-    }
-
-    /**
-     * A reference on the page holding {@code offset}, as {@link #tryGetPage}, released by closing it (once).
-     * Refused with {@link HostAccessRefusedException} for a shared lookup of a page that is not {@code ALL}, and
-     * with {@code EFAULT} for a FOLL_GUEST lookup of a page that is not {@code GUEST}.
-     */
-    public PageReference acquire(long offset, boolean guest) {
-        checkOpen();
-        long index = page(offset);
-        if (tryGetPage(index, guest)) return new PageReference(this, index, guest);
-        Mappability m = mappabilityOfPage(index);
-        String op = "acquire(" + Fmt.hex(offset) + (guest ? ", FOLL_GUEST)" : ")");
-        if (!guest) throw refused(op, index << shift, m);
-        throw new KvmException(Errno.EFAULT, op, "page at offset " + Fmt.hex(index << shift) + " is " + m
-                + (m == Mappability.ALL ? ": a shared page is returned only without FOLL_GUEST" : ": converting"));
-    }
-
-    /** A reference taken by {@link #acquire}; closing releases it exactly once. */
-    public static final class PageReference implements AutoCloseable {
-        private final GuestMemfdRegion region;
-        private final long index;
-        private final boolean guest;
-        private final AtomicBoolean released = new AtomicBoolean();
-
-        PageReference(GuestMemfdRegion region, long index, boolean guest) {
-            this.region = region;
-            this.index = index;
-            this.guest = guest;
-        }
-
-        public long offset() {
-            return index << region.shift;
-        }
-
-        public boolean guest() {
-            return guest;
-        }
-
-        @Override
-        public void close() {
-            if (released.compareAndSet(false, true)) region.putPage(index, guest);
-        }
+        return states.references(page(offset));
     }
 
     // ------------------------------------------------------------------ conversions
@@ -372,7 +266,7 @@ public final class GuestMemfdRegion implements AutoCloseable {
                             + "): unmap it first (zapHostMapping)");
             }
             try (Invalidation inv = invalidation(offset, length)) {
-                Conversion c = convert(offset, length, GUEST);
+                Conversion c = states.convert(offset, length, Mappability.GUEST);
                 if (mapping != null) Mman.madvise(mapping.address() + offset, length, Mman.MADV_DONTNEED);
                 return c;
             }
@@ -393,54 +287,14 @@ public final class GuestMemfdRegion implements AutoCloseable {
             throw new KvmException(Errno.EINVAL, op, "this guest_memfd was created without MMAP|INIT_SHARED: it has no shared view");
         synchronized (conversionLock) {
             try (Invalidation inv = invalidation(offset, length)) {
-                return convert(offset, length, ALL);
+                return states.convert(offset, length, Mappability.ALL);
             }
         }
     }
 
-    private Conversion convert(long offset, long length, int target) {
-        int from = (int) (offset >>> shift), to = (int) ((offset + length) >>> shift);
-        int other = target == ALL ? GUEST : ALL;
-        long completed = 0, pending = 0, firstPending = -1;
-        for (int i = from; i < to; i++) {
-            for (;;) {
-                long w = state.get(i);
-                int m = (int) (w & M_MASK), t = (int) ((w >>> T_SHIFT) & 3);
-                long next;
-                boolean isPending;
-                if (m == target) {
-                    completed++;
-                    break;
-                } else if (m == NONE && t == target) {
-                    isPending = true;                       // already on its way
-                    next = w;
-                } else if (m == NONE) {
-                    isPending = false;                      // back to where its references came from
-                    next = (w & ~(M_MASK | (3L << T_SHIFT))) | target;
-                } else if ((w >>> R_SHIFT) == 0) {
-                    isPending = false;
-                    next = target;
-                } else {
-                    isPending = true;                       // m == other with references: defer to the final put
-                    next = (w & ~(M_MASK | (3L << T_SHIFT))) | NONE | ((long) target << T_SHIFT);
-                }
-                assert m == other || m == NONE;
-                if (next == w || state.compareAndSet(i, w, next)) {
-                    if (isPending) {
-                        pending++;
-                        if (firstPending < 0) firstPending = (long) i << shift;
-                    } else {
-                        completed++;
-                    }
-                    break;
-                }
-            }
-        }
-        return new Conversion(offset, length, Mappability.of(target), completed, pending, firstPending);
-    }
-
-    private void finishConversion(int index, Mappability now) {
-        long off = (long) index << shift;
+    /** The final put of a deferred conversion ({@link PageStates.FinalPut}): the zap, then the listeners. */
+    private void finishConversion(long page, Mappability now) {
+        long off = page << shift;
         if (now == Mappability.GUEST && mapping != null && !closed.get()) {
             // The reference holder may have faulted the page in through the mapping after toPrivate zapped
             // it. No notifier here: every translation of the page already died when it went NONE, and this
@@ -573,9 +427,9 @@ public final class GuestMemfdRegion implements AutoCloseable {
         if (len == 0) return;
         long first = offset >>> shift, last = (offset + len - 1) >>> shift;
         for (long p = first; p <= last; p++) {
-            if (!tryGetPage(p, false)) {
-                for (long q = first; q < p; q++) putPage(q, false);
-                throw refused(what + "(" + Fmt.hex(offset) + ", " + len + ")", p << shift, mappabilityOfPage(p));
+            if (!states.tryGet(p, false)) {
+                for (long q = first; q < p; q++) states.put(q, false);
+                throw refused(what + "(" + Fmt.hex(offset) + ", " + len + ")", p << shift, states.mappability(p));
             }
         }
     }
@@ -583,7 +437,7 @@ public final class GuestMemfdRegion implements AutoCloseable {
     private void hostPut(long offset, long len) {
         if (len == 0) return;
         long first = offset >>> shift, last = (offset + len - 1) >>> shift;
-        for (long p = first; p <= last; p++) putPage(p, false);
+        for (long p = first; p <= last; p++) states.put(p, false);
     }
 
     private HostAccessRefusedException refused(String op, long pageOffset, Mappability m) {
@@ -605,16 +459,10 @@ public final class GuestMemfdRegion implements AutoCloseable {
         return n.invalidate(mapping.address() + offset, mapping.address() + offset + length);
     }
 
-    private int page(long offset) {
+    private long page(long offset) {
         if (offset < 0 || offset >= size)
             throw new IndexOutOfBoundsException("offset " + Fmt.hex(offset) + " outside the " + Fmt.size(size) + " guest_memfd");
-        return (int) (offset >>> shift);
-    }
-
-    private int checkIndex(long index) {
-        if (index < 0 || index >= state.length())
-            throw new IndexOutOfBoundsException("page " + index + " outside the " + state.length() + "-page guest_memfd");
-        return (int) index;
+        return offset >>> shift;
     }
 
     private void checkRange(String op, long offset, long length) {

@@ -7,7 +7,6 @@ import io.guestmem.procfs.MapsEntry;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.Smaps;
-import io.guestmem.procfs.VmFlag;
 import io.guestmem.procfs.Vma;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
@@ -45,10 +44,6 @@ import java.util.Set;
 public final class MemoryClassifier {
     private MemoryClassifier() {}
 
-    /** The VMA name the kernel gives a memfd_secret mapping (the file lives on the internal secretmem mount). */
-    static final String SECRETMEM_PREFIX = "/secretmem";
-    static final String GUEST_MEMFD_NAME = "anon_inode:[kvm-gmem]";
-
     /** Classifies the page holding {@code hva} in this process. Not a hot path: it reads several proc files. */
     public static MemoryClass classify(long hva) {
         long page = hva & -Posix.PAGE_SIZE;
@@ -56,14 +51,10 @@ public final class MemoryClassifier {
         if (vma == null)
             return new MemoryClass(hva, MemoryKind.UNMAPPED, null, null, Set.of(), false, 0, "no VMA maps " + Fmt.hex(hva));
         String name = vma.name() == null ? "" : vma.name();
-        MemoryKind kind;
-        if (name.startsWith(SECRETMEM_PREFIX)) kind = MemoryKind.SECRET_MEM;
-        else if (name.equals(GUEST_MEMFD_NAME)) kind = MemoryKind.GUEST_MEMFD;
-        else {
-            Vma v = Smaps.vmaOf(page);
-            kind = v != null && (v.vmFlags().contains(VmFlag.PFNMAP) || v.vmFlags().contains(VmFlag.IO))
-                    ? MemoryKind.PFNMAP : MemoryKind.ORDINARY;
-        }
+        MemoryKind kind = MemoryKind.ofName(name).orElseGet(() -> {
+            Vma v = Smaps.vmaOf(page); // the flags only where the name does not tell
+            return v == null ? MemoryKind.ORDINARY : MemoryKind.of(v);
+        });
         PagemapEntry pm;
         try (Pagemap p = Pagemap.openSelf()) {
             pm = p.entry(page);

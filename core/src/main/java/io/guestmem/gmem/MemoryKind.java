@@ -1,6 +1,8 @@
 package io.guestmem.gmem;
 
 import io.guestmem.host.Backing;
+import io.guestmem.procfs.Vma;
+import io.guestmem.procfs.VmFlag;
 import java.util.Optional;
 
 /**
@@ -10,7 +12,8 @@ import java.util.Optional;
  * <p>Not the same concept as {@link Backing}, which says how this library created a region: many backings
  * look {@link #ORDINARY} to the kernel (anonymous, THP, hugetlb, memfd), a caller's fd may be anything, and a
  * memfd standing in for a guest_memfd is a memfd to the kernel. {@link #expectedFor} is the one mapping
- * from the one to the other.
+ * from the one to the other; {@link #of(Vma)} / {@link #ofName} the one reading of a VMA (the classifier's
+ * and {@code inspect}'s).
  */
 public enum MemoryKind {
     /** memfd_secret: the VMA is {@code /secretmem (deleted)}; pages are absent from the kernel's direct map. */
@@ -23,6 +26,27 @@ public enum MemoryKind {
     ORDINARY,
     /** No VMA covers the address. */
     UNMAPPED;
+
+    /** The VMA name of a memfd_secret mapping starts so ({@code /secretmem (deleted)}; older kernels bracket it). */
+    private static final String SECRETMEM_NAME = "/secretmem", SECRETMEM_NAME_BRACKETED = "[secretmem";
+    /** The VMA name of a mapping of a KVM guest_memfd. */
+    private static final String GUEST_MEMFD_NAME = "anon_inode:[kvm-gmem]";
+
+    /**
+     * What a VMA's name alone says: {@link #SECRET_MEM} or {@link #GUEST_MEMFD}; empty for any other name
+     * (null included), which takes the VMA's flags to tell.
+     */
+    public static Optional<MemoryKind> ofName(String vmaName) {
+        if (vmaName == null) return Optional.empty();
+        if (vmaName.startsWith(SECRETMEM_NAME) || vmaName.startsWith(SECRETMEM_NAME_BRACKETED)) return Optional.of(SECRET_MEM);
+        if (vmaName.equals(GUEST_MEMFD_NAME)) return Optional.of(GUEST_MEMFD);
+        return Optional.empty();
+    }
+
+    /** The kind of a mapped VMA: by its name ({@link #ofName}), else {@link #PFNMAP} for VM_PFNMAP/VM_IO, else ordinary. */
+    public static MemoryKind of(Vma vma) {
+        return ofName(vma.name()).orElse(vma.has(VmFlag.PFNMAP) || vma.has(VmFlag.IO) ? PFNMAP : ORDINARY);
+    }
 
     /**
      * The kind the kernel shows for a mapped region created as {@code backing}; empty for {@link Backing#FD},

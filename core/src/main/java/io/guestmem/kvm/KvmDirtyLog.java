@@ -24,11 +24,11 @@ public final class KvmDirtyLog implements SlotDirtyTracker {
 
     /** The log of {@code slot}, which must be mirrored into {@code vm} with {@link Memslot#LOG_DIRTY_PAGES}. */
     public static KvmDirtyLog of(KvmVm vm, Memslot slot) {
-        String op = "KVM_GET_DIRTY_LOG(slot " + KvmVm.kvmSlot(slot) + ")";
+        String op = "KVM_GET_DIRTY_LOG(slot " + slot.kvmSlot() + ")";
         if (vm.dirtyRingBytes() > 0)
             throw new KvmException(Errno.ENXIO, op, "this VM logs dirty pages in a dirty ring, not a bitmap");
         if (!slot.logsDirty()) throw new KvmException(Errno.ENOENT, op, "the slot is not LOG_DIRTY_PAGES");
-        Memslot mirrored = vm.mirroredSlots().get(KvmVm.kvmSlot(slot));
+        Memslot mirrored = vm.mirroredSlots().get(slot.kvmSlot());
         if (!slot.equals(mirrored)) throw new KvmException(Errno.ENOENT, op, "KVM has " + mirrored + ", not " + slot);
         return new KvmDirtyLog(vm, slot);
     }
@@ -46,7 +46,7 @@ public final class KvmDirtyLog implements SlotDirtyTracker {
     /** The raw bitmap of KVM_GET_DIRTY_LOG: bit i of word i/64 is page i of the slot. */
     public long[] bitmap() {
         if (closed) throw UseAfterClose.of("dirty log of slot " + slot.id(), "bitmap()");
-        return vm.vmFd().getDirtyLog(KvmVm.kvmSlot(slot), slot.npages());
+        return vm.vmFd().getDirtyLog(slot.kvmSlot(), slot.npages());
     }
 
     @Override

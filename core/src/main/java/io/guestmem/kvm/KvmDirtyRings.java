@@ -56,7 +56,7 @@ public final class KvmDirtyRings {
     /** The gfns of {@code slot} harvested since the last call for it (harvesting first). */
     public synchronized long[] collect(Memslot slot) {
         harvest();
-        TreeSet<Long> offsets = pending.remove(KvmVm.kvmSlot(slot));
+        TreeSet<Long> offsets = pending.remove(slot.kvmSlot());
         if (offsets == null) return new long[0];
         return offsets.stream().mapToLong(o -> slot.baseGfn() + o).toArray();
     }
@@ -64,7 +64,7 @@ public final class KvmDirtyRings {
     /** A {@link SlotDirtyTracker} view of one slot. */
     public SlotDirtyTracker forSlot(Memslot slot) {
         if (!slot.logsDirty())
-            throw new KvmException(Errno.ENOENT, "KVM dirty ring(slot " + KvmVm.kvmSlot(slot) + ")", "the slot is not LOG_DIRTY_PAGES");
+            throw new KvmException(Errno.ENOENT, "KVM dirty ring(slot " + slot.kvmSlot() + ")", "the slot is not LOG_DIRTY_PAGES");
         return new SlotDirtyTracker() {
             private volatile boolean closed;
             @Override public String name() { return "KVM dirty ring"; }

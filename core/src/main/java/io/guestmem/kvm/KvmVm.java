@@ -61,7 +61,7 @@ public final class KvmVm implements AutoCloseable {
     private final long dirtyRingBytes;
     private final List<Vcpu> vcpus = new ArrayList<>();
     private final List<KvmGuestMemfd> guestMemfds = new ArrayList<>();
-    /** The slots KVM currently has from us, by KVM slot number ({@code as_id << 16 | id}). */
+    /** The slots KVM currently has from us, by KVM slot number ({@link Memslot#kvmSlot}). */
     private final Map<Integer, Memslot> slots = new TreeMap<>();
     private final MemslotObserver observer = new Mirror();
     private final List<String> mirrorFaults = new ArrayList<>();
@@ -151,7 +151,7 @@ public final class KvmVm implements AutoCloseable {
                 caps.readonlyMem(), caps.guestMemfd() && region2);
     }
 
-    /** The slots KVM has from this VM's mirror, by KVM slot number ({@code as_id << 16 | id}). */
+    /** The slots KVM has from this VM's mirror, by KVM slot number ({@link Memslot#kvmSlot}). */
     public synchronized Map<Integer, Memslot> mirroredSlots() {
         checkOpen("mirroredSlots()");
         return Collections.unmodifiableMap(new TreeMap<>(slots));
@@ -163,11 +163,6 @@ public final class KvmVm implements AutoCloseable {
      */
     public synchronized List<String> mirrorFaults() {
         return List.copyOf(mirrorFaults);
-    }
-
-    /** KVM's slot number for a library slot: address space in the high 16 bits, as KVM encodes it. */
-    public static int kvmSlot(Memslot m) {
-        return (m.addressSpace() << 16) | m.id();
     }
 
     /**
@@ -246,7 +241,7 @@ public final class KvmVm implements AutoCloseable {
     // ---- the mirror ----
 
     private void install(Memslot m, String why) {
-        int slot = kvmSlot(m);
+        int slot = m.kvmSlot();
         long page = Posix.PAGE_SIZE;
         long gpa = m.baseGfn() * page, size = m.npages() * page;
         if (m.readOnly() && !caps.readonlyMem())
@@ -269,7 +264,7 @@ public final class KvmVm implements AutoCloseable {
     }
 
     private void remove(Memslot old) {
-        int slot = kvmSlot(old);
+        int slot = old.kvmSlot();
         if (region2) vm.setUserMemoryRegion2(slot, 0, 0, 0, 0, 0, 0);
         else vm.setUserMemoryRegion(slot, 0, 0, 0, 0);
         slots.remove(slot);
@@ -280,7 +275,7 @@ public final class KvmVm implements AutoCloseable {
             case CREATE -> install(c.updated(), "create");
             case DELETE -> remove(c.old());
             case MOVE -> {
-                if (kvmSlot(c.old()) != kvmSlot(c.updated()))
+                if (c.old().kvmSlot() != c.updated().kvmSlot())
                     throw new IllegalArgumentException("MOVE changes the slot number: " + c);
                 install(c.updated(), "move");
             }

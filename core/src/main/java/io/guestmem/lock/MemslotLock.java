@@ -10,6 +10,8 @@ import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.Invalidation;
 import io.guestmem.mmu.InvalidationListener;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.mmu.SlotLocks;
+import io.guestmem.mmu.WriteFaultHook;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.Smaps;
@@ -82,7 +84,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@code slots_lock}); the lookups used by the fault path ({@link #isLocked}, {@link #lockedPfn},
  * {@link #relaxWrite}) take no lock and allocate nothing.
  */
-public final class MemslotLock implements AutoCloseable {
+public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseable {
 
     /** Bytes faulted in per madvise call: big enough to batch, small enough to notice an invalidation soon. */
     static final long POPULATE_CHUNK = 32L << 20;
@@ -154,7 +156,7 @@ public final class MemslotLock implements AutoCloseable {
     private volatile Locked[] table = new Locked[0];            // replaced whole, under "this"; CLOSED once closed
     private volatile Pending pending;                           // written under opLock
     private final MlockPinning pinning;                         // guarded by opLock
-    private volatile DirtyLog dirtyLog = DirtyLog.NONE;
+    private final DirtyLog dirtyLog;
     private volatile long invalidatedPages;
     private volatile boolean closed;
     private final MemslotObserver observer = new MemslotObserver() {
@@ -169,10 +171,13 @@ public final class MemslotLock implements AutoCloseable {
     volatile Runnable afterPin;
 
     /**
-     * The lock of the slots behind {@code notifier} (and its {@link MmuNotifier#memslots()}). Registers a
-     * memslot observer (the veto) and an invalidation listener; {@link #close()} unlocks all and removes them.
+     * The lock of the slots behind {@code notifier} (and its {@link MmuNotifier#memslots()}); {@code dirtyLog} is
+     * told about dirty pages when a READ_WRITE-locked, dirty-logging slot is unlocked ({@link DirtyLog#NONE}:
+     * nobody). Registers a memslot observer (the veto) and an invalidation listener; {@link #close()} unlocks
+     * all and removes them.
      */
-    public MemslotLock(MmuNotifier notifier) {
+    public MemslotLock(MmuNotifier notifier, DirtyLog dirtyLog) {
+        this.dirtyLog = java.util.Objects.requireNonNull(dirtyLog, "dirtyLog (DirtyLog.NONE for none)");
         this.notifier = notifier;
         this.memslots = notifier.memslots();
         this.geometry = memslots.geometry();
@@ -185,11 +190,6 @@ public final class MemslotLock implements AutoCloseable {
 
     public MemlockAccount account() {
         return account;
-    }
-
-    /** The log told about dirty pages when a READ_WRITE-locked, dirty-logging slot is unlocked (null: none). */
-    public void setDirtyLog(DirtyLog log) {
-        this.dirtyLog = log == null ? DirtyLog.NONE : log;
     }
 
     // ------------------------------------------------------------------ lock / unlock
@@ -373,6 +373,12 @@ public final class MemslotLock implements AutoCloseable {
         return find(live("isLocked()"), addressSpace, slotId) != null;
     }
 
+    /** {@link SlotLocks}: whether {@code slot} (by address space and id) is locked, so it maps base pages only. */
+    @Override
+    public boolean isLocked(Memslot slot) {
+        return isLocked(slot.addressSpace(), slot.id());
+    }
+
     /** Whether the slot containing {@code gfn} in {@code addressSpace} is locked. */
     public boolean isGfnLocked(int addressSpace, long gfn) {
         return findGfn(live("isGfnLocked()"), addressSpace, gfn) != null;
@@ -412,6 +418,12 @@ public final class MemslotLock implements AutoCloseable {
         if (Locked.get(l.invalid, i)) return false;
         if (!Locked.get(l.writable, i)) Locked.set(l.writable, i);
         return true;
+    }
+
+    /** {@link WriteFaultHook}: a successful write fault of follow_pfn relaxes the entry ({@link #relaxWrite}). */
+    @Override
+    public void writeFault(Memslot slot, long gfn) {
+        relaxWrite(slot.addressSpace(), gfn);
     }
 
     /** A copy of the stage-2 mapping of a locked slot; EINVAL when it is not locked. */

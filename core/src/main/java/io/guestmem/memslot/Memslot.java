@@ -37,4 +37,12 @@ public record Memslot(int addressSpace, int id, long baseGfn, long npages, long 
     public boolean guestMemfd() {
         return (flags & GUEST_MEMFD) != 0;
     }
+
+    /**
+     * KVM's slot number: the address space in the high 16 bits, {@code (as_id << 16) | id}, as
+     * {@code kvm_userspace_memory_region.slot} and the dirty ring's {@code kvm_dirty_gfn.slot} encode it.
+     */
+    public int kvmSlot() {
+        return (addressSpace << 16) | id;
+    }
 }

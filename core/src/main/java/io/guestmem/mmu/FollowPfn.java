@@ -13,6 +13,7 @@ import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.Vma;
 import io.guestmem.procfs.VmFlag;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.UseAfterClose;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -23,11 +24,14 @@ import java.util.List;
  * policies: the options of "KVM: mmu: Improve handling of non-refcounted pfns" (David Stevens, PATCH v9 3/6,
  * 2023, <a href="https://lore.kernel.org/all/?q=s%3A%22Improve+handling+of+non-refcounted+pfns%22">lore</a>;
  * "v9" below): {@code guarded_by_mmu_notifier}, {@code allow_non_refcounted_struct_page},
- * {@code allow_unsafe_mappings}; and FOLL_GUEST from "KVM: unmap guest memory using poisoned pages" (Kirill A.
- * Shutemov, RFCv2 13/13, 2021, and Sean Christopherson's review of it,
- * <a href="https://lore.kernel.org/all/?q=s%3A%22unmap+guest+memory+using+poisoned+pages%22">lore</a>).
+ * {@code allow_unsafe_mappings}; and FOLL_GUEST ({@link FollGuest}). What it consults besides the page tables
+ * (private pages, poison marks, slot locks, the write-fault and dirty-log listeners) it is given when it is
+ * built ({@link FollowPfnCollaborators}).
  *
  * <h2>The decision table ({@link #follow}; each row names its kvm_main.c counterpart)</h2>
+ * The code reads as kvm_main.c does: {@link #follow} runs the pre-checks, {@code hvaToPfn} tries
+ * {@code hvaToPfnFast}, then {@code hvaToPfnSlow}, then the VMA ({@code vmaLookup}, which hands VM_PFNMAP/VM_IO
+ * to {@code hvaToPfnRemapped}); every step answers through one lookup context ({@code Lookup}).
  * <pre>
  *  #  step       condition                                            result
  *  -- pre-checks: kvm_follow_pfn() / __gfn_to_hva_many()
@@ -35,20 +39,23 @@ import java.util.List;
  *                current (deleted/moved = KVM_MEMSLOT_INVALID)
  *  2  slot       write fault on a READONLY slot                          RO_FAULT            (KVM_HVA_ERR_RO_BAD → KVM_PFN_ERR_RO_FAULT)
  *  3  slot       READONLY slot clears mapWritable                                            (*map_writable = false; map_writable = NULL)
- *  4  guest      mappability forbids this view (FOLL_GUEST rule)         FAULT               (FOLL_GUEST RFC: follow_page_pte returns NULL → -EFAULT)
+ *  4  guest      mappability forbids this view (FollGuest.view)          FAULT               (FOLL_GUEST RFC: follow_page_pte returns NULL → -EFAULT)
  *  5  poison     gfn marked in the PoisonRegistry                        HWPOISON            (library mark, as kpageflags HWPOISON)
+ *     guest      the page-state reference cannot be taken (converted     FAULT               (a page in no view)
+ *                since row 4)
  *  -- hva_to_pfn_fast(): only "with FOLL_WRITE or map_writable" in KVM; here any present page
  *  6  fast       pagemap present; read fault                             pfn, read-only      (GUP of a present pte does not fault)
  *  7  fast       present; write (or mapWritable) and the pte looks       pfn, writable       (get_user_page_fast_only(FOLL_WRITE); the
  *                writable (exclusive, no zero/KSM page, no uffd-wp):                          kernel confirms with MADV_POPULATE_WRITE,
- *                POPULATE_WRITE succeeds without changing the pfn                             which faults nothing on a writable pte)
+ *                POPULATE_WRITE succeeds without changing the pfn;                            which faults nothing on a writable pte)
+ *                otherwise a write goes to the slow step
  *  -- hva_to_pfn_slow(): FOLL_HWPOISON | FOLL_HONOR_NUMA_FAULT | flags
  *  8  slow       not present and noWait                                  → row 13            (FOLL_NOWAIT: the library never faults then)
  *  9  slow       MADV_POPULATE_READ/WRITE, read pagemap again            pfn, writable=write (get_user_pages_unlocked)
- * 10  slow       read fault with mapWritable: upgrade iff the pte looks  writable            (get_user_page_fast_only(FOLL_WRITE) upgrade)
+ * 10  fast/slow  read fault with mapWritable: upgrade iff the pte looks  writable            (get_user_page_fast_only(FOLL_WRITE) upgrade)
  *                writable and POPULATE_WRITE confirms it
- * 11  slow       populate fails EHWPOISON / kpageflags HWPOISON /        HWPOISON            (-EHWPOISON → KVM_PFN_ERR_HWPOISON)
- *                pfn in the PoisonRegistry
+ * 11  fast/slow  populate fails EHWPOISON / kpageflags HWPOISON /        HWPOISON            (-EHWPOISON → KVM_PFN_ERR_HWPOISON)
+ *                pfn in the PoisonRegistry (PoisonRegistry.isPoisoned)
  * 12  slow       populate fails EINTR or EAGAIN                          SIGPENDING          (-EINTR/-EAGAIN → KVM_PFN_ERR_SIGPENDING)
  *  -- the VMA (mmap_read_lock; vma_lookup)
  * 13  vma        no VMA (smaps)                                          FAULT               (vma == NULL → KVM_PFN_ERR_FAULT)
@@ -105,35 +112,41 @@ public final class FollowPfn implements AutoCloseable {
     private final boolean ownsView;
     private final HostMappingLevel levels;
     private final ReferenceTracker references = new ReferenceTracker();
-    private final PoisonRegistry poison = new PoisonRegistry();
-    private volatile MappabilityQuery mappability = MappabilityQuery.ALL_SHARED;
-    private volatile DirtyLog dirtyLog = DirtyLog.NONE;
-    private volatile WriteFaultHook writeFaultHook = WriteFaultHook.NONE;
-    private volatile GuestPageRefs guestPageRefs = GuestPageRefs.NONE;
-    /** The holder of FOLL_GUEST references (its identity tells releaseFaultinPage which view to put back). */
-    private static final String GUEST_HOLDER = "follow_pfn FOLL_GUEST";
+    private final FollowPfnCollaborators collaborators;
+    private final PrivatePages privatePages;
+    private final PoisonRegistry poison;
+    private final WriteFaultHook writeFaults;
+    private final DirtyLog dirtyLog;
     private final MemslotObserver slotObserver;
     private final List<String> leakReports = new ArrayList<>();
     private volatile boolean closed;
 
-    /** follow_pfn over {@code notifier}'s memslots and this process's page tables (opens its own {@link HostView}). */
-    public FollowPfn(MmuNotifier notifier) {
-        this(notifier, HostView.openSelf(), true);
+    /**
+     * follow_pfn over {@code notifier}'s memslots and this process's page tables (opens its own {@link HostView}),
+     * consulting and telling {@code collaborators} ({@link FollowPfnCollaborators#standalone()} for none).
+     */
+    public FollowPfn(MmuNotifier notifier, FollowPfnCollaborators collaborators) {
+        this(notifier, HostView.openSelf(), true, collaborators);
     }
 
     /** follow_pfn over a shared {@link HostView} (not closed by {@link #close()}). */
-    public FollowPfn(MmuNotifier notifier, HostView view) {
-        this(notifier, view, false);
+    public FollowPfn(MmuNotifier notifier, HostView view, FollowPfnCollaborators collaborators) {
+        this(notifier, view, false, collaborators);
     }
 
-    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView) {
+    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView, FollowPfnCollaborators collaborators) {
+        this.collaborators = java.util.Objects.requireNonNull(collaborators, "collaborators");
+        this.privatePages = collaborators.privatePages();
+        this.poison = collaborators.poison();
+        this.writeFaults = collaborators.writeFaults();
+        this.dirtyLog = collaborators.dirtyLog();
         this.notifier = notifier;
         this.memslots = notifier.memslots();
         this.geometry = memslots.geometry();
         this.view = view;
         this.ownsView = ownsView;
         LevelSizes sizes = geometry.equals(PageGeometry.host()) ? LevelSizes.host() : LevelSizes.of(geometry);
-        this.levels = new HostMappingLevel(view, sizes);
+        this.levels = new HostMappingLevel(view, sizes, collaborators.slotLocks());
         this.slotObserver = new MemslotObserver() {
             @Override
             public void beforeCommit(MemslotChange change) { }
@@ -157,12 +170,17 @@ public final class FollowPfn implements AutoCloseable {
         return view;
     }
 
-    /** The references results hold (for the guest_memfd state machine: holds / count / whenReleased). */
+    /** The references results hold, counted per gfn (leak reports, and tests that check what is held). */
     public ReferenceTracker references() {
         return references;
     }
 
-    /** Library-level poison marks, answered as HWPOISON. */
+    /** What this follow_pfn consults and tells, as given at construction. */
+    public FollowPfnCollaborators collaborators() {
+        return collaborators;
+    }
+
+    /** The poison registry answered as HWPOISON (the collaborators'). */
     public PoisonRegistry poison() {
         return poison;
     }
@@ -172,30 +190,6 @@ public final class FollowPfn implements AutoCloseable {
         return levels;
     }
 
-    /** Plugs in FOLL_GUEST's page mappability (the guest_memfd state machine); null restores "all shared". */
-    public void setMappability(MappabilityQuery q) {
-        mappability = q == null ? MappabilityQuery.ALL_SHARED : q;
-    }
-
-    public MappabilityQuery mappability() {
-        return mappability;
-    }
-
-    /** Plugs in the dirty bitmap owner; null drops marks. */
-    public void setDirtyLog(DirtyLog log) {
-        dirtyLog = log == null ? DirtyLog.NONE : log;
-    }
-
-    /** Plugs in the write-fault hook (a slot locker relaxing stage-2 entries); null: none. */
-    public void setWriteFaultHook(WriteFaultHook hook) {
-        writeFaultHook = hook == null ? WriteFaultHook.NONE : hook;
-    }
-
-    /** Plugs in the per-page reference owner a conversion waits for (guest_memfd); null: none. */
-    public void setGuestPageRefs(GuestPageRefs refs) {
-        guestPageRefs = refs == null ? GuestPageRefs.NONE : refs;
-    }
-
     /** Leak reports made so far (slot delete/move with references held, close). */
     public synchronized List<String> leakReports() {
         return List.copyOf(leakReports);
@@ -203,9 +197,34 @@ public final class FollowPfn implements AutoCloseable {
 
     // ------------------------------------------------------------------ the table
 
+    /**
+     * One lookup in flight: what {@code kvm_follow_pfn()}'s helpers share ({@code struct kvm_follow_pfn} plus the
+     * slot, the hva and the notifier sequence taken first), so each step answers with
+     * {@link #fail}/{@link FollowPfn#resolvePfn} instead of repeating them.
+     *
+     * @param mapWritable the request's mapWritable after row 3 (cleared for a READONLY slot)
+     */
+    private record Lookup(FollowPfnRequest req, Memslot slot, long gfn, long hva, boolean mapWritable, long seq) {
+        boolean write() {
+            return req.write();
+        }
+
+        /** The error {@code e}, answered by {@code path}. */
+        FollowPfnResult fail(PfnError e, Path path) {
+            return new FollowPfnResult(slot.addressSpace(), slot.id(), gfn, hva, e.code, e, null, false, null, null,
+                    null, seq, path);
+        }
+
+        /** Row 2: {@code __gfn_to_hva_many} answers KVM_HVA_ERR_RO_BAD instead of an hva. */
+        FollowPfnResult readOnlySlot() {
+            return new FollowPfnResult(slot.addressSpace(), slot.id(), gfn, MemslotSet.RO_BAD_HVA, PfnError.RO_FAULT.code,
+                    PfnError.RO_FAULT, null, false, null, null, null, seq, Path.PRECHECK);
+        }
+    }
+
     /** Runs the decision table (class comment) for one gfn. Errors are values; misuse throws. */
     public FollowPfnResult follow(FollowPfnRequest req) {
-        if (closed) throw new IllegalStateException("FollowPfn is closed");
+        if (closed) throw UseAfterClose.of("FollowPfn", "follow()");
         final long seq = notifier.sequence(); // before the memslot lookup, as KVM's mmu_invalidate_seq
         final int as = req.slot() != null ? req.slot().addressSpace() : req.addressSpace();
         final long gfn = req.gfn();
@@ -217,130 +236,139 @@ public final class FollowPfn implements AutoCloseable {
         } else {
             slot = set.findByGfn(gfn);
         }
-        if (slot == null || !slot.containsGfn(gfn)) return error(as, -1, gfn, MemslotSet.BAD_HVA, PfnError.NOSLOT, seq, Path.PRECHECK);
-        if (req.write() && slot.readOnly()) {
-            return error(as, slot.id(), gfn, MemslotSet.RO_BAD_HVA, PfnError.RO_FAULT, seq, Path.PRECHECK); // row 2
+        if (slot == null || !slot.containsGfn(gfn)) {                                                    // row 1
+            return new FollowPfnResult(as, -1, gfn, MemslotSet.BAD_HVA, PfnError.NOSLOT.code, PfnError.NOSLOT, null,
+                    false, null, null, null, seq, Path.PRECHECK);
         }
-        final long hva = slot.userspaceAddr() + ((gfn - slot.baseGfn()) << geometry.shift());
-        final boolean mapWritable = req.mapWritable() && !slot.readOnly(); // row 3
-        if (!FollGuest.view(mappability.mappability(slot, gfn), req.guest()).ok()) {
-            return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK); // row 4
-        }
-        if (poison.isGfnPoisoned(as, gfn)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.PRECHECK); // row 5
+        Lookup l = new Lookup(req, slot, gfn, slot.userspaceAddr() + ((gfn - slot.baseGfn()) << geometry.shift()),
+                req.mapWritable() && !slot.readOnly(), seq);                                              // row 3
+        if (req.write() && slot.readOnly()) return l.readOnlySlot();                                      // row 2
+        if (!FollGuest.view(privatePages.mappability(slot, gfn), req.guest()).ok()) return l.fail(PfnError.FAULT, Path.PRECHECK); // row 4
+        if (poison.isGfnPoisoned(as, gfn)) return l.fail(PfnError.HWPOISON, Path.PRECHECK);              // row 5
         // The page's own count (guest_memfd) is taken before the host is touched, so a conversion that races
         // this lookup either waits for its release or makes the lookup fail here (converted meanwhile).
-        GuestPageRefs refs = guestPageRefs;
-        if (!refs.tryGet(as, gfn, req.guest())) return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.PRECHECK);
+        if (!privatePages.tryGet(slot, gfn, req.guest())) return l.fail(PfnError.FAULT, Path.PRECHECK);
         FollowPfnResult r;
         try {
-            r = hvaToPfn(req, slot, gfn, hva, mapWritable, seq);
+            r = hvaToPfn(l);
         } catch (RuntimeException | Error e) {
-            refs.put(as, gfn, req.guest());
+            privatePages.put(slot, gfn, req.guest());
             throw e;
         }
-        if (r.reference() == null) refs.put(as, gfn, req.guest()); // nothing held: give the page count back now
-        if (r.ok() && req.write()) writeFaultHook.writeFault(slot, gfn);
+        if (r.reference() == null) privatePages.put(slot, gfn, req.guest()); // nothing held: give the page count back now
+        if (r.ok() && req.write()) writeFaults.writeFault(slot, gfn);
         return r;
     }
 
-    private FollowPfnResult hvaToPfn(FollowPfnRequest req, Memslot slot, long gfn, long hva, boolean mapWritable, long seq) {
-        final int as = slot.addressSpace();
+    /**
+     * {@code hva_to_pfn()}: the fast step for a present page, the slow step (a fault) when it did not answer,
+     * and the VMA when GUP failed. Rows 6-21.
+     */
+    private FollowPfnResult hvaToPfn(Lookup l) {
+        long raw = view.entry(l.hva());
+        boolean present = PagemapEntry.isPresent(raw);
+        FollowPfnResult r = present ? hvaToPfnFast(l, raw) : null;            // rows 6-7
+        if (r == null && (present || !l.req().noWait())) r = hvaToPfnSlow(l); // rows 9-12; row 8: noWait faults nothing in
+        return r != null ? r : vmaLookup(l);                                   // rows 13-16, 14 → hvaToPfnRemapped
+    }
+
+    /**
+     * {@code hva_to_pfn_fast()}, rows 6-7: a present page answered without a fault, or null for the slow step.
+     * KVM's fast path only runs for a write or mapWritable (get_user_page_fast_only(FOLL_WRITE)); here a read of
+     * a present page is answered too, since GUP of a present pte does not fault. A write (or the mapWritable
+     * upgrade) needs a pte that looks writable, which the kernel confirms: MADV_POPULATE_WRITE faults nothing
+     * on a writable pte, so an unchanged entry after it is the fast answer; a changed or vanished one means the
+     * kernel did fault, and the slow step reports what it mapped.
+     */
+    private FollowPfnResult hvaToPfnFast(Lookup l, long raw) {
+        long pfn = view.pfnOf(raw);
+        long flags = view.flags(pfn);
+        if (poison.isPoisoned(pfn, flags)) return l.fail(PfnError.HWPOISON, Path.FAST);           // row 11, no fault needed
+        boolean wantWritable = l.write() || l.mapWritable();
+        if (!wantWritable || !looksWritable(raw, flags)) {
+            return l.write() ? null : resolvePfn(l, pfn, flags, false, Path.FAST);                // row 7 needs a fault / row 6
+        }
+        int r = view.populate(l.hva(), geometry.pageSize(), true);
+        if (r != 0) return l.write() ? null : resolvePfn(l, pfn, flags, false, Path.FAST);         // the slow step reports why
+        if (view.entry(l.hva()) != raw) return null;                                               // the kernel did fault
+        return resolvePfn(l, pfn, flags, true, Path.FAST);                                         // rows 7 and 10
+    }
+
+    /**
+     * {@code hva_to_pfn_slow()}, rows 9-12: get_user_pages_unlocked (FOLL_HWPOISON | flags) is
+     * MADV_POPULATE_READ/WRITE, then pagemap again; a read fault with mapWritable is upgraded when the pte
+     * looks writable and the kernel confirms it (row 10). Null when GUP failed in a way that sends KVM to the
+     * VMA.
+     */
+    private FollowPfnResult hvaToPfnSlow(Lookup l) {
         final long page = geometry.pageSize();
         for (int attempt = 0; ; attempt++) {
-            long raw = view.entry(hva);
-            boolean populated = false;
+            int r = view.populate(l.hva(), page, l.write());                                          // row 9
+            if (r == -Errno.EHWPOISON.number) return l.fail(PfnError.HWPOISON, Path.SLOW);             // row 11
+            if (r == -Errno.EINTR.number || r == -Errno.EAGAIN.number) return l.fail(PfnError.SIGPENDING, Path.SLOW); // row 12
+            if (r != 0) return null;                                                                   // GUP failed: the VMA decides
+            long raw = view.entry(l.hva());
             if (!PagemapEntry.isPresent(raw)) {
-                if (req.noWait()) return vmaPath(req, slot, gfn, hva, seq); // row 8
-                int r = view.populate(hva, page, req.write());               // row 9
-                if (r != 0) return populateFailed(req, slot, gfn, hva, seq, r);
-                populated = true;
-                raw = view.entry(hva);
-                if (!PagemapEntry.isPresent(raw)) {
-                    // Unmapped again between the populate and the read (reclaim, a racing DONTNEED): try again.
-                    if (attempt < POPULATE_RETRIES) continue;
-                    return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.SLOW);
-                }
+                // Unmapped again between the populate and the read (reclaim, a racing DONTNEED): try again.
+                if (attempt < POPULATE_RETRIES) continue;
+                return l.fail(PfnError.FAULT, Path.SLOW);
             }
             long pfn = view.pfnOf(raw);
             long flags = view.flags(pfn);
-            if (poisoned(pfn, flags)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, populated ? Path.SLOW : Path.FAST); // row 11
-            Path path = populated ? Path.SLOW : Path.FAST;
-            boolean writable = false;
-            if (req.write()) {
-                if (!populated) { // row 7: the kernel confirms the write; a non-writable pte is faulted (the slow path)
-                    boolean looks = looksWritable(raw, flags);
-                    int r = view.populate(hva, page, true);
-                    if (r != 0) return populateFailed(req, slot, gfn, hva, seq, r);
-                    long raw2 = view.entry(hva);
-                    if (!PagemapEntry.isPresent(raw2)) {
-                        if (attempt < POPULATE_RETRIES) continue;
-                        return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.SLOW);
-                    }
-                    if (raw2 != raw || !looks) path = Path.SLOW;
-                    if (view.pfnOf(raw2) != pfn) {
+            if (poison.isPoisoned(pfn, flags)) return l.fail(PfnError.HWPOISON, Path.SLOW);            // row 11
+            boolean writable = l.write();
+            if (!writable && l.mapWritable() && looksWritable(raw, flags) && view.populate(l.hva(), page, true) == 0) { // row 10
+                long raw2 = view.entry(l.hva());
+                if (PagemapEntry.isPresent(raw2)) {
+                    writable = true;
+                    if (view.pfnOf(raw2) != pfn) { // the kernel did have to fault: report what it mapped
                         pfn = view.pfnOf(raw2);
                         flags = view.flags(pfn);
-                        if (poisoned(pfn, flags)) return error(as, slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.SLOW);
-                    }
-                    raw = raw2;
-                }
-                writable = true;
-            } else if (mapWritable && looksWritable(raw, flags)) { // row 10
-                if (view.populate(hva, page, true) == 0) {
-                    long raw2 = view.entry(hva);
-                    if (PagemapEntry.isPresent(raw2)) {
-                        writable = true;
-                        if (view.pfnOf(raw2) != pfn) { // the kernel did have to fault: report what it mapped
-                            pfn = view.pfnOf(raw2);
-                            flags = view.flags(pfn);
-                            path = Path.SLOW;
-                        }
                     }
                 }
             }
-            RefcountedPage pg = pfn == PagemapEntry.PFN_HIDDEN
-                    ? new RefcountedPage(KvmPfn.HIDDEN, RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.UNKNOWN_FLAGS)
-                    : RefcountedPage.of(pfn, flags);
-            // GUP gave the page: refcounted under both the v9 and the 6.13 rule.
-            PageReference ref = references.acquire(slot, gfn, pg, req.guest() ? GUEST_HOLDER : "follow_pfn");
-            MappingLevel level = req.wantLevel() ? levels.hostMappingLevel(hva) : null;
-            return new FollowPfnResult(as, slot.id(), gfn, hva, pg.pfn(), null,
-                    pfn == PagemapEntry.PFN_HIDDEN ? PfnObservability.HIDDEN : PfnObservability.VISIBLE,
-                    writable, pg, ref, level, seq, path);
+            return resolvePfn(l, pfn, flags, writable, Path.SLOW);
         }
     }
 
-    private FollowPfnResult populateFailed(FollowPfnRequest req, Memslot slot, long gfn, long hva, long seq, int r) {
-        if (r == -Errno.EHWPOISON.number) return error(slot.addressSpace(), slot.id(), gfn, hva, PfnError.HWPOISON, seq, Path.SLOW);
-        if (r == -Errno.EINTR.number || r == -Errno.EAGAIN.number) {
-            return error(slot.addressSpace(), slot.id(), gfn, hva, PfnError.SIGPENDING, seq, Path.SLOW); // row 12
-        }
-        return vmaPath(req, slot, gfn, hva, seq); // GUP failed: KVM looks at the VMA
+    /**
+     * {@code kvm_resolve_pfn()} for a page GUP gave: the page as kpageflags classifies it and a reference on it
+     * (refcounted under both the v9 and the 6.13 rule).
+     */
+    private FollowPfnResult resolvePfn(Lookup l, long pfn, long flags, boolean writable, Path path) {
+        boolean hidden = pfn == PagemapEntry.PFN_HIDDEN;
+        RefcountedPage pg = hidden
+                ? new RefcountedPage(KvmPfn.HIDDEN, RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.UNKNOWN_FLAGS)
+                : RefcountedPage.of(pfn, flags);
+        PageReference ref = references.acquire(l.slot(), l.gfn(), pg, "follow_pfn", l.req().guest());
+        MappingLevel level = l.req().wantLevel() ? levels.hostMappingLevel(l.hva()) : null;
+        return new FollowPfnResult(l.slot().addressSpace(), l.slot().id(), l.gfn(), l.hva(), pg.pfn(), null,
+                hidden ? PfnObservability.HIDDEN : PfnObservability.VISIBLE, writable, pg, ref, level, l.seq(), path);
     }
 
-    private FollowPfnResult vmaPath(FollowPfnRequest req, Memslot slot, long gfn, long hva, long seq) {
-        final int as = slot.addressSpace();
-        Vma vma = view.vma(hva);
-        if (vma == null) return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.VMA); // row 13
-        if (vma.has(VmFlag.PFNMAP) || vma.has(VmFlag.IO)) return remapped(req, slot, gfn, hva, vma, seq); // row 14
-        if (req.noWait() && vmaIsValid(vma, req.write())) {
-            return error(as, slot.id(), gfn, hva, PfnError.NEEDS_IO, seq, Path.VMA); // row 15
-        }
-        return error(as, slot.id(), gfn, hva, PfnError.FAULT, seq, Path.VMA); // row 16
+    /** Rows 13-16: GUP failed, so KVM looks at the VMA ({@code vma_lookup} under mmap_read_lock). */
+    private FollowPfnResult vmaLookup(Lookup l) {
+        Vma vma = view.vma(l.hva());
+        if (vma == null) return l.fail(PfnError.FAULT, Path.VMA);                                     // row 13
+        if (vma.has(VmFlag.PFNMAP) || vma.has(VmFlag.IO)) return hvaToPfnRemapped(l, vma);           // row 14
+        if (l.req().noWait() && vmaIsValid(vma, l.write())) return l.fail(PfnError.NEEDS_IO, Path.VMA); // row 15
+        return l.fail(PfnError.FAULT, Path.VMA);                                                      // row 16
     }
 
-    private FollowPfnResult remapped(FollowPfnRequest req, Memslot slot, long gfn, long hva, Vma vma, long seq) {
+    /** {@code hva_to_pfn_remapped()}, rows 17-21 (the decision itself: {@link #remappedDecision}). */
+    private FollowPfnResult hvaToPfnRemapped(Lookup l, Vma vma) {
         boolean pteWritable = vma.perms().length() > 1 && vma.perms().charAt(1) == 'w';
         // The pfn is hidden from every reader: kvm_pfn_to_refcounted_page cannot be evaluated (NO_PAGE assumed).
         Refcount rc = RefcountedPage.seedRule(RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.Path.REMAPPED);
+        FollowPfnRequest req = l.req();
         PfnError e = remappedDecision(req.pin(), req.guardedByMmuNotifier(), allowUnsafeMappings,
                 req.allowNonRefcountedStructPage(), req.write(), pteWritable, rc);
-        if (e != null) return error(slot.addressSpace(), slot.id(), gfn, hva, e, seq, Path.REMAPPED);
+        if (e != null) return l.fail(e, Path.REMAPPED);
         RefcountedPage pg = new RefcountedPage(KvmPfn.NOT_OBSERVABLE, RefcountedPage.Kind.NOT_OBSERVED,
                 RefcountedPage.UNKNOWN_FLAGS);
-        return new FollowPfnResult(slot.addressSpace(), slot.id(), gfn, hva, KvmPfn.NOT_OBSERVABLE, null,
+        return new FollowPfnResult(l.slot().addressSpace(), l.slot().id(), l.gfn(), l.hva(), KvmPfn.NOT_OBSERVABLE, null,
                 PfnObservability.NOT_OBSERVABLE, pteWritable, pg, null,
-                req.wantLevel() ? MappingLevel.PAGE : null, seq, Path.REMAPPED);
+                req.wantLevel() ? MappingLevel.PAGE : null, l.seq(), Path.REMAPPED);
     }
 
     /**
@@ -375,14 +403,6 @@ public final class FollowPfn implements AutoCloseable {
         return !KPageFlag.ANON.in(flags) || KPageFlag.MAPPEDTODISK.in(flags);
     }
 
-    private boolean poisoned(long pfn, long flags) {
-        return (flags != RefcountedPage.UNKNOWN_FLAGS && KPageFlag.HWPOISON.in(flags)) || poison.isPfnPoisoned(pfn);
-    }
-
-    private static FollowPfnResult error(int as, int slotId, long gfn, long hva, PfnError e, long seq, Path path) {
-        return new FollowPfnResult(as, slotId, gfn, hva, e.code, e, null, false, null, null, null, seq, path);
-    }
-
     // ------------------------------------------------------------------ release
 
     /**
@@ -401,7 +421,7 @@ public final class FollowPfn implements AutoCloseable {
             dirtyLog.markDirty(ref.slot(), ref.gfn(), 1);
         }
         ref.release();
-        guestPageRefs.put(ref.addressSpace(), ref.gfn(), ref.holder() == GUEST_HOLDER);
+        privatePages.put(ref.slot(), ref.gfn(), ref.guest());
     }
 
     private void report(String when, List<PageReference> left) {

@@ -53,7 +53,7 @@ public final class FollowPfnBatch {
         final long seq = notifier.sequence();
         final MemslotSet set = memslots.current(addressSpace);
         final long page = geometry.pageSize();
-        MappabilityQuery mq = fp.mappability();
+        PrivatePages mq = fp.collaborators().privatePages();
         PoisonRegistry poison = fp.poison();
         int i = 0;
         while (i < count) {
@@ -113,8 +113,7 @@ public final class FollowPfnBatch {
                 else if (poison.isGfnPoisoned(addressSpace, g)) v = KvmPfn.ERR_HWPOISON;
                 else if (p == PagemapEntry.PFN_NONE) v = single(slot, g, write); // raced with an unmap
                 else if (p == PagemapEntry.PFN_HIDDEN) v = KvmPfn.HIDDEN;
-                else if (poison.isPfnPoisoned(p) || (flags[k] != RefcountedPage.UNKNOWN_FLAGS
-                        && io.guestmem.procfs.KPageFlag.HWPOISON.in(flags[k]))) v = KvmPfn.ERR_HWPOISON;
+                else if (poison.isPoisoned(p, flags[k])) v = KvmPfn.ERR_HWPOISON;
                 else v = p;
                 out[off + i + k] = v;
             }
@@ -123,7 +122,7 @@ public final class FollowPfnBatch {
         return seq;
     }
 
-    private static boolean allowed(MappabilityQuery mq, Memslot slot, long gfn) {
+    private static boolean allowed(PrivatePages mq, Memslot slot, long gfn) {
         return FollGuest.view(mq.mappability(slot, gfn), false).ok();
     }
 

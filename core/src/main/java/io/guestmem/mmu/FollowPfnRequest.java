@@ -17,7 +17,7 @@ import io.guestmem.memslot.Memslot;
  * @param pin           FOLL_PIN ({@code kvm_vcpu_map}); refused on PFNMAP memory unless allowUnsafeMappings
  * @param guardedByMmuNotifier v9: the caller checks the notifier's retry (required for non-refcounted pfns)
  * @param allowNonRefcountedStructPage v9: accept struct pages that cannot be refcounted
- * @param guest         FOLL_GUEST (the RFC cited in {@link FollowPfn}): the lookup is for the private (guest-only) view
+ * @param guest         FOLL_GUEST ({@link FollGuest}): the lookup is for the private (guest-only) view
  * @param wantLevel     also report the host mapping level (costs a PAGEMAP_SCAN)
  */
 public record FollowPfnRequest(int addressSpace, Memslot slot, long gfn, boolean write, boolean noWait,

@@ -37,20 +37,17 @@ import io.guestmem.procfs.Vma;
 public final class HostMappingLevel {
     private final HostView view;
     private final LevelSizes sizes;
-    private volatile SlotLocks locks = SlotLocks.NONE;
+    private final SlotLocks locks;
 
-    public HostMappingLevel(HostView view, LevelSizes sizes) {
+    /** Levels over {@code view} with {@code sizes}; {@code locks} says which slots are locked ({@link SlotLocks#NONE}: none). */
+    public HostMappingLevel(HostView view, LevelSizes sizes, SlotLocks locks) {
         this.view = view;
         this.sizes = sizes;
+        this.locks = java.util.Objects.requireNonNull(locks, "locks (SlotLocks.NONE for none)");
     }
 
     public LevelSizes sizes() {
         return sizes;
-    }
-
-    /** Plugs in the slot locker's "is this slot locked" (locked slots map base pages only). */
-    public void setSlotLocks(SlotLocks locks) {
-        this.locks = locks == null ? SlotLocks.NONE : locks;
     }
 
     /** The level the host maps {@code hva} at (see the class comment). Trust it only under the retry check. */

@@ -18,9 +18,9 @@ import io.guestmem.sys.Fmt;
  * otherwise; the publication and the invalidation listener serialize on one lock, so an invalidation that
  * starts after the retry check is never lost.
  *
- * <p>While valid, the cache holds one {@link PageReference} on its page (for the guest_memfd state machine).
- * Release listeners of the {@link ReferenceTracker} may thus run inside an invalidation: they must not start
- * or end one.
+ * <p>While valid, the cache holds one {@link PageReference} on its page (and so a guest_memfd page's state
+ * count). Its release may be a deferred conversion's final put, which may thus run inside an invalidation:
+ * final-put listeners must not start or end one.
  */
 public final class PfnCache implements AutoCloseable {
     private final FollowPfn fp;

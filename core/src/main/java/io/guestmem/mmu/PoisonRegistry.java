@@ -1,29 +1,26 @@
 package io.guestmem.mmu;
 
+import io.guestmem.procfs.KPageFlag;
+
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Library-level poison marks: a pfn or a gfn marked here makes {@link FollowPfn} answer
- * {@link PfnError#HWPOISON} exactly as when {@code /proc/kpageflags} reports HWPOISON for the pfn, without
- * harming the host (real {@code MADV_HWPOISON} takes the page away for good). Tests and the guest_memfd
- * state machine inject poison this way. The checks are a single volatile read while nothing is marked.
+ * Whether a page is hardware-poisoned, for follow_pfn's HWPOISON answer (KVM returns {@code -EHWPOISON} for a
+ * poisoned folio and KVM_RUN fails with it): the library's one poison decision, over two sources. The
+ * kernel's own {@link KPageFlag#HWPOISON} bit from /proc/kpageflags, set for real only by a memory failure or
+ * {@code MADV_HWPOISON} (which takes the page out of service for good), and library-level marks on a pfn or a
+ * gfn that tests, the guest_memfd side and a VMM that learned of an error elsewhere set without harming the
+ * host. {@link FollowPfn} and {@link FollowPfnBatch} both ask {@link #isPoisoned(long, long)}.
+ *
+ * <p>The checks are a single volatile read while nothing is marked; none of them allocates.
  */
 public final class PoisonRegistry {
     private final Set<Long> pfns = ConcurrentHashMap.newKeySet();
     private final Set<Long> gfns = ConcurrentHashMap.newKeySet();
     private volatile boolean any;
-    private volatile java.util.function.LongPredicate pfnSource; // another owner's marks (gmem's HwPoison), or null
 
-    /**
-     * Also answers pfns {@code source} reports poisoned (e.g. {@code io.guestmem.gmem.HwPoison::marked}), so one
-     * set of marks feeds follow_pfn and the guest_memfd side alike. Must be quick and allocation-free; null: none.
-     */
-    public void setPfnSource(java.util.function.LongPredicate source) {
-        pfnSource = source;
-    }
-
-    /** Marks a host pfn poisoned. */
+    /** Marks a host pfn poisoned (no kernel state changes). */
     public void poisonPfn(long pfn) {
         if (!KvmPfn.isRealPfn(pfn)) throw new IllegalArgumentException("not a pfn: " + KvmPfn.describe(pfn));
         pfns.add(pfn);
@@ -36,6 +33,7 @@ public final class PoisonRegistry {
         any = true;
     }
 
+    /** Removes a library mark on {@code pfn} (the kernel's bit, if any, stays). */
     public void unpoisonPfn(long pfn) {
         pfns.remove(pfn);
         any = !pfns.isEmpty() || !gfns.isEmpty();
@@ -52,9 +50,17 @@ public final class PoisonRegistry {
         any = false;
     }
 
+    /** Whether the library marked {@code pfn} (the kernel's bit not consulted). */
     public boolean isPfnPoisoned(long pfn) {
-        java.util.function.LongPredicate src = pfnSource;
-        return (any && pfns.contains(pfn)) || (src != null && src.test(pfn));
+        return any && pfns.contains(pfn);
+    }
+
+    /**
+     * The decision on a kpageflags word already read for {@code pfn} ({@link RefcountedPage#UNKNOWN_FLAGS} when
+     * it could not be read): the kernel's HWPOISON bit, or the library's mark.
+     */
+    public boolean isPoisoned(long pfn, long kpageflags) {
+        return (kpageflags != RefcountedPage.UNKNOWN_FLAGS && KPageFlag.HWPOISON.in(kpageflags)) || isPfnPoisoned(pfn);
     }
 
     public boolean isGfnPoisoned(int addressSpace, long gfn) {

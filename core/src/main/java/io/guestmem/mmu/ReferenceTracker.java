@@ -8,66 +8,44 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
- * The references the library holds on guest pages, counted per gfn (and per pfn): what the guest_memfd state
- * machine asks before a conversion ("does the library hold a reference to this gfn/page?") and how it learns
- * that the last one went away (the deferred final put: {@link #whenReleased}).
+ * The references {@link FollowPfn} holds on guest pages, counted per gfn (and per pfn): what leak reports list
+ * when a slot goes away or follow_pfn closes, and what callers ask ("does follow_pfn hold a reference to this
+ * gfn/page?"). The deferred final put of a guest_memfd conversion is not here: it is the page state's own
+ * count ({@link PrivatePages}), which each reference also holds.
  *
  * <p>Acquire and release take one lock (they are per fault, not per access); the queries too.
  */
 public final class ReferenceTracker {
 
-    /** Told when the last reference on a gfn is released. Runs on the releasing thread, outside the lock. */
-    @FunctionalInterface
-    public interface ReleaseListener {
-        void lastReferenceReleased(int addressSpace, long gfn, long pfn);
-    }
-
     private static final class Count {
         int n;
-        long pfn;
-        List<Runnable> waiters;
     }
 
     private final Map<Long, Count> byGfn = new HashMap<>();      // guarded by this
     private final Map<Long, Integer> byPfn = new HashMap<>();    // guarded by this
     private final Set<PageReference> live = new LinkedHashSet<>(); // guarded by this
-    private final List<ReleaseListener> listeners = new CopyOnWriteArrayList<>();
 
-    /** Takes a reference on {@code page} for guest frame {@code gfn} of {@code slot}. */
-    public PageReference acquire(Memslot slot, long gfn, RefcountedPage page, String holder) {
-        PageReference r = new PageReference(this, slot, gfn, page, holder);
+    /** Takes a reference on {@code page} for guest frame {@code gfn} of {@code slot}, in the {@code guest} view. */
+    PageReference acquire(Memslot slot, long gfn, RefcountedPage page, String holder, boolean guest) {
+        PageReference r = new PageReference(this, slot, gfn, page, holder, guest);
         synchronized (this) {
             Count c = byGfn.computeIfAbsent(PoisonRegistry.key(slot.addressSpace(), gfn), k -> new Count());
             c.n++;
-            c.pfn = page.pfn();
             if (KvmPfn.isRealPfn(page.pfn())) byPfn.merge(page.pfn(), 1, Integer::sum);
             live.add(r);
         }
         return r;
     }
 
-    void release(PageReference r) {
-        List<Runnable> run = null;
-        boolean last = false;
-        synchronized (this) {
-            live.remove(r);
-            long key = PoisonRegistry.key(r.addressSpace(), r.gfn());
-            Count c = byGfn.get(key);
-            if (c == null || c.n <= 0) throw new IllegalStateException("no reference held on " + r);
-            if (KvmPfn.isRealPfn(r.pfn())) byPfn.computeIfPresent(r.pfn(), (k, v) -> v == 1 ? null : v - 1);
-            if (--c.n == 0) {
-                byGfn.remove(key);
-                run = c.waiters;
-                last = true;
-            }
-        }
-        if (last) {
-            for (ReleaseListener l : listeners) l.lastReferenceReleased(r.addressSpace(), r.gfn(), r.pfn());
-            if (run != null) for (Runnable w : run) w.run();
-        }
+    synchronized void release(PageReference r) {
+        live.remove(r);
+        long key = PoisonRegistry.key(r.addressSpace(), r.gfn());
+        Count c = byGfn.get(key);
+        if (c == null || c.n <= 0) throw new IllegalStateException("no reference held on " + r);
+        if (KvmPfn.isRealPfn(r.pfn())) byPfn.computeIfPresent(r.pfn(), (k, v) -> v == 1 ? null : v - 1);
+        if (--c.n == 0) byGfn.remove(key);
     }
 
     /** Whether the library holds a reference on guest frame {@code gfn} of address space 0. */
@@ -101,31 +79,6 @@ public final class ReferenceTracker {
             if (r.addressSpace() == addressSpace && r.gfn() >= gfnStart && r.gfn() < gfnEnd) n++;
         }
         return n;
-    }
-
-    /**
-     * The deferred final put: runs {@code action} when the last reference on {@code gfn} is released, or now
-     * (on this thread) if none is held. Returns true when it was deferred.
-     */
-    public boolean whenReleased(int addressSpace, long gfn, Runnable action) {
-        synchronized (this) {
-            Count c = byGfn.get(PoisonRegistry.key(addressSpace, gfn));
-            if (c != null) {
-                if (c.waiters == null) c.waiters = new ArrayList<>(1);
-                c.waiters.add(action);
-                return true;
-            }
-        }
-        action.run();
-        return false;
-    }
-
-    public void addReleaseListener(ReleaseListener l) {
-        listeners.add(l);
-    }
-
-    public void removeReleaseListener(ReleaseListener l) {
-        listeners.remove(l);
     }
 
     /** Every reference not released yet, oldest first. */

@@ -4,7 +4,6 @@ import io.guestmem.access.GuestMemory;
 import io.guestmem.access.GuestMemoryException;
 import io.guestmem.gmem.GuestMemfdPages;
 import io.guestmem.gmem.GuestMemfdRegion;
-import io.guestmem.gmem.HwPoison;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslot;
@@ -12,7 +11,9 @@ import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import io.guestmem.mmu.MmuNotifier;
+import io.guestmem.mmu.PoisonRegistry;
 import io.guestmem.sys.UseAfterClose;
 
 /**
@@ -23,7 +24,7 @@ import io.guestmem.sys.UseAfterClose;
  *   <li>guest_memfd mappability ({@link GuestMemfdPages}) is follow_pfn's FOLL_GUEST rule and
  *       {@link GuestMemory}'s access policy (a private page is a typed error, never a SIGBUS); each follow_pfn
  *       reference is a guest_memfd page reference, so its release is the final put of a deferred conversion;</li>
- *   <li>{@link HwPoison} marks are follow_pfn's pfn poison (one poison path);</li>
+ *   <li>one {@link PoisonRegistry} answers follow_pfn's HWPOISON (marks and the kernel's bit);</li>
  *   <li>follow_pfn's dirty releases and the unlock of a READ_WRITE-locked logging slot mark
  *       {@link GuestMemory}'s dirty bitmap, so {@code collectDirty}/{@code pagesToSend} see them.</li>
  * </ul>
@@ -38,7 +39,7 @@ public final class VmMemory implements AutoCloseable {
     private final MemslotLock lock;
     private final GuestMemory memory;
     private final GuestMemfdPages guestMemfdPages;
-    private final HwPoison hwPoison = new HwPoison();
+    private final PoisonRegistry poison = new PoisonRegistry();
     private volatile boolean closed;
 
     /** Guest memory without KVM (the library's own memslot rules, default configuration). */
@@ -52,31 +53,19 @@ public final class VmMemory implements AutoCloseable {
         vmObserver = vm == null ? null : vm.memslotObserver();
         if (vmObserver != null) memslots.addObserver(vmObserver);
         notifier = new MmuNotifier(memslots);
-        followPfn = new FollowPfn(notifier);
-        lock = new MemslotLock(notifier);
-        memory = new GuestMemory(memslots);
+        // Each part gets the others it needs when it is built (nothing is plugged in later):
+        // private memory: one state machine for follow_pfn, its references and the accessors' policy;
         guestMemfdPages = new GuestMemfdPages(memslots);
-        wire();
+        memory = new GuestMemory(memslots, 0, guestMemfdPages);
+        // dirty: both sources (dirty releases, unlock of a READ_WRITE-locked logging slot) feed the VMM's bitmap;
+        DirtyLog dirty = this::markDirty;
+        lock = new MemslotLock(notifier, dirty);
+        // locked slots map base pages only, and write faults relax READ-locked stage-2 entries.
+        followPfn = new FollowPfn(notifier, new FollowPfnCollaborators(guestMemfdPages, poison, lock, lock, dirty));
     }
 
-    private void wire() {
-        // 1. locked slots: base pages only; write faults relax READ-locked stage-2 entries
-        followPfn.levels().setSlotLocks(slot -> lock.isLocked(slot.addressSpace(), slot.id()));
-        followPfn.setWriteFaultHook((slot, gfn) -> lock.relaxWrite(slot.addressSpace(), gfn));
-        // 2. private memory: one state machine for follow_pfn, its references and the accessors
-        GuestMemfdPages pages = guestMemfdPages;
-        followPfn.setMappability(pages);
-        followPfn.setGuestPageRefs(pages);
-        memory.setPolicy((slot, gfn, write) -> pages.hostMayAccess(slot.addressSpace(), gfn));
-        followPfn.poison().setPfnSource(hwPoison::marked);
-        // 3. dirty: both sources feed the VMM's bitmap
-        DirtyLog dirty = (slot, first, n) -> markDirty(slot.addressSpace(), first, n);
-        followPfn.setDirtyLog(dirty);
-        lock.setDirtyLog(dirty);
-    }
-
-    private void markDirty(int addressSpace, long firstGfn, long npages) {
-        if (addressSpace != memory.addressSpace()) return;
+    private void markDirty(Memslot slot, long firstGfn, long npages) {
+        if (slot.addressSpace() != memory.addressSpace()) return;
         int shift = memslots.geometry().shift();
         try {
             memory.markDirty(firstGfn << shift, npages << shift);
@@ -106,9 +95,9 @@ public final class VmMemory implements AutoCloseable {
     public MemslotLock lock() { return lock; }
     public GuestMemory memory() { return memory; }
     public GuestMemfdPages guestMemfdPages() { return guestMemfdPages; }
-    public HwPoison hwPoison() { return hwPoison; }
+    public PoisonRegistry poison() { return poison; }
 
-    /** Closes accessors, lock, follow_pfn and poison in reverse order and detaches from the VM. Idempotent. */
+    /** Closes accessors, lock and follow_pfn in reverse order and detaches from the VM. Idempotent. */
     @Override
     public synchronized void close() {
         if (closed) return;
@@ -116,7 +105,6 @@ public final class VmMemory implements AutoCloseable {
         memory.close();
         lock.close();
         followPfn.close();
-        hwPoison.close();
         if (vmObserver != null) memslots.removeObserver(vmObserver);
     }
 }

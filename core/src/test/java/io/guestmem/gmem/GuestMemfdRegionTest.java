@@ -33,8 +33,10 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The conversion state machine over a real KVM guest_memfd (MMAP|INIT_SHARED), checked against the kernel's
- * own view (pagemap of the host mapping), and the guest_memfd facts of this kernel through the region.
+ * The conversion state machine over a real KVM guest_memfd (MMAP|INIT_SHARED) with the region's syscalls
+ * (host-mapping check, zaps, hole punches, the notifier), checked against the kernel's own view (pagemap of
+ * the host mapping), and the guest_memfd facts of this kernel through the region. The state machine alone,
+ * without a guest_memfd: {@link PageStatesTest}.
  */
 class GuestMemfdRegionTest {
     static final long PAGE = Posix.PAGE_SIZE;
@@ -64,7 +66,7 @@ class GuestMemfdRegionTest {
     @Test
     void hostMappedPageBlocksToPrivateWithEagainAndItsOffset() {
         try (GuestMemfdRegion r = region(8)) {
-            for (int p = 0; p < 8; p++) assertEquals(Mappability.ALL, r.mappabilityOfPage(p));
+            for (int p = 0; p < 8; p++) assertEquals(Mappability.ALL, r.pageStates().mappability(p));
             assertEquals(-1, r.firstHostMapped(0, 8 * PAGE), "nothing touched yet: pagemap shows no page");
             r.putLong(3 * PAGE + 16, 0x1122334455667788L);
             r.putLong(5 * PAGE, 42);
@@ -75,7 +77,7 @@ class GuestMemfdRegionTest {
             System.out.println("toPrivate while host-mapped: " + e.getMessage());
             assertEquals(Errno.EAGAIN, e.errno());
             assertEquals(3 * PAGE, e.errorOffset(), "the offset of the first page still mapped");
-            for (int p = 0; p < 8; p++) assertEquals(Mappability.ALL, r.mappabilityOfPage(p), "nothing changed");
+            for (int p = 0; p < 8; p++) assertEquals(Mappability.ALL, r.pageStates().mappability(p), "nothing changed");
             // A range that starts after the first mapped page reports the next one.
             assertEquals(5 * PAGE, assertThrows(ConversionException.class, () -> r.toPrivate(4 * PAGE, 4 * PAGE)).errorOffset());
             // A range with no mapped page converts.
@@ -85,7 +87,7 @@ class GuestMemfdRegionTest {
             assertEquals(-1, r.firstHostMapped(0, 8 * PAGE), "after the zap pagemap shows no page present");
             Conversion c = r.toPrivate(0, 8 * PAGE);
             assertEquals(new Conversion(0, 8 * PAGE, Mappability.GUEST, 8, 0, -1), c);
-            for (int p = 0; p < 8; p++) assertEquals(Mappability.GUEST, r.mappabilityOfPage(p));
+            for (int p = 0; p < 8; p++) assertEquals(Mappability.GUEST, r.pageStates().mappability(p));
 
             HostAccessRefusedException h = assertThrows(HostAccessRefusedException.class, () -> r.getLong(3 * PAGE + 16));
             System.out.println("host access to a private page: " + h.getMessage());
@@ -94,9 +96,9 @@ class GuestMemfdRegionTest {
             assertEquals(Mappability.GUEST, h.mappability());
             assertThrows(HostAccessRefusedException.class, () -> r.write(2 * PAGE - 4, new byte[8], 0, 8));
             assertEquals(-1, r.firstHostMapped(0, 8 * PAGE), "refused accesses did not fault anything in");
-            assertFalse(r.tryGetPage(3, false), "follow_pfn without FOLL_GUEST gets no private page");
-            assertTrue(r.tryGetPage(3, true), "with FOLL_GUEST it does");
-            r.putPage(3, true);
+            assertFalse(r.pageStates().tryGet(3, false), "follow_pfn without FOLL_GUEST gets no private page");
+            assertTrue(r.pageStates().tryGet(3, true), "with FOLL_GUEST it does");
+            r.pageStates().put(3, true);
 
             // Back to shared: the contents survived (DONTNEED on a shared mapping keeps the file's pages).
             assertTrue(r.toShared(0, 8 * PAGE).isComplete());
@@ -116,7 +118,10 @@ class GuestMemfdRegionTest {
             CountDownLatch taken = new CountDownLatch(1), release = new CountDownLatch(1);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             Thread holder = new Thread(() -> {
-                try (GuestMemfdRegion.PageReference ref = r.acquire(PAGE, false)) { // a follow_pfn result held
+                // A shared reference held, as a follow_pfn result not yet released holds one.
+                boolean held = r.pageStates().tryGet(1, false);
+                try {
+                    assertTrue(held, "page 1 is shared");
                     taken.countDown();
                     assertTrue(release.await(30, TimeUnit.SECONDS));
                     // The holder may touch the page while it holds the reference: it faults it back in.
@@ -125,6 +130,8 @@ class GuestMemfdRegionTest {
                     assertTrue(r.hostPagemapEntry(PAGE).present());
                 } catch (Throwable t) {
                     failure.set(t);
+                } finally {
+                    if (held) r.pageStates().put(1, false);
                 }
             }, "holder");
             holder.start();
@@ -140,8 +147,8 @@ class GuestMemfdRegionTest {
             assertEquals(Mappability.GUEST, r.pendingTarget(PAGE));
             assertEquals(Mappability.GUEST, r.mappability(0));
             // Transient: nobody gets a new reference, shared or private.
-            assertFalse(r.tryGetPage(1, false));
-            assertFalse(r.tryGetPage(1, true));
+            assertFalse(r.pageStates().tryGet(1, false));
+            assertFalse(r.pageStates().tryGet(1, true));
             HostAccessRefusedException h = assertThrows(HostAccessRefusedException.class, () -> r.getLong(PAGE));
             assertEquals(Mappability.NONE, h.mappability());
             assertTrue(completions.isEmpty());
@@ -156,37 +163,17 @@ class GuestMemfdRegionTest {
             assertFalse(r.hostPagemapEntry(PAGE).present(), "the final put zapped the page the holder faulted in");
 
             // The same in the other direction, with a private (FOLL_GUEST) reference.
-            GuestMemfdRegion.PageReference g = r.acquire(2 * PAGE, true);
+            assertTrue(r.pageStates().tryGet(2, true), "a private reference on a private page");
             Conversion back = r.toShared(0, 4 * PAGE);
             assertEquals(1, back.pending());
             assertEquals(2 * PAGE, back.firstPendingOffset());
             assertEquals(Mappability.NONE, r.mappability(2 * PAGE));
-            g.close();
-            g.close(); // idempotent
+            r.pageStates().put(2, true);
+            assertThrows(IllegalStateException.class, () -> r.pageStates().put(2, true), "released once only");
             assertEquals(Mappability.ALL, r.mappability(2 * PAGE));
             assertEquals(List.of("holder:" + PAGE + ":GUEST", "main:" + 2 * PAGE + ":ALL"), completions);
             assertEquals(7, r.getLong(PAGE));
             assertEquals(99, r.getLong(PAGE + 8), "the holder's write is in the guest_memfd");
-        }
-    }
-
-    @Test
-    void convertingBackCancelsAPendingConversion() {
-        try (GuestMemfdRegion r = region(2)) {
-            GuestMemfdRegion.PageReference ref = r.acquire(0, false);
-            assertEquals(1, r.toPrivate(0, 2 * PAGE).pending());
-            // toShared on a page still waiting to turn private: its references are shared ones, so it is ALL again.
-            assertTrue(r.toShared(0, 2 * PAGE).isComplete());
-            assertEquals(Mappability.ALL, r.mappability(0));
-            assertEquals(Mappability.ALL, r.mappability(PAGE));
-            assertEquals(1, r.references(0));
-            ref.close();
-            assertEquals(Mappability.ALL, r.mappability(0));
-            assertThrows(IllegalStateException.class, () -> r.putPage(0, false), "a put without a reference is a bug");
-            assertThrows(IllegalStateException.class, () -> {
-                assertTrue(r.tryGetPage(1, false));
-                r.putPage(1, true);
-            }, "a put in the wrong view is a bug");
         }
     }
 
@@ -210,14 +197,14 @@ class GuestMemfdRegionTest {
                     try {
                         while (stop.getCount() > 0) {
                             int p = rnd.nextInt(pages);
-                            if (r.tryGetPage(p, false)) {
+                            if (r.pageStates().tryGet(p, false)) {
                                 taken[id]++;
-                                Mappability m = r.mappabilityOfPage(p);
+                                Mappability m = r.pageStates().mappability(p);
                                 if (m == Mappability.GUEST) throw new AssertionError("page " + p + " private under a shared reference");
                                 if (m == Mappability.NONE && r.pendingTarget((long) p * PAGE) == Mappability.ALL)
                                     throw new AssertionError("page " + p + " waits for private references under a shared one");
                                 Thread.onSpinWait();
-                                r.putPage(p, false);
+                                r.pageStates().put(p, false);
                             }
                         }
                     } catch (Throwable e) {
@@ -242,7 +229,7 @@ class GuestMemfdRegionTest {
             assertTrue(total > 0);
             for (int p = 0; p < pages; p++) {
                 assertEquals(0, r.references((long) p * PAGE), "page " + p + " leaked a reference");
-                assertEquals(Mappability.ALL, r.mappabilityOfPage(p), "page " + p + " ended shared (the last conversion)");
+                assertEquals(Mappability.ALL, r.pageStates().mappability(p), "page " + p + " ended shared (the last conversion)");
             }
         }
     }

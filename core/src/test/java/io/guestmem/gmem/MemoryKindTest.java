@@ -44,6 +44,17 @@ class MemoryKindTest {
     }
 
     @Test
+    void theVmaNameAloneTellsSecretAndGuestMemfd() {
+        assertEquals(Optional.of(MemoryKind.SECRET_MEM), MemoryKind.ofName("/secretmem (deleted)"));
+        assertEquals(Optional.of(MemoryKind.SECRET_MEM), MemoryKind.ofName("[secretmem]"));
+        assertEquals(Optional.of(MemoryKind.GUEST_MEMFD), MemoryKind.ofName("anon_inode:[kvm-gmem]"));
+        assertEquals(Optional.empty(), MemoryKind.ofName("anon_inode:[perf_event]"));
+        assertEquals(Optional.empty(), MemoryKind.ofName("/memfd:guestmem (deleted)"));
+        assertEquals(Optional.empty(), MemoryKind.ofName(""));
+        assertEquals(Optional.empty(), MemoryKind.ofName(null));
+    }
+
+    @Test
     void everyBackingButACallersFdHasAnExpectedKind() {
         for (Backing b : Backing.values())
             assertEquals(b != Backing.FD, MemoryKind.expectedFor(b).isPresent(), b.toString());

@@ -48,6 +48,8 @@ class MemslotLockTest {
     Memslots memslots;
     MmuNotifier notifier;
     MemslotLock lock;
+    /** What the lock's dirty log was told: {slot id, first gfn, pages} per call. */
+    final List<long[]> dirty = new java.util.concurrent.CopyOnWriteArrayList<>();
     final List<HostRegion> regions = new ArrayList<>();
     long baseline;
 
@@ -55,7 +57,7 @@ class MemslotLockTest {
     void setUp() {
         memslots = new Memslots();
         notifier = new MmuNotifier(memslots);
-        lock = new MemslotLock(notifier);
+        lock = new MemslotLock(notifier, (slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
         baseline = vmLck();
     }
 
@@ -240,8 +242,6 @@ class MemslotLockTest {
         Memslot sa = slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, a.size(), a.address());
         slot(2, Memslot.LOG_DIRTY_PAGES, 0x400000, b.size(), b.address());
         slot(3, 0, 0x900000, c.size(), c.address());
-        List<long[]> dirty = new ArrayList<>();
-        lock.setDirtyLog((slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
         lock.lockMemslot(1, LockMode.READ_WRITE);
         lock.lockMemslot(2, LockMode.READ);      // read-locked: nothing to report
         lock.lockMemslot(3, LockMode.READ_WRITE); // not logging

@@ -20,13 +20,23 @@ final class Fixture implements AutoCloseable {
 
     final Memslots memslots = new Memslots();
     final MmuNotifier notifier = new MmuNotifier(memslots);
-    final FollowPfn fp = new FollowPfn(notifier);
+    final FollowPfn fp = new FollowPfn(notifier, FollowPfnCollaborators.standalone());
     final Pagemap pagemap = Pagemap.openSelf();
     final KPageFlags kpf = KPageFlags.open();
     private final Deque<AutoCloseable> closers = new ArrayDeque<>();
     private int nextSlot;
     private boolean closed;
     private long nextGfn = 1L << 18; // 1 GiB in 4K frames: slots start PUD-congruent with PUD-aligned regions
+
+    /** A second follow_pfn over the same memslots with {@code c}; its references are dropped and it is closed with the fixture. */
+    FollowPfn followPfn(FollowPfnCollaborators c) {
+        FollowPfn other = new FollowPfn(notifier, c);
+        closers.push(() -> {
+            for (PageReference r : other.references().unreleased()) r.release();
+            other.close();
+        });
+        return other;
+    }
 
     <T extends AutoCloseable> T own(T c) {
         closers.push(c);

@@ -211,26 +211,67 @@ class FollowPfnTest {
         assertTrue(f.fp.follow(FollowPfnRequest.read(s.baseGfn())).ok());
     }
 
+    /** Mappability by gfn and no reference counts: only FollowPfn's FOLL_GUEST row is exercised. */
+    private record MappabilityOnly(java.util.function.LongFunction<Mappability> of) implements PrivatePages {
+        @Override
+        public Mappability mappability(Memslot slot, long gfn) {
+            return of.apply(gfn);
+        }
+
+        @Override
+        public boolean tryGet(Memslot slot, long gfn, boolean guest) {
+            return FollGuest.view(of.apply(gfn), guest).ok();
+        }
+
+        @Override
+        public void put(Memslot slot, long gfn, boolean guest) { }
+    }
+
     @Test
     void follGuestSeparatesPrivateFromShared() {
         HostRegion r = f.own(HostRegion.memfd(4 * PAGE).create());
         Memslot s = f.slot(r, 0);
         long priv = s.baseGfn() + 1;
-        f.fp.setMappability((slot, gfn) -> gfn == priv ? Mappability.GUEST
-                : gfn == priv + 1 ? Mappability.NONE : Mappability.ALL);
+        FollowPfn fp = f.followPfn(FollowPfnCollaborators.standalone().withPrivatePages(new MappabilityOnly(
+                gfn -> gfn == priv ? Mappability.GUEST : gfn == priv + 1 ? Mappability.NONE : Mappability.ALL)));
         // private: refused to the host view, untouched; granted to the guest view
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.write(priv)).error());
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.write(priv)).error());
         assertFalse(f.present(r.address() + PAGE), "host lookup of a private page touched it");
-        FollowPfnResult g = f.fp.follow(FollowPfnRequest.write(priv).withGuest(true));
+        FollowPfnResult g = fp.follow(FollowPfnRequest.write(priv).withGuest(true));
         f.assertPfnIsPagemaps(g);
         assertTrue(g.writable(), "private memory that is host-writable is mapped writable");
+        assertTrue(g.reference().guest(), "the reference belongs to the private view");
         // shared: only without the guest flag
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.read(s.baseGfn()).withGuest(true)).error());
-        assertTrue(f.fp.follow(FollowPfnRequest.read(s.baseGfn())).ok());
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(s.baseGfn()).withGuest(true)).error());
+        assertTrue(fp.follow(FollowPfnRequest.read(s.baseGfn())).ok());
         // transient: nobody
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.read(priv + 1)).error());
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.read(priv + 1).withGuest(true)).error());
-        f.fp.setMappability(null);
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(priv + 1)).error());
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(priv + 1).withGuest(true)).error());
+        // f.fp was built without private memory: everything is shared there
+        assertTrue(f.fp.follow(FollowPfnRequest.read(priv)).ok());
+    }
+
+    /**
+     * Writability is not part of the FOLL_GUEST rule: a READONLY slot is refused for write before it (row 2, KVM's
+     * order: {@code __gfn_to_hva_many} refuses the write before GUP), private or not.
+     */
+    @Test
+    void follGuestWriteCheckIsTheReadOnlySlotRow() {
+        HostRegion r = f.own(HostRegion.memfd(4 * PAGE).create());
+        Memslot ro = f.slot(r, Memslot.READONLY);
+        long priv = ro.baseGfn() + 1;
+        FollowPfn fp = f.followPfn(FollowPfnCollaborators.standalone().withPrivatePages(new MappabilityOnly(
+                gfn -> gfn == priv ? Mappability.GUEST : Mappability.ALL)));
+        // a read-only page is not mapped writable, private or not...
+        assertEquals(PfnError.RO_FAULT, fp.follow(FollowPfnRequest.write(priv).withGuest(true)).error());
+        assertEquals(PfnError.RO_FAULT, fp.follow(FollowPfnRequest.write(ro.baseGfn())).error());
+        // ...is mapped readable (and not writable, even when the host mapping is)...
+        FollowPfnResult rd = fp.follow(FollowPfnRequest.read(priv).withGuest(true).withMapWritable(true));
+        f.assertPfnIsPagemaps(rd);
+        assertFalse(rd.writable(), "a READONLY slot clears map_writable, private or not");
+        // ...and a refused view is never turned into OK by it.
+        assertFalse(fp.follow(FollowPfnRequest.write(priv)).ok());
+        assertFalse(fp.follow(FollowPfnRequest.read(priv)).ok());
     }
 
     @Test
@@ -240,37 +281,34 @@ class FollowPfnTest {
         Memslot logged = f.slot(r, Memslot.LOG_DIRTY_PAGES);
         Memslot plain = f.slot(r2, 0);
         List<long[]> marks = new ArrayList<>();
-        f.fp.setDirtyLog((slot, gfn, n) -> marks.add(new long[] {DirtyLog.slotId(slot.addressSpace(), slot.id()), gfn, n}));
-        List<Long> lastReleased = new ArrayList<>();
-        f.fp.references().addReleaseListener((as, gfn, pfn) -> lastReleased.add(gfn));
+        FollowPfn fp = f.followPfn(FollowPfnCollaborators.standalone().withDirtyLog(
+                (slot, gfn, n) -> marks.add(new long[] {slot.kvmSlot(), gfn, n})));
 
-        FollowPfnResult a = f.fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
-        FollowPfnResult b = f.fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
-        FollowPfnResult c = f.fp.follow(FollowPfnRequest.write(plain.baseGfn()));
-        assertTrue(f.fp.references().holdsPfn(a.pfn()));
-        boolean[] finalPut = {false};
-        assertTrue(f.fp.references().whenReleased(0, logged.baseGfn() + 2, () -> finalPut[0] = true));
-        f.fp.releaseFaultinPage(a, true, true); // unused: no mark
+        FollowPfnResult a = fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
+        FollowPfnResult b = fp.follow(FollowPfnRequest.write(logged.baseGfn() + 2));
+        FollowPfnResult c = fp.follow(FollowPfnRequest.write(plain.baseGfn()));
+        assertTrue(fp.references().holdsPfn(a.pfn()));
+        assertEquals(2, fp.references().count(logged.baseGfn() + 2));
+        fp.releaseFaultinPage(a, true, true); // unused: no mark
         assertTrue(marks.isEmpty());
-        assertFalse(finalPut[0]);
-        f.fp.releaseFaultinPage(b, false, true);
+        assertTrue(fp.references().holds(logged.baseGfn() + 2), "one reference left");
+        fp.releaseFaultinPage(b, false, true);
         assertEquals(1, marks.size());
-        assertEquals(DirtyLog.slotId(0, logged.id()), marks.get(0)[0]);
+        assertEquals(logged.kvmSlot(), marks.get(0)[0]);
         assertEquals(logged.baseGfn() + 2, marks.get(0)[1]);
         assertEquals(1, marks.get(0)[2], "one frame per release");
-        assertTrue(finalPut[0], "the deferred final put ran at the last release");
-        assertEquals(List.of(logged.baseGfn() + 2), lastReleased);
-        f.fp.releaseFaultinPage(c, false, true);
+        assertFalse(fp.references().holds(logged.baseGfn() + 2), "the last release dropped the gfn's count");
+        assertFalse(fp.references().holdsPfn(a.pfn()));
+        fp.releaseFaultinPage(c, false, true);
         assertEquals(1, marks.size(), "no dirty log on a slot without LOG_DIRTY_PAGES");
-        // not held: runs at once
-        assertFalse(f.fp.references().whenReleased(0, plain.baseGfn(), () -> { }));
+        // The deferred final put at the last release is the guest_memfd page state's: VmMemoryTest.
     }
 
     @Test
     void unreleasedReferencesAreReportedAtSlotDeleteAndClose() {
         HostRegion r = f.own(HostRegion.anonymous(4 * PAGE).create());
         Memslot s = f.slot(r, 0);
-        try (FollowPfn other = new FollowPfn(f.notifier)) {
+        try (FollowPfn other = new FollowPfn(f.notifier, FollowPfnCollaborators.standalone())) {
             FollowPfnResult w = other.follow(FollowPfnRequest.write(s.baseGfn()));
             assertTrue(w.ok());
             f.memslots.deleteMemslot(0, s.id());

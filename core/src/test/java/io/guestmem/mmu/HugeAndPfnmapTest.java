@@ -61,10 +61,9 @@ class HugeAndPfnmapTest {
         // dirty logging caps it too; a locked slot too
         Memslot logged = f.slot(r, Memslot.LOG_DIRTY_PAGES);
         assertEquals(MappingLevel.PAGE, levels.maxMappingLevel(logged, f.gfn(logged, pmd)));
-        levels.setSlotLocks(slot -> slot.id() == s.id());
-        assertEquals(MappingLevel.PAGE, levels.maxMappingLevel(s, gfn));
-        levels.setSlotLocks(null);
-        assertEquals(MappingLevel.PMD, levels.maxMappingLevel(s, gfn));
+        HostMappingLevel locked = new HostMappingLevel(f.fp.view(), levels.sizes(), slot -> slot.id() == s.id());
+        assertEquals(MappingLevel.PAGE, locked.maxMappingLevel(s, gfn));
+        assertEquals(MappingLevel.PMD, levels.maxMappingLevel(s, gfn), "SlotLocks.NONE: not locked");
     }
 
     @Test

@@ -84,6 +84,64 @@ class VmMemoryTest {
         }
     }
 
+    /**
+     * The same connections without KVM, over a memfd standing in for the guest_memfd: follow_pfn's references
+     * are the page states' references, the last release is the deferred final put (not an earlier one), and a
+     * conversion with nothing held completes at once.
+     */
+    @Test
+    void followPfnReleasesAreTheFinalPutOnAStandIn() {
+        try (GuestMemfdRegion region = GuestMemfdRegion.standIn(4 * P); VmMemory vm = new VmMemory()) {
+            assertEquals(GuestMemfdBacking.MEMFD_STAND_IN, region.backing());
+            long base = 0x4000_0000L;
+            vm.addGuestMemfd(1, base, region);
+            java.util.List<String> finalPuts = new java.util.concurrent.CopyOnWriteArrayList<>();
+            region.addFinalPutListener((r, off, now) -> finalPuts.add(off + ":" + now));
+            FollowPfn fp = vm.followPfn();
+            long gfn = base / P + 2;
+
+            FollowPfnResult a = fp.follow(FollowPfnRequest.read(gfn));
+            FollowPfnResult b = fp.follow(FollowPfnRequest.write(gfn));
+            assertTrue(a.ok() && b.ok(), a + " " + b);
+            try (Pagemap pm = Pagemap.openSelf()) {
+                assertEquals(PagemapEntry.pfn(pm.readRaw(region.hostAddress() + 2 * P), true), b.pfn(), "pfn is pagemap's");
+            }
+            assertEquals(2, region.references(2 * P), "each follow_pfn reference is a page-state reference");
+            assertEquals(2, fp.references().count(gfn));
+            assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn).withGuest(true)).error(), "shared: not in the private view");
+
+            region.zapHostMapping(2 * P, P);
+            Conversion c = region.toPrivate(2 * P, P);
+            assertEquals(1, c.pending(), c.toString());
+            assertEquals(Mappability.NONE, region.mappability(2 * P));
+            assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn)).error(), "converting: nobody");
+            assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn).withGuest(true)).error(), "converting: nobody");
+            fp.releaseFaultinPage(a, false, false);
+            assertEquals(Mappability.NONE, region.mappability(2 * P), "one reference still held");
+            assertTrue(finalPuts.isEmpty(), "no final put before the last release");
+            fp.releaseFaultinPage(b, false, true);
+            assertEquals(Mappability.GUEST, region.mappability(2 * P), "the last follow_pfn release completed it");
+            assertEquals(java.util.List.of(2 * P + ":GUEST"), finalPuts, "the deferred final put ran once, at the last release");
+            assertEquals(0, region.references(2 * P));
+            assertFalse(fp.references().holds(gfn));
+
+            // A private reference, then back to shared: deferred the other way.
+            FollowPfnResult g = fp.follow(FollowPfnRequest.read(gfn).withGuest(true));
+            assertTrue(g.ok(), g.toString());
+            assertTrue(g.reference().guest());
+            assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(gfn)).error(), "private: not without FOLL_GUEST");
+            assertEquals(1, region.toShared(2 * P, P).pending());
+            fp.releaseFaultinPage(g, false, false);
+            assertEquals(Mappability.ALL, region.mappability(2 * P));
+            assertEquals(2, finalPuts.size());
+
+            // Nothing held: the conversion completes at once, with no final put.
+            assertTrue(region.toPrivate(3 * P, P).isComplete());
+            assertEquals(Mappability.GUEST, region.mappability(3 * P));
+            assertEquals(2, finalPuts.size());
+        }
+    }
+
     @Test
     void privateMemoryOneStateMachine() {
         assumeTrue(new java.io.File("/dev/kvm").exists(), "no /dev/kvm");
@@ -122,16 +180,16 @@ class VmMemoryTest {
                 fp.releaseFaultinPage(g, false, false);
                 assertEquals(0, region.references(2 * P));
 
-                // one poison path: HwPoison's mark is follow_pfn's HWPOISON
+                // one poison path: the VM's poison registry is follow_pfn's HWPOISON
                 FollowPfnResult sh = fp.follow(FollowPfnRequest.read(gfn + 1));
                 assertTrue(sh.ok(), sh.toString());
                 try (Pagemap pm = Pagemap.openSelf()) {
                     assertEquals(PagemapEntry.pfn(pm.readRaw(region.hostAddress() + 3 * P), true), sh.pfn(), "pfn is pagemap's");
                 }
                 fp.releaseFaultinPage(sh, false, false);
-                vm.hwPoison().mark(sh.pfn());
+                vm.poison().poisonPfn(sh.pfn());
                 assertEquals(PfnError.HWPOISON, fp.follow(FollowPfnRequest.read(gfn + 1)).error());
-                vm.hwPoison().unmark(sh.pfn());
+                vm.poison().unpoisonPfn(sh.pfn());
                 FollowPfnResult again = fp.follow(FollowPfnRequest.read(gfn + 1));
                 assertTrue(again.ok());
                 fp.releaseFaultinPage(again, false, false);

@@ -20,6 +20,7 @@ import io.guestmem.sys.Errno;
 import io.guestmem.sys.Memfd;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
@@ -279,7 +280,7 @@ class ConcurrencySoakTest {
         try (HostRegion m = HostRegion.memfd(CHUNKS * CHUNK * PAGE).name("soak").prefault(io.guestmem.host.Prefault.Mode.WRITE).create();
              HostRegion a = HostRegion.anonymous(CHUNKS * CHUNK * PAGE).prefault(io.guestmem.host.Prefault.Mode.WRITE).create();
              HostRegion c = HostRegion.anonymous(SNEAKY_CHUNKS * CHUNK * PAGE).prefault(io.guestmem.host.Prefault.Mode.WRITE).create();
-             Pagemap pm = Pagemap.openSelf(); FollowPfn fp = new FollowPfn(notifier); PfnCache cache = new PfnCache(fp, 0);
+             Pagemap pm = Pagemap.openSelf(); FollowPfn fp = new FollowPfn(notifier, FollowPfnCollaborators.standalone()); PfnCache cache = new PfnCache(fp, 0);
              UffdInvalidationSource uffd = UffdInvalidationSource.start(notifier)) {
             followPfn = fp;
             sneaky = c;

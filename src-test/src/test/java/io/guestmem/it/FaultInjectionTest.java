@@ -12,7 +12,12 @@ import io.guestmem.gmem.Conversion;
 import io.guestmem.gmem.ConversionException;
 import io.guestmem.gmem.GuestMemfdRegion;
 import io.guestmem.gmem.HostAccessRefusedException;
+import io.guestmem.mmu.FollowPfn;
+import io.guestmem.mmu.FollowPfnRequest;
+import io.guestmem.mmu.FollowPfnResult;
 import io.guestmem.mmu.Mappability;
+import io.guestmem.mmu.PfnError;
+import io.guestmem.vm.VmMemory;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -196,7 +201,7 @@ class FaultInjectionTest {
         long pages = 16, size = pages * PAGE;
         try (KvmVm vm = KvmVm.open()) {
             Assumptions.assumeTrue(vm.capabilities().guestMemfdMmapShared(), "guest_memfd MMAP|INIT_SHARED not offered");
-            try (GuestMemfdRegion g = GuestMemfdRegion.create(vm, size)) {
+            try (GuestMemfdRegion g = GuestMemfdRegion.create(vm, size); VmMemory mem = new VmMemory(vm)) {
                 assertTrue(g.hostMapped());
                 // 1. A host mapping still maps a page: toPrivate is refused (EAGAIN at that page), nothing changed.
                 MemorySegment.ofAddress(g.hostAddress()).reinterpret(size).set(ValueLayout.JAVA_LONG, 3 * PAGE, 1);
@@ -205,21 +210,31 @@ class FaultInjectionTest {
                 System.out.println("conversion with a host mapping: " + busy.getMessage());
                 assertEquals(Errno.EAGAIN, busy.errno());
                 assertEquals(3 * PAGE, busy.errorOffset());
-                for (long i = 0; i < pages; i++) assertEquals(Mappability.ALL, g.mappabilityOfPage(i), "page " + i + " after the refusal");
+                for (long i = 0; i < pages; i++) assertEquals(Mappability.ALL, g.pageStates().mappability(i), "page " + i + " after the refusal");
 
-                // 2. A shared reference held across toPrivate: the page waits (NONE) and both views are refused typed.
+                // 2. A follow_pfn reference held across toPrivate: the page waits (NONE), the host's access is
+                //    refused typed and follow_pfn refuses both views; the release is the final put.
+                long gpa = 0x4000_0000L, gfn5 = gpa / PAGE + 5;
+                mem.addGuestMemfd(1, gpa, g);
+                FollowPfn fp = mem.followPfn();
+                FollowPfnResult held = fp.follow(FollowPfnRequest.read(gfn5));
+                assertTrue(held.ok(), held::toString);
+                assertEquals(1, g.references(5 * PAGE), "the follow_pfn reference is a guest_memfd page reference");
                 g.zapHostMapping(0, size);
-                GuestMemfdRegion.PageReference ref = g.acquire(5 * PAGE, false);
                 Conversion c = g.toPrivate(0, size);
                 assertEquals(1, c.pending());
-                assertEquals(Mappability.NONE, g.mappabilityOfPage(5));
-                HostAccessRefusedException shared = assertThrows(HostAccessRefusedException.class, () -> g.acquire(5 * PAGE, false));
-                KvmException guest = assertThrows(KvmException.class, () -> g.acquire(5 * PAGE, true));
-                faults.addAndGet(2);
-                assertEquals(Errno.EFAULT, guest.errno());
-                System.out.println("while converting: " + shared.getMessage() + " / " + guest.getMessage());
-                ref.close();
-                assertEquals(Mappability.GUEST, g.mappabilityOfPage(5), "the final put finished the conversion");
+                assertEquals(Mappability.NONE, g.pageStates().mappability(5));
+                HostAccessRefusedException shared = assertThrows(HostAccessRefusedException.class, () -> g.getLong(5 * PAGE));
+                assertEquals(Errno.EFAULT, shared.errno());
+                assertEquals(Mappability.NONE, shared.mappability());
+                FollowPfnResult guest = fp.follow(FollowPfnRequest.read(gfn5).withGuest(true));
+                FollowPfnResult host = fp.follow(FollowPfnRequest.read(gfn5));
+                faults.addAndGet(3);
+                assertEquals(PfnError.FAULT, guest.error(), guest::toString);
+                assertEquals(PfnError.FAULT, host.error(), host::toString);
+                System.out.println("while converting: " + shared.getMessage() + " / " + guest + " / " + host);
+                fp.releaseFaultinPage(held, false, false);
+                assertEquals(Mappability.GUEST, g.pageStates().mappability(5), "the final put finished the conversion");
                 assertEquals(0, g.references(5 * PAGE));
 
                 // 3. Race: one thread takes and drops shared references while another converts back and forth.
@@ -230,10 +245,16 @@ class FaultInjectionTest {
                 Thread user = new Thread(() -> {
                     ThreadLocalRandom rnd = ThreadLocalRandom.current();
                     while (!stop.get()) {
-                        try (GuestMemfdRegion.PageReference r = g.acquire(rnd.nextLong(pages) * PAGE, false)) {
-                            taken.incrementAndGet();
-                        } catch (HostAccessRefusedException e) {
-                            refused.incrementAndGet();
+                        long p = rnd.nextLong(pages);
+                        try {
+                            // A shared reference, as follow_pfn takes one (without faulting the page in, which
+                            // would make toPrivate refuse with EAGAIN): refused while the page is not shared.
+                            if (g.pageStates().tryGet(p, false)) {
+                                taken.incrementAndGet();
+                                g.pageStates().put(p, false);
+                            } else {
+                                refused.incrementAndGet();
+                            }
                         } catch (Throwable e) {
                             unexpected.add(e);
                         }
@@ -253,7 +274,7 @@ class FaultInjectionTest {
                     user.join();
                 }
                 faults.incrementAndGet(); // the race itself; its refusals are a figure of their own
-                ReliabilityReport.put("fault injection", "guest_memfd conversion race (2 s): conversions / references taken / refused typed",
+                ReliabilityReport.put("fault injection", "guest_memfd conversion race (2 s): conversions / references taken / refused",
                         conversions.get() + " / " + taken.get() + " / " + refused.get());
                 System.out.println("conversion race: " + conversions.get() + " conversions, " + taken.get() + " references taken, "
                         + refused.get() + " refused while converting");
@@ -261,7 +282,7 @@ class FaultInjectionTest {
                 assertTrue(refused.get() > 0 && taken.get() > 0, "the race raced nothing");
                 for (long i = 0; i < pages; i++) {
                     assertEquals(0, g.references(i * PAGE), "page " + i + " still referenced");
-                    assertEquals(Mappability.ALL, g.mappabilityOfPage(i), "page " + i + " after the last toShared");
+                    assertEquals(Mappability.ALL, g.pageStates().mappability(i), "page " + i + " after the last toShared");
                 }
             }
         }

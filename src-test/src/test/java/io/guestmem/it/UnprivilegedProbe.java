@@ -17,6 +17,7 @@ import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.ProcStatus;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.Rlimit;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import java.util.List;
 import java.util.function.Supplier;
 
@@ -55,7 +56,7 @@ public final class UnprivilegedProbe {
         Memslots slots = new Memslots();
         MmuNotifier notifier = new MmuNotifier(slots);
         try (HostRegion ram = HostRegion.anonymous(pages * PAGE).create(); GuestMemory gm = new GuestMemory(slots);
-             FollowPfn fp = new FollowPfn(notifier)) {
+             FollowPfn fp = new FollowPfn(notifier, FollowPfnCollaborators.standalone())) {
             gm.addRam(0, 0x100000, ram);
             gm.writeU64(0x100000 + 8 * PAGE, 0x1122334455667788L);
             long hva = slots.current().gfnToHva((0x100000 / PAGE) + 8);

@@ -17,6 +17,8 @@ import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.procfs.KPageFlags;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.sys.Posix;
+import io.guestmem.mmu.DirtyLog;
+import io.guestmem.mmu.FollowPfnCollaborators;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
@@ -153,12 +155,12 @@ public final class UseAfterCloseChild {
         check("host view entry after close", () -> view.entry(0x400000));
 
         // ---- mmu
-        FollowPfn fp = new FollowPfn(notifier);
+        FollowPfn fp = new FollowPfn(notifier, FollowPfnCollaborators.standalone());
         fp.close();
         check("follow_pfn after close", () -> fp.follow(FollowPfnRequest.read(0)));
 
         // ---- lock
-        MemslotLock lock = new MemslotLock(notifier);
+        MemslotLock lock = new MemslotLock(notifier, DirtyLog.NONE);
         lock.close();
         checkNamed("memslot lock after close", "lockMemslot()", () -> lock.lockMemslot(1, LockMode.values()[0]));
         checkNamed("memslot unlock after close", "unlockMemslot()", () -> lock.unlockMemslot(1));
@@ -178,14 +180,14 @@ public final class UseAfterCloseChild {
                 () -> vmm.addGuestMemfd(3, 0x4000_0000L, GuestMemfdRegion.standIn(4 * PAGE)));
         check("VmMemory follow_pfn after close", () -> vmm.followPfn().follow(FollowPfnRequest.read(0)));
         check("VmMemory memslot lock after close", () -> vmm.lock().lockMemslot(1, LockMode.READ));
-        FollowPfn fpc = new FollowPfn(notifier);
+        FollowPfn fpc = new FollowPfn(notifier, FollowPfnCollaborators.standalone());
         io.guestmem.mmu.PfnCache cache = new io.guestmem.mmu.PfnCache(fpc, 0);
         cache.close();
         check("pfn cache activate after close", () -> cache.activate(0, 8));
         fpc.close();
         GuestMemfdRegion standIn = GuestMemfdRegion.standIn(4 * PAGE);
         standIn.close();
-        check("guest_memfd stand-in acquire after close", () -> standIn.acquire(0, false));
+        check("guest_memfd stand-in zapHostMapping after close", () -> standIn.zapHostMapping(0, PAGE));
         check("guest_memfd stand-in toPrivate after close", () -> standIn.toPrivate(0, PAGE));
         check("guest_memfd stand-in getLong after close", () -> standIn.getLong(0));
         HostRegion wpRam = HostRegion.anonymous(4 * PAGE).create();
@@ -221,7 +223,7 @@ public final class UseAfterCloseChild {
             Vcpu v1 = vm.createVcpu(1);
             GuestMemfdRegion gr = GuestMemfdRegion.create(vm, 4 * PAGE);
             gr.close();
-            check("guest_memfd region acquire after close", () -> gr.acquire(0, false));
+            check("guest_memfd region getLong after close", () -> gr.getLong(0));
             check("guest_memfd region toPrivate after close", () -> gr.toPrivate(0, PAGE));
             HostRegion logRam = HostRegion.anonymous(4 * PAGE).create();
             io.guestmem.memslot.Memslot logged = new io.guestmem.memslot.Memslot(0, 6, 0x6000, 4, logRam.address(),

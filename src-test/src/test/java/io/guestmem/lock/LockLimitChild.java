@@ -9,6 +9,7 @@ import io.guestmem.procfs.ProcStatus;
 import io.guestmem.sys.Capabilities;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.Rlimit;
+import io.guestmem.mmu.DirtyLog;
 
 /**
  * Runs in a child JVM started WITHOUT CAP_IPC_LOCK and with RLIMIT_MEMLOCK L (set by the parent test with
@@ -27,7 +28,7 @@ public final class LockLimitChild {
         Rlimit.Limit limit = Rlimit.getrlimit(Rlimit.RLIMIT_MEMLOCK);
         out("limit", limit.soft());
         out("baseline", vmLck());
-        try (MemslotLock lock = new MemslotLock(notifier);
+        try (MemslotLock lock = new MemslotLock(notifier, DirtyLog.NONE);
              HostRegion big = HostRegion.anonymous(limit.soft() + 8 * MiB).create();
              HostRegion a = HostRegion.anonymous(limit.soft() / 2).create();
              HostRegion b = HostRegion.anonymous(limit.soft() / 4 * 3).create()) {

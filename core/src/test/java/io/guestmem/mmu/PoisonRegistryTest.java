@@ -1,4 +1,4 @@
-package io.guestmem.gmem;
+package io.guestmem.mmu;
 
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -13,26 +13,29 @@ import io.guestmem.sys.Posix;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 
-/** The HWPOISON decision over real pfns: a library mark and the kernel's bit take the same path. */
-class HwPoisonTest {
+/** The one HWPOISON decision over real pfns: a library mark and the kernel's bit take the same path. */
+class PoisonRegistryTest {
     static final long PAGE = Posix.PAGE_SIZE;
 
     @Test
     void libraryMarkTakesTheKernelBitsPath() {
         try (HostRegion r = HostRegion.anonymous(2 * PAGE).prefault(Prefault.Mode.WRITE).create();
-             Pagemap pm = Pagemap.openSelf(); KPageFlags kf = KPageFlags.open(); HwPoison poison = new HwPoison()) {
+             Pagemap pm = Pagemap.openSelf(); KPageFlags kf = KPageFlags.open()) {
+            PoisonRegistry poison = new PoisonRegistry();
             long pfn = pm.entry(r.address()).pfn().orElseThrow();
             long other = pm.entry(r.address() + PAGE).pfn().orElseThrow();
             long flags = kf.read(pfn);
             assertFalse(KPageFlag.HWPOISON.in(flags), "a healthy page");
-            assertFalse(poison.isPoisoned(pfn));
-            poison.mark(pfn);
-            assertTrue(poison.isPoisoned(pfn), "the library mark answers HWPOISON through the kpageflags path");
+            assertFalse(poison.isPoisoned(pfn, kf.read(pfn)));
+            poison.poisonPfn(pfn);
+            assertTrue(poison.isPoisoned(pfn, kf.read(pfn)), "the library mark answers HWPOISON through the kpageflags path");
             assertTrue(poison.isPoisoned(pfn, flags));
-            assertFalse(poison.isPoisoned(other));
+            assertTrue(poison.isPoisoned(pfn, RefcountedPage.UNKNOWN_FLAGS), "the mark holds where kpageflags is unreadable");
+            assertFalse(poison.isPoisoned(other, kf.read(other)));
             assertTrue(poison.isPoisoned(other, KPageFlag.HWPOISON.mask), "the kernel bit alone answers HWPOISON");
-            poison.unmark(pfn);
-            assertFalse(poison.isPoisoned(pfn));
+            assertFalse(poison.isPoisoned(other, RefcountedPage.UNKNOWN_FLAGS), "an unread word is no poison bit");
+            poison.unpoisonPfn(pfn);
+            assertFalse(poison.isPoisoned(pfn, kf.read(pfn)));
             assertFalse(KPageFlag.HWPOISON.in(kf.read(pfn)), "the kernel never saw the mark");
         }
     }
@@ -60,14 +63,15 @@ class HwPoisonTest {
                 + "run with -Dguestmem.destructive=true to enable");
         Assumptions.assumeTrue(enabled, "destructive test not enabled");
         long addr = Mman.mmap(0, PAGE, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS, -1, 0);
-        try (Pagemap pm = Pagemap.openSelf(); HwPoison poison = new HwPoison()) {
+        try (Pagemap pm = Pagemap.openSelf(); KPageFlags kf = KPageFlags.open()) {
+            PoisonRegistry poison = new PoisonRegistry();
             Mman.madvise(addr, PAGE, Mman.MADV_POPULATE_WRITE);
             long pfn = pm.entry(addr).pfn().orElseThrow();
-            assertFalse(poison.isPoisoned(pfn));
+            assertFalse(poison.isPoisoned(pfn, kf.read(pfn)));
             Mman.madvise(addr, PAGE, Mman.MADV_HWPOISON);
             System.out.println("MADV_HWPOISON on pfn 0x" + Long.toHexString(pfn) + ": pagemap now " + pm.entry(addr));
-            assertTrue(poison.isPoisoned(pfn), "kpageflags reports HWPOISON for the pfn");
-            assertFalse(poison.marked(pfn), "from the kernel's bit, not a library mark");
+            assertTrue(poison.isPoisoned(pfn, kf.read(pfn)), "kpageflags reports HWPOISON for the pfn");
+            assertFalse(poison.isPfnPoisoned(pfn), "from the kernel's bit, not a library mark");
         } finally {
             Mman.munmap(addr, PAGE);
         }
