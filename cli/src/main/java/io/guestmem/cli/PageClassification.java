@@ -32,7 +32,7 @@ public final class PageClassification {
      */
     public static Boolean refcounted(long pfn, long kpageflags, boolean kpageflagsKnown) {
         if (pfn == PagemapEntry.PFN_NONE || pfn == PagemapEntry.PFN_HIDDEN || pfn < 0 || !kpageflagsKnown) return null;
-        return RefcountedPage.seedRule(RefcountedPage.classify(kpageflags), RefcountedPage.Path.REMAPPED).refcounted();
+        return RefcountedPage.v9Rule(RefcountedPage.classify(kpageflags), RefcountedPage.Path.REMAPPED).refcounted();
     }
 
     /** The PMD mapping size, i.e. the THP size (from sysfs, through the library's {@link LevelSizes}). */

@@ -359,7 +359,7 @@ public final class FollowPfn implements AutoCloseable {
     private FollowPfnResult hvaToPfnRemapped(Lookup l, Vma vma) {
         boolean pteWritable = vma.perms().length() > 1 && vma.perms().charAt(1) == 'w';
         // The pfn is hidden from every reader: kvm_pfn_to_refcounted_page cannot be evaluated (NO_PAGE assumed).
-        Refcount rc = RefcountedPage.seedRule(RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.Path.REMAPPED);
+        Refcount rc = RefcountedPage.v9Rule(RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.Path.REMAPPED);
         FollowPfnRequest req = l.req();
         PfnError e = remappedDecision(req.pin(), req.guardedByMmuNotifier(), allowUnsafeMappings,
                 req.allowNonRefcountedStructPage(), req.write(), pteWritable, rc);

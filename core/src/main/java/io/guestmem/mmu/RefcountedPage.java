@@ -30,7 +30,7 @@ import io.guestmem.procfs.KsmStat;
  * refcounted iff GUP gave it (fast/slow path), and a remapped pfn is never refcounted.
  * <table>
  * <caption>Refcounting per kind, v9 and 6.13</caption>
- * <tr><th>Kind</th><th>v9 ({@link #seedRule})</th><th>6.13 ({@link #linux613Rule})</th></tr>
+ * <tr><th>Kind</th><th>v9 ({@link #v9Rule})</th><th>6.13 ({@link #linux613Rule})</th></tr>
  * <tr><td>NO_STRUCT_PAGE</td><td>NO_PAGE ({@code !pfn_valid} → NULL)</td><td>NO_PAGE (only reachable remapped)</td></tr>
  * <tr><td>RESERVED</td><td>NO_PAGE (PageReserved, not zero, not ZONE_DEVICE → NULL)</td><td>GUP: REFCOUNTED; remapped: NO_PAGE</td></tr>
  * <tr><td>ZERO_PAGE</td><td>REFCOUNTED — the code's own comment: "The ZERO_PAGE(s) is marked PG_reserved, but is
@@ -117,7 +117,7 @@ public record RefcountedPage(long pfn, Kind kind, long kpageflags) {
     }
 
     /** v9's answer: GUP pages always refcounted; remapped pages by kvm_pfn_to_refcounted_page. */
-    public static Refcount seedRule(Kind kind, Path path) {
+    public static Refcount v9Rule(Kind kind, Path path) {
         if (path == Path.GUP) return kind.isTail() ? Refcount.REFCOUNTED_VIA_HEAD : Refcount.REFCOUNTED;
         return switch (kind) {
             case NOT_OBSERVED, NO_STRUCT_PAGE, RESERVED -> Refcount.NO_PAGE;
@@ -133,8 +133,8 @@ public record RefcountedPage(long pfn, Kind kind, long kpageflags) {
         return kind.isTail() ? Refcount.REFCOUNTED_VIA_HEAD : Refcount.REFCOUNTED;
     }
 
-    public Refcount seedRule(Path path) {
-        return seedRule(kind, path);
+    public Refcount v9Rule(Path path) {
+        return v9Rule(kind, path);
     }
 
     public Refcount linux613Rule(Path path) {

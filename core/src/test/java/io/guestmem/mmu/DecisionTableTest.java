@@ -73,17 +73,17 @@ class DecisionTableTest {
     @Test
     void seedAndLinux613Rules() {
         for (Kind k : Kind.values()) {
-            Refcount gup = RefcountedPage.seedRule(k, Path.GUP);
+            Refcount gup = RefcountedPage.v9Rule(k, Path.GUP);
             assertTrue(gup.refcounted(), "v9: GUP pages are always refcounted: " + k);
             assertEquals(gup, RefcountedPage.linux613Rule(k, Path.GUP));
             assertEquals(Refcount.NO_PAGE, RefcountedPage.linux613Rule(k, Path.REMAPPED), "6.13: remapped never: " + k);
         }
-        assertEquals(Refcount.NO_PAGE, RefcountedPage.seedRule(Kind.NO_STRUCT_PAGE, Path.REMAPPED));
-        assertEquals(Refcount.NO_PAGE, RefcountedPage.seedRule(Kind.RESERVED, Path.REMAPPED));
-        assertEquals(Refcount.REFCOUNTED, RefcountedPage.seedRule(Kind.ZERO_PAGE, Path.REMAPPED));
-        assertEquals(Refcount.STRUCT_PAGE_NOT_REFCOUNTED, RefcountedPage.seedRule(Kind.FREE, Path.REMAPPED));
-        assertEquals(Refcount.REFCOUNTED_VIA_HEAD, RefcountedPage.seedRule(Kind.HUGETLB_TAIL, Path.REMAPPED));
-        assertEquals(Refcount.REFCOUNTED_VIA_HEAD, RefcountedPage.seedRule(Kind.THP_TAIL, Path.GUP));
-        assertEquals(Refcount.REFCOUNTED, RefcountedPage.seedRule(Kind.NORMAL, Path.REMAPPED));
+        assertEquals(Refcount.NO_PAGE, RefcountedPage.v9Rule(Kind.NO_STRUCT_PAGE, Path.REMAPPED));
+        assertEquals(Refcount.NO_PAGE, RefcountedPage.v9Rule(Kind.RESERVED, Path.REMAPPED));
+        assertEquals(Refcount.REFCOUNTED, RefcountedPage.v9Rule(Kind.ZERO_PAGE, Path.REMAPPED));
+        assertEquals(Refcount.STRUCT_PAGE_NOT_REFCOUNTED, RefcountedPage.v9Rule(Kind.FREE, Path.REMAPPED));
+        assertEquals(Refcount.REFCOUNTED_VIA_HEAD, RefcountedPage.v9Rule(Kind.HUGETLB_TAIL, Path.REMAPPED));
+        assertEquals(Refcount.REFCOUNTED_VIA_HEAD, RefcountedPage.v9Rule(Kind.THP_TAIL, Path.GUP));
+        assertEquals(Refcount.REFCOUNTED, RefcountedPage.v9Rule(Kind.NORMAL, Path.REMAPPED));
     }
 }

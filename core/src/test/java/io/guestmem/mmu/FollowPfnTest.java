@@ -86,7 +86,7 @@ class FollowPfnTest {
         assertFalse(rd.writable(), "the zero page is never mapped writable");
         assertEquals(rd.pfn(), f.pagemapPfn(rd.hva()), "mapWritable did not break COW of the zero page");
         // v9's kvm_pfn_to_refcounted_page: "The ZERO_PAGE(s) is marked PG_reserved, but is refcounted".
-        assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().seedRule(RefcountedPage.Path.REMAPPED));
+        assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().v9Rule(RefcountedPage.Path.REMAPPED));
         assertEquals(RefcountedPage.Refcount.REFCOUNTED, rd.page().linux613Rule(RefcountedPage.Path.GUP));
         // A write fault then breaks COW: a new, writable, normal page.
         FollowPfnResult w = f.fp.follow(FollowPfnRequest.write(gfn));
