@@ -10,6 +10,7 @@ import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Fmt;
+import io.guestmem.sys.UseAfterClose;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
@@ -19,8 +20,11 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.ScatteringByteChannel;
 import java.nio.channels.WritableByteChannel;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -101,8 +105,6 @@ public final class GuestMemory implements AutoCloseable {
     private static final VarHandle A32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
     private static final VarHandle A64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
     private static final VarHandle A8 = ValueLayout.JAVA_BYTE.varHandle();
-    /** Channel transfers go through ByteBuffers, which hold at most 2 GiB - 1: move at most this per call. */
-    private static final int MAX_IO_CHUNK = 1 << 30;
 
     private final Memslots memslots;
     private final int addressSpace;
@@ -112,7 +114,21 @@ public final class GuestMemory implements AutoCloseable {
     private Map<Integer, SlotMapping> mappings = new HashMap<>();      // guarded by this
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private volatile PageAccessPolicy policy;
-    private boolean closed;                                            // guarded by this
+    private final List<HostRegion> closingRegions = new ArrayList<>(); // guarded by this: no new views from these
+    private final Map<HostRegion, LayoutGate.Barrier> regionBarriers = new HashMap<>(); // guarded by this
+    private final LayoutGate gate = new LayoutGate();
+    private final HostRegion.CloseGuard regionGuard = new HostRegion.CloseGuard() {
+        @Override
+        public void beforeClose(HostRegion region) {
+            regionClosing(region);
+        }
+
+        @Override
+        public void closeAborted(HostRegion region) {
+            regionCloseAborted(region);
+        }
+    };
+    private volatile boolean closed;                                   // written under this
 
     private static final VarHandle LAYOUT;
     static {
@@ -194,6 +210,7 @@ public final class GuestMemory implements AutoCloseable {
             regions.add(region);
             rebuild();
         }
+        region.addCloseGuard(regionGuard);
         region.onClose(() -> regionClosed(region)); // outside our lock: may run now if it closed meanwhile
     }
 
@@ -703,76 +720,182 @@ public final class GuestMemory implements AutoCloseable {
     // ------------------------------------------------------------------------------------------ channels
 
     /**
-     * Reads up to {@code len} bytes from {@code ch} straight into guest memory at {@code gpa} (the channel
-     * reads into direct buffers over guest RAM: no intermediate copy). Returns the bytes transferred: fewer
-     * than {@code len} at end of stream or when a non-blocking channel has nothing more now; -1 at end of
-     * stream before any byte. The whole range is checked first (holes, read-only, private pages: typed
-     * exception with 0 bytes done), so nothing is consumed from the channel that cannot be stored.
+     * One read call of {@code ch} straight into guest memory at {@code gpa}, up to {@code len} bytes (the
+     * channel reads into direct buffers over guest RAM: no intermediate copy). When the range spans several
+     * slots (or GUEST_MEMFD pages, or more than 1 GiB) and {@code ch} is a {@link ScatteringByteChannel}, the
+     * call is one scattering read over all of them (one readv); otherwise one read into the first part. So a
+     * blocking channel returns what one {@code read} gives (a datagram, a tap frame, what a pipe or socket
+     * has now) and never waits to fill the range: use {@link #readFullyFrom} for that. Returns the bytes
+     * stored, -1 at end of stream. The whole range is checked first (holes, read-only, private pages: typed
+     * exception, nothing read), so nothing is consumed from the channel that cannot be stored. The slots are
+     * held for the call (see the class comment). If the channel throws after storing some bytes, their pages
+     * are marked dirty before the exception propagates.
      */
     public long readFrom(long gpa, ReadableByteChannel ch, long len) throws IOException {
-        return transfer(gpa, len, true, "readFrom", (bb, pos) -> ch.read(bb));
-    }
-
-    /** {@link #readFrom(long, ReadableByteChannel, long)} from file offset {@code position} (the channel's position is unchanged). */
-    public long readFrom(long gpa, FileChannel ch, long position, long len) throws IOException {
-        return transfer(gpa, len, true, "readFrom", (bb, done) -> ch.read(bb, position + done));
+        return transfer(gpa, len, true, "readFrom", t -> t.readOnce(ch));
     }
 
     /**
-     * Writes up to {@code len} bytes of guest memory at {@code gpa} to {@code ch}, from direct buffers over
-     * guest RAM. Returns the bytes transferred (fewer when a non-blocking channel takes no more now). The
-     * range is checked first, as for {@link #readFrom}.
+     * Reads from {@code ch} into guest memory at {@code gpa} until {@code len} bytes are stored, the stream
+     * ends, or a call stores nothing (a non-blocking channel with nothing more now); scattering reads over
+     * the remaining parts when the channel can. Returns the bytes stored (fewer than {@code len} only in
+     * those two cases), -1 at end of stream before any byte. Checks, holds and dirty marks as {@link #readFrom}.
      */
-    public long writeTo(long gpa, WritableByteChannel ch, long len) throws IOException {
-        return transfer(gpa, len, false, "writeTo", (bb, done) -> ch.write(bb));
+    public long readFullyFrom(long gpa, ReadableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, true, "readFullyFrom", t -> t.readFully(ch));
     }
 
-    /** {@link #writeTo(long, WritableByteChannel, long)} at file offset {@code position} (the channel's position is unchanged). */
+    /**
+     * A block device's read: {@code len} bytes from file offset {@code position} into guest memory at
+     * {@code gpa}, fewer only at end of file (-1 when {@code position} is at or past it); pread per part of
+     * the range, repeated on the short counts a file gives only near its end or on a signal. The channel's
+     * position is unchanged. Checks, holds and dirty marks as {@link #readFrom}.
+     */
+    public long readFrom(long gpa, FileChannel ch, long position, long len) throws IOException {
+        if (position < 0) throw new IllegalArgumentException("readFrom file position " + position);
+        return transfer(gpa, len, true, "readFrom", t -> t.readAt(ch, position));
+    }
+
+    /**
+     * One write call of {@code ch} from guest memory at {@code gpa}, up to {@code len} bytes: one gathering
+     * write (writev) over every part of the range when it spans several and {@code ch} is a
+     * {@link GatheringByteChannel}, otherwise one write of the first part. Returns the bytes written: for a
+     * blocking channel usually all of them (a blocking socket or pipe writes all it is given), fewer for a
+     * non-blocking one that takes no more now, and only the first part for a channel that cannot gather;
+     * {@link #writeFullyTo} loops. The range is checked first, as for {@link #readFrom}, and held for the call.
+     */
+    public long writeTo(long gpa, WritableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, false, "writeTo", t -> t.writeOnce(ch));
+    }
+
+    /**
+     * Writes guest memory at {@code gpa} to {@code ch} until {@code len} bytes are written or a call writes
+     * nothing (a non-blocking channel that takes no more now). Returns the bytes written.
+     */
+    public long writeFullyTo(long gpa, WritableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, false, "writeFullyTo", t -> t.writeFully(ch));
+    }
+
+    /**
+     * A block device's write: {@code len} bytes of guest memory at {@code gpa} to file offset
+     * {@code position} (pwrite per part of the range, repeated on short counts). The channel's position is
+     * unchanged. Returns the bytes written.
+     */
     public long writeTo(long gpa, FileChannel ch, long position, long len) throws IOException {
-        return transfer(gpa, len, false, "writeTo", (bb, done) -> ch.write(bb, position + done));
+        if (position < 0) throw new IllegalArgumentException("writeTo file position " + position);
+        return transfer(gpa, len, false, "writeTo", t -> t.writeAt(ch, position));
     }
 
     @FunctionalInterface
     private interface Io {
-        /** One channel call on {@code bb}, {@code done} bytes into the transfer; returns its count (-1: EOF). */
-        int run(ByteBuffer bb, long done) throws IOException;
-    }
-
-    /** One channel transfer's state across the walk's chunks. */
-    private static final class Transfer {
-        final Io io;
-        boolean endOfStream;
-
-        Transfer(Io io) {
-            this.io = io;
-        }
-
-        /** The walk's chunk operation: channel calls on direct buffers over the chunk, at most 1 GiB each. */
-        static long chunk(Transfer t, int slot, MemorySegment view, long o, long n, long before) throws IOException {
-            long moved = 0;
-            while (moved < n) {
-                ByteBuffer bb = view.asSlice(o + moved, Math.min(n - moved, MAX_IO_CHUNK)).asByteBuffer();
-                int r = 0;
-                while (bb.hasRemaining()) {
-                    r = t.io.run(bb, before + moved);
-                    if (r <= 0) break;
-                    moved += r;
-                }
-                if (r < 0) t.endOfStream = true;
-                if (bb.hasRemaining()) break; // end of stream, or a non-blocking channel with no more now
-            }
-            return moved; // fewer than n stops the walk; the walk marks what a read into the guest stored
-        }
+        long run(ChannelTransfer t) throws IOException;
     }
 
     private long transfer(long gpa, long len, boolean intoGuest, String op, Io io) throws IOException {
         if (len < 0) throw new IllegalArgumentException(op + " length " + len);
-        SlotTable l = current();
         Mode mode = intoGuest ? Mode.WRITE : Mode.READ;
-        ChunkWalk.check(l, policy, gpa, len, mode, op); // everything before moving a byte
-        Transfer t = new Transfer(io);
-        long done = ChunkWalk.walk(l, policy, gpa, len, mode, op, t, Transfer::chunk);
-        return t.endOfStream && done == 0 ? -1 : done;
+        if (len == 0) {
+            ChunkWalk.check(current(), policy, gpa, 0, mode, op);
+            return 0;
+        }
+        SlotTable l = holdSlots(gpa, len, mode, op);
+        try {
+            return io.run(ChannelTransfer.over(l, policy, gpa, len, op));
+        } finally {
+            gate.releaseRange(l, l.set.indexOf(gpa >>> l.shift), l.set.indexOf((gpa + len - 1) >>> l.shift));
+        }
+    }
+
+    /**
+     * Checks {@code [gpa, gpa + len)} (everything before moving a byte) and holds its slots on the current
+     * table. A slot with a change pending (a delete, a move, its region or this memory closing) makes us
+     * wait for that change's outcome and start again on the table then current; so does a change published
+     * between our read of the table and our holds, whose views may already be closed.
+     */
+    private SlotTable holdSlots(long gpa, long len, Mode mode, String op) {
+        while (true) {
+            SlotTable l = current();
+            ChunkWalk.check(l, policy, gpa, len, mode, op);
+            int first = l.set.indexOf(gpa >>> l.shift), last = l.set.indexOf((gpa + len - 1) >>> l.shift);
+            int pending = gate.holdRange(l, first, last);
+            if (pending >= 0) {
+                gate.awaitOutcome(l.mapping[pending].hold());
+            } else if (current() == l) {
+                return l;
+            } else {
+                gate.releaseRange(l, first, last);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ pins
+
+    /**
+     * A pin on this memory's layout (vm-memory's {@code GuestMemoryAtomic} snapshot, KVM's
+     * {@code srcu_read_lock} on the memslots): while any pin is open, a memslot change that would change which
+     * gpa is which memory (create, delete, move; not a FLAGS_ONLY change), the close of a region backing a
+     * slot and {@link GuestMemory#close()} wait for every pin to close, at most the
+     * {@linkplain #setDrainTimeout drain timeout}, and are then refused with {@link SlotBusyException}. So a
+     * device walking a descriptor chain under a pin sees one layout from its first access to its last, and a
+     * change made meanwhile either waits for the walk or fails cleanly.
+     *
+     * <p>The accessors are the ordinary ones; a pin costs one atomic increment and decrement. Pins do not
+     * nest with a change on the same thread: a thread that changes the slots while it holds a pin waits out
+     * the timeout and gets the exception. A pin opened while a change is pending waits for its outcome.
+     * Not reusable: {@link #close()} a second time throws IllegalStateException.
+     */
+    public static final class Pin implements AutoCloseable {
+        private static final VarHandle CLOSED;
+        static {
+            try {
+                CLOSED = MethodHandles.lookup().findVarHandle(Pin.class, "closed", boolean.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        private final LayoutGate gate;
+        private volatile boolean closed; // set through CLOSED
+
+        private Pin(LayoutGate gate) {
+            this.gate = gate;
+        }
+
+        /** Releases the pin; a second call throws IllegalStateException. */
+        @Override
+        public void close() {
+            if (!CLOSED.compareAndSet(this, false, true)) throw UseAfterClose.of("pin", "close()");
+            gate.unpin();
+        }
+
+        @Override
+        public String toString() {
+            return closed ? "pin (closed)" : "pin";
+        }
+    }
+
+    /** Opens a {@link Pin} on the layout; waits first for the outcome of a layout change under way. */
+    public Pin pin() {
+        if (closed) throw UseAfterClose.of(this, "pin()");
+        gate.pin();
+        if (closed) {
+            gate.unpin();
+            throw UseAfterClose.of(this, "pin()");
+        }
+        return new Pin(gate);
+    }
+
+    /**
+     * How long a memslot change, the close of a registered region and {@link #close()} wait for the channel
+     * transfers holding the slots they would take away, and for open {@link Pin}s, before they give up with
+     * {@link SlotBusyException} (default 1 s; zero: do not wait).
+     */
+    public void setDrainTimeout(Duration timeout) {
+        gate.setTimeout(Objects.requireNonNull(timeout, "timeout"));
+    }
+
+    public Duration drainTimeout() {
+        return gate.timeout();
     }
 
     // ------------------------------------------------------------------------------------------ dirty log
@@ -842,42 +965,147 @@ public final class GuestMemory implements AutoCloseable {
 
     // ------------------------------------------------------------------------------------------ life cycle
 
+    /**
+     * Sees every memslot change. A create, delete or move of this address space is a layout change: it waits
+     * in beforeCommit (under the memslot writer's lock, not ours) for the open pins and, for a delete or move,
+     * for the transfers holding the slot's view, and vetoes the change with SlotBusyException when they do not
+     * let go in time. Its marks stay until the change is published and the new table with it (committed) or
+     * the change is rolled back, so that transfers and pins arriving meanwhile wait for the outcome.
+     */
     private final class Observer implements MemslotObserver {
+        // The memslot writer calls its observers for one change at a time, under its lock.
+        private MemslotChange pendingChange;
+        private LayoutGate.Barrier pending;
+
         @Override
         public void beforeCommit(MemslotChange change) {
-            // nothing to refuse: an unbacked slot is legal (NO_HOST_MEMORY on access)
+            if (key(change).addressSpace() != addressSpace || change.kind() == MemslotChange.Kind.FLAGS_ONLY) return;
+            List<SlotMapping> viewLost = List.of();
+            synchronized (GuestMemory.this) {
+                if (closed) return;
+                SlotMapping m = change.old() == null ? null : mappings.get(change.old().id());
+                if (m != null && m.view() != null) viewLost = List.of(m);
+            }
+            Memslot k = key(change);
+            pending = gate.begin("setMemslot(as " + k.addressSpace() + " slot " + k.id() + ") " + change.kind(),
+                    viewLost, true, false);
+            pendingChange = change;
+        }
+
+        @Override
+        public void rolledBack(MemslotChange change) {
+            finish(change);
         }
 
         @Override
         public void committed(MemslotChange change) {
-            Memslot key = change.updated() != null ? change.updated() : change.old();
-            if (key.addressSpace() != addressSpace) return;
-            synchronized (GuestMemory.this) {
-                if (!closed) rebuild();
+            if (key(change).addressSpace() != addressSpace) return;
+            try {
+                synchronized (GuestMemory.this) {
+                    if (!closed) rebuild();
+                }
+            } finally {
+                finish(change);
             }
+        }
+
+        private void finish(MemslotChange change) {
+            if (pendingChange != change) return;
+            LayoutGate.Barrier b = pending;
+            pending = null;
+            pendingChange = null;
+            gate.end(b);
+        }
+
+        private static Memslot key(MemslotChange change) {
+            return change.updated() != null ? change.updated() : change.old();
         }
     }
 
+    /**
+     * A registered region is closing: wait (bounded) for the transfers holding the slots it backs and for the
+     * pins, or refuse the close. Meanwhile no new view is made from it, and the slots it backs keep theirs
+     * until the close goes ahead ({@link #regionClosed}) or is called off ({@link #regionCloseAborted}).
+     */
+    private void regionClosing(HostRegion region) {
+        List<SlotMapping> backed = new ArrayList<>();
+        synchronized (this) {
+            if (closed || !regions.contains(region)) return;
+            closingRegions.add(region);
+            for (SlotMapping m : mappings.values()) if (m.region() == region && m.view() != null) backed.add(m);
+        }
+        LayoutGate.Barrier b;
+        try {
+            b = gate.begin("close(" + region + ")", backed, !backed.isEmpty(), false);
+        } catch (RuntimeException | Error refused) {
+            synchronized (this) {
+                closingRegions.remove(region);
+                if (!closed) rebuild(); // a slot moved meanwhile may have gone without a view from it
+            }
+            throw refused;
+        }
+        synchronized (this) {
+            regionBarriers.put(region, b);
+        }
+    }
+
+    private void regionCloseAborted(HostRegion region) {
+        LayoutGate.Barrier b;
+        synchronized (this) {
+            closingRegions.remove(region);
+            b = regionBarriers.remove(region);
+            if (!closed) rebuild();
+        }
+        gate.end(b);
+    }
+
     private void regionClosed(HostRegion region) {
+        LayoutGate.Barrier b;
         synchronized (this) {
             regions.remove(region);
-            if (!closed) rebuild();
+            closingRegions.remove(region);
+            b = regionBarriers.remove(region);
+        }
+        try {
+            synchronized (this) {
+                if (!closed) rebuild();
+            }
+        } finally {
+            gate.end(b);
         }
     }
 
     /**
      * Makes the mappings match the current memslot set ({@link SlotMapping#remap}), publishes a table of
-     * them, retires the old table, and only then closes the views that no longer serve.
+     * them, retires the old table, and only then closes the views that no longer serve. No transfer is inside
+     * those: every change that takes a view away waited for the view's holds to drain (and new holds wait for
+     * its outcome), so a close failing here is an I/O call of the caller's own on a {@link #slice}; the other
+     * stale views are closed all the same and the first failure is thrown after.
      */
     private void rebuild() {
         MemslotSet set = memslots.current(addressSpace);
         List<RegionView> stale = new ArrayList<>();
-        Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, regions, stale);
+        List<HostRegion> usable = new ArrayList<>(regions);
+        usable.removeAll(closingRegions);
+        Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, usable, stale);
         mappings = next;
         SlotTable old = layout;
         LAYOUT.setVolatile(this, new SlotTable(set, next));
         if (old != null) old.retire(); // after publication: new accesses use the new table
-        for (RegionView v : stale) v.close();
+        closeAll(stale);
+    }
+
+    private static void closeAll(Iterable<RegionView> views) {
+        IllegalStateException first = null;
+        for (RegionView v : views) {
+            try {
+                v.close();
+            } catch (IllegalStateException e) {
+                if (first == null) first = e;
+                else first.addSuppressed(e);
+            }
+        }
+        if (first != null) throw first;
     }
 
     private void checkOpen() {
@@ -885,21 +1113,46 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     /**
-     * Detaches from the memslots and closes every slot view (slices and in-flight accessors throw from now
-     * on). The regions stay open; the memslots stay as they are. Idempotent.
+     * Detaches from the memslots and the regions and closes every slot view (slices and in-flight accessors
+     * throw from now on). Waits first, at most the {@linkplain #setDrainTimeout drain timeout}, for the
+     * channel transfers under way and the open pins; if they do not end, throws {@link SlotBusyException}
+     * and the memory stays open. The regions stay open; the memslots stay as they are. Idempotent.
      */
     @Override
     public void close() {
+        List<SlotMapping> before;
         synchronized (this) {
             if (closed) return;
-            closed = true;
-            memslots.removeObserver(observer);
-            Map<Integer, SlotMapping> old = mappings;
-            mappings = new HashMap<>();
-            SlotTable last = layout;
-            LAYOUT.setVolatile(this, new SlotTable(MemslotSet.empty(geometry, addressSpace), mappings));
-            last.retire();
-            for (SlotMapping m : old.values()) if (m.view() != null) m.view().close();
+            before = List.copyOf(mappings.values());
+        }
+        String op = "close(" + this + ")";
+        LayoutGate.Barrier b = gate.begin(op, before, true, true);
+        try {
+            // A view published between our snapshot and the marks may have been held before them; none can be
+            // held since (every hold waits while this memory is closing): drain those too.
+            List<SlotMapping> late = new ArrayList<>();
+            synchronized (this) {
+                for (SlotMapping m : mappings.values()) if (!before.contains(m)) late.add(m);
+            }
+            if (!late.isEmpty()) gate.end(gate.begin(op, late, false, false));
+            List<HostRegion> detach;
+            synchronized (this) {
+                if (closed) return;
+                closed = true;
+                memslots.removeObserver(observer);
+                Map<Integer, SlotMapping> old = mappings;
+                mappings = new HashMap<>();
+                SlotTable last = layout;
+                LAYOUT.setVolatile(this, new SlotTable(MemslotSet.empty(geometry, addressSpace), mappings));
+                last.retire();
+                List<RegionView> views = new ArrayList<>();
+                for (SlotMapping m : old.values()) if (m.view() != null) views.add(m.view());
+                detach = List.copyOf(regions);
+                closeAll(views);
+            }
+            for (HostRegion r : detach) r.removeCloseGuard(regionGuard);
+        } finally {
+            gate.end(b);
         }
     }
 
