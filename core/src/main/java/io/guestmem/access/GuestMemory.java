@@ -42,9 +42,9 @@ import java.util.function.Function;
  * Memslots hold raw host virtual addresses; this class never dereferences one. Each slot is backed by a
  * {@link HostRegion} {@linkplain #register registered} here whose range contains the slot's hva range
  * ({@link #addRam} registers and creates the slot in one call), through a {@link RegionView} of its own:
- * a segment that dies when the slot is deleted or moved, or when the region closes. A use after any of these
- * throws IllegalStateException, never touches unmapped memory. A slot no registered region backs is
- * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}.
+ * a segment that dies when the slot is deleted or moved, or when the region closes (once the transfers
+ * holding it are out, see below). A use after any of these throws IllegalStateException, never touches
+ * unmapped memory. A slot no registered region backs is {@link GuestMemoryException.Reason#NO_HOST_MEMORY}.
  *
  * <h2>The pieces</h2>
  * <ul>
@@ -53,6 +53,8 @@ import java.util.function.Function;
  *       (a {@link MemslotObserver} on the writer) and every registration, from the {@link SlotMapping}s.</li>
  *   <li>{@link ChunkWalk}: the one walk of a gpa range across slots that every bulk operation uses (read,
  *       write, fill, channel transfers, their checks, slices of GUEST_MEMFD slots, {@link #markDirty}).</li>
+ *   <li>{@link ChannelTransfer}: the channel calls of one transfer and its dirty marks; {@link LayoutGate}
+ *       with {@link SlotHold}: the holds, the pins and the bounded wait of the changes (below).</li>
  *   <li>{@link DirtyHarvest}: the VMM's dirty log collected and merged ({@link #collectDirty},
  *       {@link #pagesToSend}); {@link VhostUserTable}: {@link #sharedRegions}.</li>
  *   <li>Here: the typed accessors, whose fast paths stay written out one per type (the JIT keeps the table
@@ -86,6 +88,35 @@ import java.util.function.Function;
  * naming that gpa and the bytes done: {@link PartialAccessException} (a hole, an unbacked slot),
  * {@link ReadOnlySlotException}, {@link PrivateMemoryException}. Channel transfers check the whole range
  * first (bytes read from a socket cannot be put back) and only then transfer.
+ *
+ * <h2>Channel transfers</h2>
+ * {@link #readFrom(long, ReadableByteChannel, long)} and {@link #writeTo(long, WritableByteChannel, long)}
+ * make exactly one channel call, on direct buffers over guest RAM (no intermediate copy): one scattering
+ * read or gathering write over every part of a range that spans slots (one readv/writev) when the channel is a
+ * {@link ScatteringByteChannel}/{@link GatheringByteChannel}, else one call on the first part. A blocking
+ * receive therefore returns one datagram, tap frame or whatever a pipe holds now, never two merged, as a
+ * {@code read(2)} would. {@link #readFullyFrom} and {@link #writeFullyTo} loop until the range is done, end of
+ * stream, or a non-blocking channel has no more now. The positional {@link FileChannel} variants are a block
+ * device's request: the whole range unless end of file comes first. A transfer into guest memory marks the
+ * pages it stored into dirty even when the channel throws midway, before the exception propagates.
+ *
+ * <h2>Holds, pins and changes of the layout</h2>
+ * A channel transfer <em>holds</em> the slots of its range for the whole I/O call (a per-slot counter, kept
+ * across FLAGS_ONLY changes like the dirty bitmap): the JDK keeps a view's memory acquired during a system
+ * call, and a blocking read may last forever, so a view can only die once its transfers are out. A memslot
+ * delete or move of a held slot, and the close of a {@link HostRegion} backing one, therefore wait for its
+ * holds to end (KVM's {@code synchronize_srcu} on the memslots); while they wait, new transfers on the slot
+ * wait for the outcome and then start again on the table then current. A {@link #pin()} holds the whole
+ * layout: while one is open, every create, delete or move in this address space, the close of a region that
+ * backs a slot and {@link #close()} wait for the pins to close (FLAGS_ONLY changes and plain accesses never
+ * wait). Each wait is bounded by the {@linkplain #setDrainTimeout drain timeout} (1 s by default) and ends,
+ * if the users did not let go, in {@link SlotBusyException} (EBUSY, naming the slots, the transfers and the
+ * pins): a memslot change is vetoed (nothing published), a region stays open and mapped, this memory stays
+ * open. So a change is all or nothing, a region is never unmapped under an I/O call, and once a change went
+ * through, the old views are closed (slices of a removed slot throw IllegalStateException). Plain accessors
+ * and slices neither hold nor wait. A caller's own I/O call on a buffer of a {@link #slice} is not held:
+ * a change that takes that view away during the call is published, but the view cannot be closed then, so the
+ * change's caller gets the JDK's IllegalStateException after the publication, and the view stays open.
  *
  * <h2>Dirty tracking</h2>
  * Every write through this class (bulk, typed, atomic, channel reads into guest memory) marks the pages it
@@ -199,7 +230,11 @@ public final class GuestMemory implements AutoCloseable {
     /**
      * Makes {@code region} the backing of every slot (present or future) whose hva range lies inside it. When
      * the region closes, the slots it backed lose their views (stale slices throw) and become
-     * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}. Registering twice does nothing.
+     * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}; that close first waits for the channel transfers
+     * holding those slots and for open pins, at most the drain timeout, and otherwise fails with
+     * {@link SlotBusyException} from {@link HostRegion#close()}, the region still mapped and serving.
+     * Registering does not wait for pins: it only gives host memory to slots that had none. Registering twice
+     * does nothing.
      */
     public void register(HostRegion region) {
         Objects.requireNonNull(region, "region");
@@ -223,7 +258,8 @@ public final class GuestMemory implements AutoCloseable {
      * Registers {@code region} and creates memslot {@code slotId} of {@code size} bytes at {@code gpa}, backed
      * by the region from {@code offset}, with memslot {@code flags} ({@link Memslot#READONLY},
      * {@link Memslot#LOG_DIRTY_PAGES}). The memslot writer validates as KVM does (KvmException) and its
-     * observers (a KVM mirror) see the slot.
+     * observers (a KVM mirror) see the slot. A create changes the layout: it waits for open {@link Pin}s (at
+     * most the drain timeout, else {@link SlotBusyException}).
      *
      * @return the slot as published
      */
@@ -236,7 +272,11 @@ public final class GuestMemory implements AutoCloseable {
         return memslots.current(addressSpace).byId(slotId);
     }
 
-    /** Deletes memslot {@code slotId} (its view dies: slices of it throw from then on). */
+    /**
+     * Deletes memslot {@code slotId} (its view dies: slices of it throw from then on). Waits for the channel
+     * transfers holding the slot and for open pins, at most the drain timeout, else {@link SlotBusyException}
+     * and the slot stays.
+     */
     public void removeRam(int slotId) {
         memslots.deleteMemslot(addressSpace, slotId);
     }
