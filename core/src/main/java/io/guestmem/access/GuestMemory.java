@@ -882,20 +882,14 @@ public final class GuestMemory implements AutoCloseable {
      * <p>The accessors are the ordinary ones; a pin costs one atomic increment and decrement. Pins do not
      * nest with a change on the same thread: a thread that changes the slots while it holds a pin waits out
      * the timeout and gets the exception. A pin opened while a change is pending waits for its outcome.
-     * Not reusable: {@link #close()} a second time throws IllegalStateException.
+     * A pin belongs to the thread that opened it; {@link #close()} a second time throws
+     * IllegalStateException.
      */
     public static final class Pin implements AutoCloseable {
-        private static final VarHandle CLOSED;
-        static {
-            try {
-                CLOSED = MethodHandles.lookup().findVarHandle(Pin.class, "closed", boolean.class);
-            } catch (ReflectiveOperationException e) {
-                throw new ExceptionInInitializerError(e);
-            }
-        }
-
         private final LayoutGate gate;
-        private volatile boolean closed; // set through CLOSED
+        // Plain: a pin belongs to the thread that opened it (try-with-resources), and a pin the JIT can prove
+        // never escapes is then no allocation at all (a field updated atomically would keep it on the heap).
+        private boolean closed;
 
         private Pin(LayoutGate gate) {
             this.gate = gate;
@@ -904,7 +898,8 @@ public final class GuestMemory implements AutoCloseable {
         /** Releases the pin; a second call throws IllegalStateException. */
         @Override
         public void close() {
-            if (!CLOSED.compareAndSet(this, false, true)) throw UseAfterClose.of("pin", "close()");
+            if (closed) throw UseAfterClose.of("pin", "close()");
+            closed = true;
             gate.unpin();
         }
 
