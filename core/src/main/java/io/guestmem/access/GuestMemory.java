@@ -26,10 +26,13 @@ import java.nio.channels.ScatteringByteChannel;
 import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.function.Function;
 
 /**
@@ -1165,9 +1168,11 @@ public final class GuestMemory implements AutoCloseable {
         try {
             // A view published between our snapshot and the marks may have been held before them; none can be
             // held since (every hold waits while this memory is closing): drain those too.
+            Set<SlotHold> drained = Collections.newSetFromMap(new IdentityHashMap<>());
+            for (SlotMapping m : before) drained.add(m.hold());
             List<SlotMapping> late = new ArrayList<>();
             synchronized (this) {
-                for (SlotMapping m : mappings.values()) if (!before.contains(m)) late.add(m);
+                for (SlotMapping m : mappings.values()) if (!drained.contains(m.hold())) late.add(m);
             }
             if (!late.isEmpty()) gate.end(gate.begin(op, late, false, false));
             List<HostRegion> detach;

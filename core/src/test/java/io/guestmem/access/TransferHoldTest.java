@@ -248,6 +248,29 @@ class TransferHoldTest {
     }
 
     @Test
+    void aChangeAnotherObserverVetoesLeavesNoMarkBehind() throws Exception {
+        // an observer after ours (a KVM mirror, a slot lock) refuses the delete ours already waited for
+        slots.addObserver(new io.guestmem.memslot.MemslotObserver() {
+            @Override
+            public void beforeCommit(io.guestmem.memslot.MemslotChange change) {
+                if (change.kind() == io.guestmem.memslot.MemslotChange.Kind.DELETE)
+                    throw new IllegalStateException("vetoed by a later observer");
+            }
+        });
+        assertEquals("vetoed by a later observer", assertThrows(IllegalStateException.class, () -> gm.removeRam(1)).getMessage());
+        assertNotNull(slots.current().byId(1));
+        // rolled back: transfers and pins on the slot go ahead at once (a mark left behind would block them)
+        gm.setDrainTimeout(Duration.ZERO);
+        send((byte) 8, 100);
+        assertEquals(100, start("reader", () -> gm.readFrom(SLOT1, pipe.source(), 100)).get());
+        assertEquals(8, gm.readU8(SLOT1 + 99));
+        start("pin", () -> {
+            gm.pin().close();
+            return null;
+        }).get();
+    }
+
+    @Test
     void closingTheRegionUnderABlockedReadNeverUnmapsItWaitsThenFailsCleanly() throws Exception {
         gm.setDrainTimeout(Duration.ofMillis(200));
         MemorySegment slice = gm.slice(SLOT1, 4096);
