@@ -10,6 +10,7 @@ import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.memslot.PageGeometry;
 import io.guestmem.sys.Fmt;
+import io.guestmem.sys.UseAfterClose;
 
 import java.io.IOException;
 import java.lang.foreign.MemoryLayout;
@@ -20,13 +21,19 @@ import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
+import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.ScatteringByteChannel;
 import java.nio.channels.WritableByteChannel;
+import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashMap;
+import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.function.Function;
 
 /**
@@ -39,9 +46,9 @@ import java.util.function.Function;
  * Memslots hold raw host virtual addresses; this class never dereferences one. Each slot is backed by a
  * {@link HostRegion} {@linkplain #register registered} here whose range contains the slot's hva range
  * ({@link #addRam} registers and creates the slot in one call), through a {@link RegionView} of its own:
- * a segment that dies when the slot is deleted or moved, or when the region closes. A use after any of these
- * throws IllegalStateException, never touches unmapped memory. A slot no registered region backs is
- * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}.
+ * a segment that dies when the slot is deleted or moved, or when the region closes (once the transfers
+ * holding it are out, see below). A use after any of these throws IllegalStateException, never touches
+ * unmapped memory. A slot no registered region backs is {@link GuestMemoryException.Reason#NO_HOST_MEMORY}.
  *
  * <h2>The pieces</h2>
  * <ul>
@@ -50,6 +57,8 @@ import java.util.function.Function;
  *       (a {@link MemslotObserver} on the writer) and every registration, from the {@link SlotMapping}s.</li>
  *   <li>{@link ChunkWalk}: the one walk of a gpa range across slots that every bulk operation uses (read,
  *       write, fill, channel transfers, their checks, slices of GUEST_MEMFD slots, {@link #markDirty}).</li>
+ *   <li>{@link ChannelTransfer}: the channel calls of one transfer and its dirty marks; {@link LayoutGate}
+ *       with {@link SlotHold}: the holds, the pins and the bounded wait of the changes (below).</li>
  *   <li>{@link DirtyHarvest}: the VMM's dirty log collected and merged ({@link #collectDirty},
  *       {@link #pagesToSend}); {@link VhostUserTable}: {@link #sharedRegions}.</li>
  *   <li>Here: the typed accessors, whose fast paths stay written out one per type (the JIT keeps the table
@@ -103,6 +112,35 @@ import java.util.function.Function;
  * {@link ReadOnlySlotException}, {@link PrivateMemoryException}. Channel transfers check the whole range
  * first (bytes read from a socket cannot be put back) and only then transfer.
  *
+ * <h2>Channel transfers</h2>
+ * {@link #readFrom(long, ReadableByteChannel, long)} and {@link #writeTo(long, WritableByteChannel, long)}
+ * make exactly one channel call, on direct buffers over guest RAM (no intermediate copy): one scattering
+ * read or gathering write over every part of a range that spans slots (one readv/writev) when the channel is a
+ * {@link ScatteringByteChannel}/{@link GatheringByteChannel}, else one call on the first part. A blocking
+ * receive therefore returns one datagram, tap frame or whatever a pipe holds now, never two merged, as a
+ * {@code read(2)} would. {@link #readFullyFrom} and {@link #writeFullyTo} loop until the range is done, end of
+ * stream, or a non-blocking channel has no more now. The positional {@link FileChannel} variants are a block
+ * device's request: the whole range unless end of file comes first. A transfer into guest memory marks the
+ * pages it stored into dirty even when the channel throws midway, before the exception propagates.
+ *
+ * <h2>Holds, pins and changes of the layout</h2>
+ * A channel transfer <em>holds</em> the slots of its range for the whole I/O call (a per-slot counter, kept
+ * across FLAGS_ONLY changes like the dirty bitmap): the JDK keeps a view's memory acquired during a system
+ * call, and a blocking read may last forever, so a view can only die once its transfers are out. A memslot
+ * delete or move of a held slot, and the close of a {@link HostRegion} backing one, therefore wait for its
+ * holds to end (KVM's {@code synchronize_srcu} on the memslots); while they wait, new transfers on the slot
+ * wait for the outcome and then start again on the table then current. A {@link #pin()} holds the whole
+ * layout: while one is open, every create, delete or move in this address space, the close of a region that
+ * backs a slot and {@link #close()} wait for the pins to close (FLAGS_ONLY changes and plain accesses never
+ * wait). Each wait is bounded by the {@linkplain #setDrainTimeout drain timeout} (1 s by default) and ends,
+ * if the users did not let go, in {@link SlotBusyException} (EBUSY, naming the slots, the transfers and the
+ * pins): a memslot change is vetoed (nothing published), a region stays open and mapped, this memory stays
+ * open. So a change is all or nothing, a region is never unmapped under an I/O call, and once a change went
+ * through, the old views are closed (slices of a removed slot throw IllegalStateException). Plain accessors
+ * and slices neither hold nor wait. A caller's own I/O call on a buffer of a {@link #slice} is not held:
+ * a change that takes that view away during the call is published, but the view cannot be closed then, so the
+ * change's caller gets the JDK's IllegalStateException after the publication, and the view stays open.
+ *
  * <h2>Dirty tracking</h2>
  * Every write through this class, its slices and structures (bulk, fill, typed in every flavour, atomic,
  * structure fields, channel reads into guest memory: the bytes actually read) marks the pages it touched in
@@ -126,8 +164,6 @@ public final class GuestMemory implements AutoCloseable {
     private static final VarHandle A32 = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
     private static final VarHandle A64 = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
     private static final VarHandle A8 = ValueLayout.JAVA_BYTE.varHandle();
-    /** Channel transfers go through ByteBuffers, which hold at most 2 GiB - 1: move at most this per call. */
-    private static final int MAX_IO_CHUNK = 1 << 30;
 
     private final Memslots memslots;
     private final int addressSpace;
@@ -137,7 +173,21 @@ public final class GuestMemory implements AutoCloseable {
     private Map<Integer, SlotMapping> mappings = new HashMap<>();      // guarded by this
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private final PageAccessPolicy policy;                            // given at construction
-    private boolean closed;                                            // guarded by this
+    private final List<HostRegion> closingRegions = new ArrayList<>(); // guarded by this: no new views from these
+    private final Map<HostRegion, LayoutGate.Barrier> regionBarriers = new HashMap<>(); // guarded by this
+    private final LayoutGate gate = new LayoutGate();
+    private final HostRegion.CloseGuard regionGuard = new HostRegion.CloseGuard() {
+        @Override
+        public void beforeClose(HostRegion region) {
+            regionClosing(region);
+        }
+
+        @Override
+        public void closeAborted(HostRegion region) {
+            regionCloseAborted(region);
+        }
+    };
+    private volatile boolean closed;                                   // written under this
 
     private static final VarHandle LAYOUT;
     static {
@@ -203,7 +253,11 @@ public final class GuestMemory implements AutoCloseable {
     /**
      * Makes {@code region} the backing of every slot (present or future) whose hva range lies inside it. When
      * the region closes, the slots it backed lose their views (stale slices throw) and become
-     * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}. Registering twice does nothing.
+     * {@link GuestMemoryException.Reason#NO_HOST_MEMORY}; that close first waits for the channel transfers
+     * holding those slots and for open pins, at most the drain timeout, and otherwise fails with
+     * {@link SlotBusyException} from {@link HostRegion#close()}, the region still mapped and serving.
+     * Registering does not wait for pins: it only gives host memory to slots that had none. Registering twice
+     * does nothing.
      */
     public void register(HostRegion region) {
         Objects.requireNonNull(region, "region");
@@ -214,6 +268,7 @@ public final class GuestMemory implements AutoCloseable {
             regions.add(region);
             rebuild();
         }
+        region.addCloseGuard(regionGuard);
         region.onClose(() -> regionClosed(region)); // outside our lock: may run now if it closed meanwhile
     }
 
@@ -226,7 +281,8 @@ public final class GuestMemory implements AutoCloseable {
      * Registers {@code region} and creates memslot {@code slotId} of {@code size} bytes at {@code gpa}, backed
      * by the region from {@code offset}, with memslot {@code flags} ({@link Memslot#READONLY},
      * {@link Memslot#LOG_DIRTY_PAGES}). The memslot writer validates as KVM does (KvmException) and its
-     * observers (a KVM mirror) see the slot.
+     * observers (a KVM mirror) see the slot. A create changes the layout: it waits for open {@link Pin}s (at
+     * most the drain timeout, else {@link SlotBusyException}).
      *
      * @return the slot as published
      */
@@ -239,7 +295,11 @@ public final class GuestMemory implements AutoCloseable {
         return memslots.current(addressSpace).byId(slotId);
     }
 
-    /** Deletes memslot {@code slotId} (its view dies: slices of it throw from then on). */
+    /**
+     * Deletes memslot {@code slotId} (its view dies: slices of it throw from then on). Waits for the channel
+     * transfers holding the slot and for open pins, at most the drain timeout, else {@link SlotBusyException}
+     * and the slot stays.
+     */
     public void removeRam(int slotId) {
         memslots.deleteMemslot(addressSpace, slotId);
     }
@@ -909,76 +969,177 @@ public final class GuestMemory implements AutoCloseable {
     // ------------------------------------------------------------------------------------------ channels
 
     /**
-     * Reads up to {@code len} bytes from {@code ch} straight into guest memory at {@code gpa} (the channel
-     * reads into direct buffers over guest RAM: no intermediate copy). Returns the bytes transferred: fewer
-     * than {@code len} at end of stream or when a non-blocking channel has nothing more now; -1 at end of
-     * stream before any byte. The whole range is checked first (holes, read-only, private pages: typed
-     * exception with 0 bytes done), so nothing is consumed from the channel that cannot be stored.
+     * One read call of {@code ch} straight into guest memory at {@code gpa}, up to {@code len} bytes (the
+     * channel reads into direct buffers over guest RAM: no intermediate copy). When the range spans several
+     * slots (or GUEST_MEMFD pages, or more than 1 GiB) and {@code ch} is a {@link ScatteringByteChannel}, the
+     * call is one scattering read over all of them (one readv); otherwise one read into the first part. So a
+     * blocking channel returns what one {@code read} gives (a datagram, a tap frame, what a pipe or socket
+     * has now) and never waits to fill the range: use {@link #readFullyFrom} for that. Returns the bytes
+     * stored, -1 at end of stream. The whole range is checked first (holes, read-only, private pages: typed
+     * exception, nothing read), so nothing is consumed from the channel that cannot be stored. The slots are
+     * held for the call (see the class comment). If the channel throws after storing some bytes, their pages
+     * are marked dirty before the exception propagates.
      */
     public long readFrom(long gpa, ReadableByteChannel ch, long len) throws IOException {
-        return transfer(gpa, len, true, "readFrom", (bb, pos) -> ch.read(bb));
-    }
-
-    /** {@link #readFrom(long, ReadableByteChannel, long)} from file offset {@code position} (the channel's position is unchanged). */
-    public long readFrom(long gpa, FileChannel ch, long position, long len) throws IOException {
-        return transfer(gpa, len, true, "readFrom", (bb, done) -> ch.read(bb, position + done));
+        return transfer(gpa, len, true, "readFrom", t -> t.readOnce(ch));
     }
 
     /**
-     * Writes up to {@code len} bytes of guest memory at {@code gpa} to {@code ch}, from direct buffers over
-     * guest RAM. Returns the bytes transferred (fewer when a non-blocking channel takes no more now). The
-     * range is checked first, as for {@link #readFrom}.
+     * Reads from {@code ch} into guest memory at {@code gpa} until {@code len} bytes are stored, the stream
+     * ends, or a call stores nothing (a non-blocking channel with nothing more now); scattering reads over
+     * the remaining parts when the channel can. Returns the bytes stored (fewer than {@code len} only in
+     * those two cases), -1 at end of stream before any byte. Checks, holds and dirty marks as {@link #readFrom}.
      */
-    public long writeTo(long gpa, WritableByteChannel ch, long len) throws IOException {
-        return transfer(gpa, len, false, "writeTo", (bb, done) -> ch.write(bb));
+    public long readFullyFrom(long gpa, ReadableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, true, "readFullyFrom", t -> t.readFully(ch));
     }
 
-    /** {@link #writeTo(long, WritableByteChannel, long)} at file offset {@code position} (the channel's position is unchanged). */
+    /**
+     * A block device's read: {@code len} bytes from file offset {@code position} into guest memory at
+     * {@code gpa}, fewer only at end of file (-1 when {@code position} is at or past it); pread per part of
+     * the range, repeated on the short counts a file gives only near its end or on a signal. The channel's
+     * position is unchanged. Checks, holds and dirty marks as {@link #readFrom}.
+     */
+    public long readFrom(long gpa, FileChannel ch, long position, long len) throws IOException {
+        if (position < 0) throw new IllegalArgumentException("readFrom file position " + position);
+        return transfer(gpa, len, true, "readFrom", t -> t.readAt(ch, position));
+    }
+
+    /**
+     * One write call of {@code ch} from guest memory at {@code gpa}, up to {@code len} bytes: one gathering
+     * write (writev) over every part of the range when it spans several and {@code ch} is a
+     * {@link GatheringByteChannel}, otherwise one write of the first part. Returns the bytes written: for a
+     * blocking channel usually all of them (a blocking socket or pipe writes all it is given), fewer for a
+     * non-blocking one that takes no more now, and only the first part for a channel that cannot gather;
+     * {@link #writeFullyTo} loops. The range is checked first, as for {@link #readFrom}, and held for the call.
+     */
+    public long writeTo(long gpa, WritableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, false, "writeTo", t -> t.writeOnce(ch));
+    }
+
+    /**
+     * Writes guest memory at {@code gpa} to {@code ch} until {@code len} bytes are written or a call writes
+     * nothing (a non-blocking channel that takes no more now). Returns the bytes written.
+     */
+    public long writeFullyTo(long gpa, WritableByteChannel ch, long len) throws IOException {
+        return transfer(gpa, len, false, "writeFullyTo", t -> t.writeFully(ch));
+    }
+
+    /**
+     * A block device's write: {@code len} bytes of guest memory at {@code gpa} to file offset
+     * {@code position} (pwrite per part of the range, repeated on short counts). The channel's position is
+     * unchanged. Returns the bytes written.
+     */
     public long writeTo(long gpa, FileChannel ch, long position, long len) throws IOException {
-        return transfer(gpa, len, false, "writeTo", (bb, done) -> ch.write(bb, position + done));
+        if (position < 0) throw new IllegalArgumentException("writeTo file position " + position);
+        return transfer(gpa, len, false, "writeTo", t -> t.writeAt(ch, position));
     }
 
     @FunctionalInterface
     private interface Io {
-        /** One channel call on {@code bb}, {@code done} bytes into the transfer; returns its count (-1: EOF). */
-        int run(ByteBuffer bb, long done) throws IOException;
-    }
-
-    /** One channel transfer's state across the walk's chunks. */
-    private static final class Transfer {
-        final Io io;
-        boolean endOfStream;
-
-        Transfer(Io io) {
-            this.io = io;
-        }
-
-        /** The walk's chunk operation: channel calls on direct buffers over the chunk, at most 1 GiB each. */
-        static long chunk(Transfer t, int slot, MemorySegment view, long o, long n, long before) throws IOException {
-            long moved = 0;
-            while (moved < n) {
-                ByteBuffer bb = view.asSlice(o + moved, Math.min(n - moved, MAX_IO_CHUNK)).asByteBuffer();
-                int r = 0;
-                while (bb.hasRemaining()) {
-                    r = t.io.run(bb, before + moved);
-                    if (r <= 0) break;
-                    moved += r;
-                }
-                if (r < 0) t.endOfStream = true;
-                if (bb.hasRemaining()) break; // end of stream, or a non-blocking channel with no more now
-            }
-            return moved; // fewer than n stops the walk; the walk marks what a read into the guest stored
-        }
+        long run(ChannelTransfer t) throws IOException;
     }
 
     private long transfer(long gpa, long len, boolean intoGuest, String op, Io io) throws IOException {
         if (len < 0) throw new IllegalArgumentException(op + " length " + len);
-        SlotTable l = current();
         Mode mode = intoGuest ? Mode.WRITE : Mode.READ;
-        ChunkWalk.check(l, policy, gpa, len, mode, op); // everything before moving a byte
-        Transfer t = new Transfer(io);
-        long done = ChunkWalk.walk(l, policy, gpa, len, mode, op, t, Transfer::chunk);
-        return t.endOfStream && done == 0 ? -1 : done;
+        if (len == 0) {
+            ChunkWalk.check(current(), policy, gpa, 0, mode, op);
+            return 0;
+        }
+        SlotTable l = holdSlots(gpa, len, mode, op);
+        try {
+            return io.run(ChannelTransfer.over(l, policy, gpa, len, op));
+        } finally {
+            gate.releaseRange(l, l.set.indexOf(gpa >>> l.shift), l.set.indexOf((gpa + len - 1) >>> l.shift));
+        }
+    }
+
+    /**
+     * Checks {@code [gpa, gpa + len)} (everything before moving a byte) and holds its slots on the current
+     * table. A slot with a change pending (a delete, a move, its region or this memory closing) makes us
+     * wait for that change's outcome and start again on the table then current; so does a change published
+     * between our read of the table and our holds, whose views may already be closed.
+     */
+    private SlotTable holdSlots(long gpa, long len, Mode mode, String op) {
+        while (true) {
+            SlotTable l = current();
+            ChunkWalk.check(l, policy, gpa, len, mode, op);
+            int first = l.set.indexOf(gpa >>> l.shift), last = l.set.indexOf((gpa + len - 1) >>> l.shift);
+            int pending = gate.holdRange(l, first, last);
+            if (pending >= 0) {
+                gate.awaitOutcome(l.mapping[pending].hold());
+            } else if (current() == l) {
+                return l;
+            } else {
+                gate.releaseRange(l, first, last);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ pins
+
+    /**
+     * A pin on this memory's layout (vm-memory's {@code GuestMemoryAtomic} snapshot, KVM's
+     * {@code srcu_read_lock} on the memslots): while any pin is open, a memslot change that would change which
+     * gpa is which memory (create, delete, move; not a FLAGS_ONLY change), the close of a region backing a
+     * slot and {@link GuestMemory#close()} wait for every pin to close, at most the
+     * {@linkplain #setDrainTimeout drain timeout}, and are then refused with {@link SlotBusyException}. So a
+     * device walking a descriptor chain under a pin sees one layout from its first access to its last, and a
+     * change made meanwhile either waits for the walk or fails cleanly.
+     *
+     * <p>The accessors are the ordinary ones; a pin costs one atomic increment and decrement. Pins do not
+     * nest with a change on the same thread: a thread that changes the slots while it holds a pin waits out
+     * the timeout and gets the exception. A pin opened while a change is pending waits for its outcome.
+     * A pin belongs to the thread that opened it; {@link #close()} a second time throws
+     * IllegalStateException.
+     */
+    public static final class Pin implements AutoCloseable {
+        private final LayoutGate gate;
+        // Plain: a pin belongs to the thread that opened it (try-with-resources), and a pin the JIT can prove
+        // never escapes is then no allocation at all (a field updated atomically would keep it on the heap).
+        private boolean closed;
+
+        private Pin(LayoutGate gate) {
+            this.gate = gate;
+        }
+
+        /** Releases the pin; a second call throws IllegalStateException. */
+        @Override
+        public void close() {
+            if (closed) throw UseAfterClose.of("pin", "close()");
+            closed = true;
+            gate.unpin();
+        }
+
+        @Override
+        public String toString() {
+            return closed ? "pin (closed)" : "pin";
+        }
+    }
+
+    /** Opens a {@link Pin} on the layout; waits first for the outcome of a layout change under way. */
+    public Pin pin() {
+        if (closed) throw UseAfterClose.of(this, "pin()");
+        gate.pin();
+        if (closed) {
+            gate.unpin();
+            throw UseAfterClose.of(this, "pin()");
+        }
+        return new Pin(gate);
+    }
+
+    /**
+     * How long a memslot change, the close of a registered region and {@link #close()} wait for the channel
+     * transfers holding the slots they would take away, and for open {@link Pin}s, before they give up with
+     * {@link SlotBusyException} (default 1 s; zero: do not wait).
+     */
+    public void setDrainTimeout(Duration timeout) {
+        gate.setTimeout(Objects.requireNonNull(timeout, "timeout"));
+    }
+
+    public Duration drainTimeout() {
+        return gate.timeout();
     }
 
     // ------------------------------------------------------------------------------------------ scatter-gather
@@ -1177,42 +1338,147 @@ public final class GuestMemory implements AutoCloseable {
 
     // ------------------------------------------------------------------------------------------ life cycle
 
+    /**
+     * Sees every memslot change. A create, delete or move of this address space is a layout change: it waits
+     * in beforeCommit (under the memslot writer's lock, not ours) for the open pins and, for a delete or move,
+     * for the transfers holding the slot's view, and vetoes the change with SlotBusyException when they do not
+     * let go in time. Its marks stay until the change is published and the new table with it (committed) or
+     * the change is rolled back, so that transfers and pins arriving meanwhile wait for the outcome.
+     */
     private final class Observer implements MemslotObserver {
+        // The memslot writer calls its observers for one change at a time, under its lock.
+        private MemslotChange pendingChange;
+        private LayoutGate.Barrier pending;
+
         @Override
         public void beforeCommit(MemslotChange change) {
-            // nothing to refuse: an unbacked slot is legal (NO_HOST_MEMORY on access)
+            if (key(change).addressSpace() != addressSpace || change.kind() == MemslotChange.Kind.FLAGS_ONLY) return;
+            List<SlotMapping> viewLost = List.of();
+            synchronized (GuestMemory.this) {
+                if (closed) return;
+                SlotMapping m = change.old() == null ? null : mappings.get(change.old().id());
+                if (m != null && m.view() != null) viewLost = List.of(m);
+            }
+            Memslot k = key(change);
+            pending = gate.begin("setMemslot(as " + k.addressSpace() + " slot " + k.id() + ") " + change.kind(),
+                    viewLost, true, false);
+            pendingChange = change;
+        }
+
+        @Override
+        public void rolledBack(MemslotChange change) {
+            finish(change);
         }
 
         @Override
         public void committed(MemslotChange change) {
-            Memslot key = change.updated() != null ? change.updated() : change.old();
-            if (key.addressSpace() != addressSpace) return;
-            synchronized (GuestMemory.this) {
-                if (!closed) rebuild();
+            if (key(change).addressSpace() != addressSpace) return;
+            try {
+                synchronized (GuestMemory.this) {
+                    if (!closed) rebuild();
+                }
+            } finally {
+                finish(change);
             }
+        }
+
+        private void finish(MemslotChange change) {
+            if (pendingChange != change) return;
+            LayoutGate.Barrier b = pending;
+            pending = null;
+            pendingChange = null;
+            gate.end(b);
+        }
+
+        private static Memslot key(MemslotChange change) {
+            return change.updated() != null ? change.updated() : change.old();
         }
     }
 
+    /**
+     * A registered region is closing: wait (bounded) for the transfers holding the slots it backs and for the
+     * pins, or refuse the close. Meanwhile no new view is made from it, and the slots it backs keep theirs
+     * until the close goes ahead ({@link #regionClosed}) or is called off ({@link #regionCloseAborted}).
+     */
+    private void regionClosing(HostRegion region) {
+        List<SlotMapping> backed = new ArrayList<>();
+        synchronized (this) {
+            if (closed || !regions.contains(region)) return;
+            closingRegions.add(region);
+            for (SlotMapping m : mappings.values()) if (m.region() == region && m.view() != null) backed.add(m);
+        }
+        LayoutGate.Barrier b;
+        try {
+            b = gate.begin("close(" + region + ")", backed, !backed.isEmpty(), false);
+        } catch (RuntimeException | Error refused) {
+            synchronized (this) {
+                closingRegions.remove(region);
+                if (!closed) rebuild(); // a slot moved meanwhile may have gone without a view from it
+            }
+            throw refused;
+        }
+        synchronized (this) {
+            regionBarriers.put(region, b);
+        }
+    }
+
+    private void regionCloseAborted(HostRegion region) {
+        LayoutGate.Barrier b;
+        synchronized (this) {
+            closingRegions.remove(region);
+            b = regionBarriers.remove(region);
+            if (!closed) rebuild();
+        }
+        gate.end(b);
+    }
+
     private void regionClosed(HostRegion region) {
+        LayoutGate.Barrier b;
         synchronized (this) {
             regions.remove(region);
-            if (!closed) rebuild();
+            closingRegions.remove(region);
+            b = regionBarriers.remove(region);
+        }
+        try {
+            synchronized (this) {
+                if (!closed) rebuild();
+            }
+        } finally {
+            gate.end(b);
         }
     }
 
     /**
      * Makes the mappings match the current memslot set ({@link SlotMapping#remap}), publishes a table of
-     * them, retires the old table, and only then closes the views that no longer serve.
+     * them, retires the old table, and only then closes the views that no longer serve. No transfer is inside
+     * those: every change that takes a view away waited for the view's holds to drain (and new holds wait for
+     * its outcome), so a close failing here is an I/O call of the caller's own on a {@link #slice}; the other
+     * stale views are closed all the same and the first failure is thrown after.
      */
     private void rebuild() {
         MemslotSet set = memslots.current(addressSpace);
         List<RegionView> stale = new ArrayList<>();
-        Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, regions, stale);
+        List<HostRegion> usable = new ArrayList<>(regions);
+        usable.removeAll(closingRegions);
+        Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, usable, stale);
         mappings = next;
         SlotTable old = layout;
         LAYOUT.setVolatile(this, new SlotTable(set, next));
         if (old != null) old.retire(); // after publication: new accesses use the new table
-        for (RegionView v : stale) v.close();
+        closeAll(stale);
+    }
+
+    private static void closeAll(Iterable<RegionView> views) {
+        IllegalStateException first = null;
+        for (RegionView v : views) {
+            try {
+                v.close();
+            } catch (IllegalStateException e) {
+                if (first == null) first = e;
+                else first.addSuppressed(e);
+            }
+        }
+        if (first != null) throw first;
     }
 
     private void checkOpen() {
@@ -1220,21 +1486,48 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     /**
-     * Detaches from the memslots and closes every slot view (slices and in-flight accessors throw from now
-     * on). The regions stay open; the memslots stay as they are. Idempotent.
+     * Detaches from the memslots and the regions and closes every slot view (slices and in-flight accessors
+     * throw from now on). Waits first, at most the {@linkplain #setDrainTimeout drain timeout}, for the
+     * channel transfers under way and the open pins; if they do not end, throws {@link SlotBusyException}
+     * and the memory stays open. The regions stay open; the memslots stay as they are. Idempotent.
      */
     @Override
     public void close() {
+        List<SlotMapping> before;
         synchronized (this) {
             if (closed) return;
-            closed = true;
-            memslots.removeObserver(observer);
-            Map<Integer, SlotMapping> old = mappings;
-            mappings = new HashMap<>();
-            SlotTable last = layout;
-            LAYOUT.setVolatile(this, SlotTable.closed(geometry, addressSpace)); // every access: IllegalStateException
-            last.retire();
-            for (SlotMapping m : old.values()) if (m.view() != null) m.view().close();
+            before = List.copyOf(mappings.values());
+        }
+        String op = "close(" + this + ")";
+        LayoutGate.Barrier b = gate.begin(op, before, true, true);
+        try {
+            // A view published between our snapshot and the marks may have been held before them; none can be
+            // held since (every hold waits while this memory is closing): drain those too.
+            Set<SlotHold> drained = Collections.newSetFromMap(new IdentityHashMap<>());
+            for (SlotMapping m : before) drained.add(m.hold());
+            List<SlotMapping> late = new ArrayList<>();
+            synchronized (this) {
+                for (SlotMapping m : mappings.values()) if (!drained.contains(m.hold())) late.add(m);
+            }
+            if (!late.isEmpty()) gate.end(gate.begin(op, late, false, false));
+            List<HostRegion> detach;
+            synchronized (this) {
+                if (closed) return;
+                closed = true;
+                memslots.removeObserver(observer);
+                Map<Integer, SlotMapping> old = mappings;
+                mappings = new HashMap<>();
+                SlotTable last = layout;
+                LAYOUT.setVolatile(this, SlotTable.closed(geometry, addressSpace)); // every access: IllegalStateException
+                last.retire();
+                List<RegionView> views = new ArrayList<>();
+                for (SlotMapping m : old.values()) if (m.view() != null) views.add(m.view());
+                detach = List.copyOf(regions);
+                closeAll(views);
+            }
+            for (HostRegion r : detach) r.removeCloseGuard(regionGuard);
+        } finally {
+            gate.end(b);
         }
     }
 

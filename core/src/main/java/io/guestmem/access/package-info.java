@@ -9,9 +9,11 @@
  * <h2>Inside</h2>
  * {@code GuestMemory} keeps the typed accessors, the read-modify-write protocol and the life cycle; the
  * package-private pieces behind it: {@code SlotTable} (the immutable slot table and the fast path's bucket
- * table, one per memslot change, retired when replaced), {@code SlotMapping} (a slot's region, view and dirty
- * log, kept across FLAGS_ONLY changes), {@code ChunkWalk} (the one walk of a gpa range that every bulk
- * operation uses, as vm-memory's {@code try_access}), {@code DirtyHarvest} (collecting and merging the
+ * table, one per memslot change, retired when replaced), {@code SlotMapping} (a slot's region, view, dirty
+ * log and {@code SlotHold}, kept across FLAGS_ONLY changes), {@code ChunkWalk} (the one walk of a gpa range
+ * that every bulk operation uses, as vm-memory's {@code try_access}), {@code ChannelTransfer} (the channel
+ * calls of one transfer and its dirty marks), {@code LayoutGate} (transfers' slot holds and pins against
+ * layout changes, with a bounded wait: KVM's memslot SRCU), {@code DirtyHarvest} (collecting and merging the
  * VMM's dirty log) and {@code VhostUserTable} (the vhost-user memory table).
  *
  * <h2>For benchmarks (bench module, AccessBench)</h2>

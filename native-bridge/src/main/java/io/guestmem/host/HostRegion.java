@@ -38,9 +38,29 @@ public final class HostRegion implements AutoCloseable {
     private final Arena arena;
     private final MemorySegment segment;
     private final AtomicBoolean closed = new AtomicBoolean();
-    // Guarded by themselves: what must be closed before the memory is unmapped.
+    /** Serializes close(): the guards' wait may take a while, and a second close must not overtake it. */
+    private final Object closeLock = new Object();
+    // Guarded by views: what must agree, and what must be closed, before the memory is unmapped.
+    private final List<CloseGuard> closeGuards = new ArrayList<>();
     private final List<Runnable> closeHooks = new ArrayList<>();
     private final Set<RegionView> views = new LinkedHashSet<>();
+
+    /**
+     * A user of the region's memory that may refuse to let it be unmapped yet: a guest memory whose channel
+     * transfers have the memory inside an I/O call, which a close cannot interrupt (the JDK keeps the memory's
+     * session acquired for the whole system call). Asked by {@link #close()} before anything else happens.
+     */
+    public interface CloseGuard {
+        /**
+         * The region is about to close. May wait (bounded) for its own users to let go; throwing refuses the
+         * close: the guards that already agreed get {@link #closeAborted}, the region stays open and mapped,
+         * and the exception reaches close()'s caller unchanged.
+         */
+        void beforeClose(HostRegion region);
+
+        /** A close this guard agreed to was refused by a later guard: undo what beforeClose did. */
+        default void closeAborted(HostRegion region) {}
+    }
 
     HostRegion(Backing backing, long address, long size, long pageSize, long guardBytes, int fd, long fdOffset,
                boolean shareable, boolean reserved, Runnable cleanup) {
@@ -215,8 +235,24 @@ public final class HostRegion implements AutoCloseable {
     }
 
     /**
-     * Runs {@code hook} when this region starts closing, before its views are closed and its memory is
-     * unmapped (on a closed region: now). Hooks run once, in registration order, on the closing thread; an
+     * Makes {@code guard} a party to every {@link #close()} of this region until it is removed or the region
+     * has closed (on a closed region: nothing to guard, ignored). Guards are asked in registration order.
+     */
+    public void addCloseGuard(CloseGuard guard) {
+        synchronized (views) {
+            if (!closed.get() && !closeGuards.contains(guard)) closeGuards.add(guard);
+        }
+    }
+
+    public void removeCloseGuard(CloseGuard guard) {
+        synchronized (views) {
+            closeGuards.remove(guard);
+        }
+    }
+
+    /**
+     * Runs {@code hook} when this region starts closing, once every {@link CloseGuard} agreed, before its
+     * views are closed and its memory is unmapped (on a closed region: now). Hooks run once, in registration order, on the closing thread; an
      * exception from a hook is ignored, since the unmap must happen anyway.
      */
     public void onClose(Runnable hook) {
@@ -230,34 +266,64 @@ public final class HostRegion implements AutoCloseable {
     }
 
     /**
-     * Unmaps the region and its guards and closes owned fds, exactly once; later calls do nothing. Runs the
-     * {@link #onClose} hooks and closes the open {@link #view}s first. If some thread still holds the memory
-     * (an I/O call on a buffer over it has the arena acquired), the IllegalStateException of the arena reaches
-     * the caller and the memory stays mapped: a later close() tries again.
+     * Unmaps the region and its guards and closes owned fds, exactly once; later calls do nothing. First every
+     * {@link CloseGuard} is asked: one that refuses (a guest memory whose transfers did not end within its
+     * drain timeout) makes this throw its exception, and the region stays open, mapped and guarded. Then the
+     * {@link #onClose} hooks run and the open {@link #view}s are closed. If some thread still holds the memory
+     * nonetheless (an I/O call of the caller's own on a buffer over a view or the segment has its session
+     * acquired), the IllegalStateException of that session reaches the caller and the memory stays mapped:
+     * never unmapped under an I/O call; a later close() tries again (the hooks have run by then).
+     * Concurrent calls serialize.
      */
     @Override
     public void close() {
-        if (!closed.compareAndSet(false, true)) return;
-        List<Runnable> hooks;
-        List<RegionView> open;
-        synchronized (views) {
-            hooks = List.copyOf(closeHooks);
-            closeHooks.clear();
-            open = List.copyOf(views);
-        }
-        for (Runnable h : hooks) {
-            try {
-                h.run();
-            } catch (RuntimeException ignored) {
-                // a user's hook must not keep the memory mapped
+        synchronized (closeLock) {
+            if (closed.get()) return;
+            List<CloseGuard> guards;
+            synchronized (views) {
+                guards = List.copyOf(closeGuards);
             }
-        }
-        try {
-            for (RegionView v : open) v.close();
-            arena.close();
-        } catch (IllegalStateException busy) {
-            closed.set(false); // still mapped and usable; never unmap under an in-flight access
-            throw busy;
+            int agreed = 0;
+            try {
+                for (CloseGuard g : guards) {
+                    g.beforeClose(this);
+                    agreed++;
+                }
+            } catch (RuntimeException | Error refusal) {
+                for (int i = agreed - 1; i >= 0; i--) {
+                    try {
+                        guards.get(i).closeAborted(this);
+                    } catch (RuntimeException e) {
+                        refusal.addSuppressed(e);
+                    }
+                }
+                throw refusal;
+            }
+            closed.set(true);
+            List<Runnable> hooks;
+            List<RegionView> open;
+            synchronized (views) {
+                hooks = List.copyOf(closeHooks);
+                closeHooks.clear();
+                open = List.copyOf(views);
+            }
+            for (Runnable h : hooks) {
+                try {
+                    h.run();
+                } catch (RuntimeException ignored) {
+                    // a user's hook must not keep the memory mapped
+                }
+            }
+            try {
+                for (RegionView v : open) v.close();
+                arena.close();
+            } catch (IllegalStateException busy) {
+                closed.set(false); // still mapped and usable; never unmap under an in-flight access
+                throw busy;
+            }
+            synchronized (views) {
+                closeGuards.clear();
+            }
         }
     }
 

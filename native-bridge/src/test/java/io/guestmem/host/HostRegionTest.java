@@ -200,6 +200,48 @@ class HostRegionTest {
     }
 
     @Test
+    void aCloseGuardThatRefusesKeepsTheRegionMappedAndTheOthersAreToldSo() {
+        HostRegion r = HostRegion.anonymous(MiB).create();
+        java.util.List<String> events = new java.util.ArrayList<>();
+        boolean[] refuse = {true};
+        HostRegion.CloseGuard first = new HostRegion.CloseGuard() {
+            @Override
+            public void beforeClose(HostRegion region) {
+                events.add("first asked");
+            }
+
+            @Override
+            public void closeAborted(HostRegion region) {
+                events.add("first aborted");
+            }
+        };
+        r.addCloseGuard(first);
+        r.addCloseGuard(region -> {
+            events.add("second asked");
+            if (refuse[0]) throw new IllegalStateException("busy");
+        });
+        r.onClose(() -> events.add("hook"));
+        RegionView v = r.view(0, P);
+        assertEquals("busy", assertThrows(IllegalStateException.class, r::close).getMessage());
+        assertEquals(java.util.List.of("first asked", "second asked", "first aborted"), events, "no hook ran");
+        assertTrue(r.isOpen());
+        assertTrue(v.isOpen());
+        r.segment().set(ValueLayout.JAVA_INT, 0, 5);
+        assertEquals(5, v.segment().get(ValueLayout.JAVA_INT, 0));
+        assertFalse(ProcText.overlapping(r.address(), r.address() + r.size()).isEmpty(), "still mapped");
+
+        events.clear();
+        refuse[0] = false;
+        r.close();
+        assertEquals(java.util.List.of("first asked", "second asked", "hook"), events);
+        assertFalse(v.isOpen());
+        Leaks.assertNothingMapped(r.address() - r.guardBytes(), r.address() + r.size() + r.guardBytes());
+        r.addCloseGuard(first); // on a closed region: nothing to guard
+        r.close();
+        assertEquals(3, events.size(), "a closed region asks no one");
+    }
+
+    @Test
     void closeWhileAnotherThreadReadsNeverCrashes() throws Exception {
         HostRegion r = HostRegion.anonymous(4 * MiB).prefault(Prefault.Mode.WRITE).create();
         MemorySegment s = r.segment();
