@@ -186,7 +186,7 @@ public final class GuestMemfdRegion implements AutoCloseable {
 
     /**
      * The host mapping as a {@link HostRegion} (for {@code GuestMemory.register}, whose accesses then ask
-     * {@link GuestMemfdPages#hostMayAccess}), or null when there is none.
+     * {@link GuestMemfdPages#mayAccess}), or null when there is none.
      */
     public HostRegion hostRegion() {
         checkOpen();

@@ -42,6 +42,8 @@ class ScatterGatherTest {
     static final long S = 256 * P; // slot size
     HostRegion a, b, c;
     GuestMemory gm;
+    /** The one private gfn of the access policy (-1: none), set by the guest_memfd test. */
+    volatile long privateGfn = -1;
     FileFd devNull;
 
     @BeforeEach
@@ -49,7 +51,7 @@ class ScatterGatherTest {
         a = HostRegion.anonymous(S).create();
         b = HostRegion.anonymous(S).create();
         c = HostRegion.anonymous(S).create();
-        gm = new GuestMemory(new Memslots());
+        gm = new GuestMemory(new Memslots(), 0, (slot, gfn, write) -> gfn != privateGfn);
         gm.addRam(0, 0, a);
         gm.addRam(1, S, b);
         gm.addRam(2, 4 * S, c, 0, S, Memslot.READONLY);
@@ -324,8 +326,7 @@ class ScatterGatherTest {
             assertEquals(100, r.memory(2).byteSize());
             assertEquals(m.address() + P, r.memory(1).address());
 
-            long privateGfn = base / P + 2;
-            gm.setPolicy((slot, gfn, write) -> gfn != privateGfn);
+            privateGfn = base / P + 2;
             PrivateMemoryException e = assertThrows(PrivateMemoryException.class, () -> gm.buffers(base, 3 * P, true));
             assertEquals(base + 2 * P, e.firstBadGpa());
             assertEquals(0, e.bytesDone());

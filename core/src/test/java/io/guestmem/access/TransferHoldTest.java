@@ -117,7 +117,7 @@ class TransferHoldTest {
     @Test
     void removalWaitsForABlockedReadThatEndsThenKillsTheSlotsSlices() throws Exception {
         gm.setDrainTimeout(Duration.ofSeconds(Concurrently.LIMIT_S));
-        MemorySegment slice = gm.slice(SLOT1, 4096);
+        MemorySegment slice = gm.slice(SLOT1, 4096).rawSegment();
         SignallingSource src = new SignallingSource(pipe.source());
         AtomicLong readEnded = new AtomicLong();
         Concurrently.Call<Long> reader = start("reader", () -> {
@@ -150,7 +150,7 @@ class TransferHoldTest {
     @Test
     void removalOfASlotHeldPastTheTimeoutIsVetoedAndChangesNothing() throws Exception {
         gm.setDrainTimeout(Duration.ofMillis(200));
-        MemorySegment slice = gm.slice(SLOT1, 4096);
+        MemorySegment slice = gm.slice(SLOT1, 4096).rawSegment();
         long generation = slots.generation();
         SignallingSource src = new SignallingSource(pipe.source());
         Concurrently.Call<Long> reader = blockedRead(src, SLOT1 + 0x2000);
@@ -217,7 +217,7 @@ class TransferHoldTest {
     @Test
     void aMoveWaitsLikeADeleteAndTheMovedSlotSeesTheBytes() throws Exception {
         gm.setDrainTimeout(Duration.ofSeconds(Concurrently.LIMIT_S));
-        MemorySegment slice = gm.slice(SLOT1, 4096);
+        MemorySegment slice = gm.slice(SLOT1, 4096).rawSegment();
         SignallingSource src = new SignallingSource(pipe.source());
         Concurrently.Call<Long> reader = blockedRead(src, SLOT1 + 0x3000);
         Concurrently.Call<Void> mover = start("mover", () -> {
@@ -273,7 +273,7 @@ class TransferHoldTest {
     @Test
     void closingTheRegionUnderABlockedReadNeverUnmapsItWaitsThenFailsCleanly() throws Exception {
         gm.setDrainTimeout(Duration.ofMillis(200));
-        MemorySegment slice = gm.slice(SLOT1, 4096);
+        MemorySegment slice = gm.slice(SLOT1, 4096).rawSegment();
         SignallingSource src = new SignallingSource(pipe.source());
         Concurrently.Call<Long> reader = blockedRead(src, SLOT1 + 0x100);
 
@@ -316,7 +316,7 @@ class TransferHoldTest {
         assertEquals(42, gm.readU64(SLOT1 + 512));
         send((byte) 6, 100);
         assertEquals(100, reader.get());
-        MemorySegment slice = gm.slice(SLOT1, 8);
+        MemorySegment slice = gm.slice(SLOT1, 8).rawSegment();
         gm.close();
         assertThrows(IllegalStateException.class, () -> slice.get(ValueLayout.JAVA_BYTE, 0));
         assertTrue(b.isOpen());
