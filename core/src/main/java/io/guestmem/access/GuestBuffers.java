@@ -60,6 +60,7 @@ public final class GuestBuffers implements Iterable<GuestBuffers.Segment> {
     private final int[] slotIndex;  // in table
     private final long[] offset;    // in that slot
     private final MemorySegment[] memory;
+    private final int[] slots;      // the distinct slot indices of the segments, ascending: what a transfer holds
 
     private GuestBuffers(GuestMemory owner, Builder b, boolean writable) {
         this.owner = owner;
@@ -71,6 +72,17 @@ public final class GuestBuffers implements Iterable<GuestBuffers.Segment> {
         this.slotIndex = Arrays.copyOf(b.slot, b.n);
         this.offset = Arrays.copyOf(b.offset, b.n);
         this.memory = Arrays.copyOf(b.memory, b.n);
+        this.slots = Arrays.stream(slotIndex).distinct().sorted().toArray();
+    }
+
+    /** The table the list was checked on. */
+    SlotTable table() {
+        return table;
+    }
+
+    /** The distinct indices (in {@link #table()}) of the slots the segments lie in, ascending. */
+    int[] slotIndices() {
+        return slots;
     }
 
     /**

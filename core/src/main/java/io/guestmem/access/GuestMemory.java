@@ -1238,10 +1238,11 @@ public final class GuestMemory implements AutoCloseable {
     private enum FdCall { READV, PREADV, WRITEV, PWRITEV }
 
     /**
-     * Every fd transfer of guest memory goes through here. The slots of {@code bufs} are not held yet: a slot
-     * deleted or a region closed after the iovecs are built (which refuses dead segments) and before the call
-     * returns would leave the kernel addresses that are no longer guest RAM. The slot hold belongs around
-     * the {@code Uio} call below.
+     * Every fd transfer of guest memory goes through here. It holds the slots of {@code bufs} on the table the
+     * list was checked on for the whole system call, as channel transfers do, so no slot change closes a view
+     * (and no region unmaps) while the kernel holds its addresses; a change pending on one of them is waited
+     * out first. A list whose slot changed since it was built has dead segments: building the iovecs then
+     * throws IllegalStateException, before any system call.
      */
     private long fdTransfer(FdCall call, int fd, long offset, GuestBuffers bufs) {
         String op = call.name().toLowerCase(java.util.Locale.ROOT);
@@ -1249,6 +1250,31 @@ public final class GuestMemory implements AutoCloseable {
         boolean intoGuest = call == FdCall.READV || call == FdCall.PREADV;
         if (intoGuest && !bufs.writable())
             throw new IllegalArgumentException(op + " into " + bufs + ": the list was checked for reading guest memory, not writing it");
+        SlotTable t = bufs.table();
+        int[] slots = bufs.slotIndices();
+        holdAll(t, slots);
+        try {
+            return fdCall(call, fd, offset, bufs, intoGuest);
+        } finally {
+            for (int s : slots) gate.releaseRange(t, s, s);
+        }
+    }
+
+    /** Holds every slot of {@code slots} in {@code t}, all or none: on a pending change, lets go of all and waits it out. */
+    private void holdAll(SlotTable t, int[] slots) {
+        while (true) {
+            int k = 0, pending = -1;
+            for (; k < slots.length; k++) {
+                pending = gate.holdRange(t, slots[k], slots[k]);
+                if (pending >= 0) break;
+            }
+            if (pending < 0) return;
+            for (int j = 0; j < k; j++) gate.releaseRange(t, slots[j], slots[j]);
+            gate.awaitOutcome(t.mapping[pending].hold());
+        }
+    }
+
+    private static long fdCall(FdCall call, int fd, long offset, GuestBuffers bufs, boolean intoGuest) {
         try (io.guestmem.sys.IovecArray iov = bufs.toIovecs()) {
             long n;
             try {

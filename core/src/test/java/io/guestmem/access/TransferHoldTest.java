@@ -322,4 +322,62 @@ class TransferHoldTest {
         assertTrue(b.isOpen());
         b.close(); // the closed memory no longer guards it
     }
+
+    /**
+     * The fd path holds too: a readv into slot 1 blocked on an empty pipe makes a removal wait until the pipe
+     * gets its bytes. The reader is known to be in the system call when its thread (found by name in
+     * /proc/self/task) sleeps in the kernel several polls in a row: before the call it runs Java code only.
+     */
+    @Test
+    void removalWaitsForABlockedReadvOnAPipe() throws Exception {
+        gm.setDrainTimeout(Duration.ofSeconds(Concurrently.LIMIT_S));
+        try (io.guestmem.sys.FileFd.Pipe p = io.guestmem.sys.FileFd.pipe()) {
+            AtomicLong readEnded = new AtomicLong();
+            Concurrently.Call<Long> reader = start("gm-readv", () -> {
+                long n = gm.readv(p.readEnd().fd(), SLOT1 + 0x3000, 100);
+                readEnded.set(System.nanoTime());
+                return n;
+            });
+            awaitSleepingInKernel("gm-readv");
+            Concurrently.Call<Long> remover = start("remover", () -> {
+                gm.removeRam(1);
+                return System.nanoTime();
+            });
+            awaitState(remover.thread(), Thread.State.TIMED_WAITING); // waiting for the readv, in beforeCommit
+            assertNotNull(slots.current().byId(1), "not published while the readv is in flight");
+            byte[] x = new byte[100];
+            java.util.Arrays.fill(x, (byte) 0x33);
+            try (var w = new java.io.FileOutputStream("/proc/self/fd/" + p.writeEnd().fd())) { // the pipe, reopened
+                w.write(x);
+            }
+            assertEquals(100, reader.get());
+            long removedAt = remover.get();
+            assertTrue(readEnded.get() != 0 && readEnded.get() <= removedAt, "the removal completed only after the readv");
+            assertEquals(0x33, b.segment().get(ValueLayout.JAVA_BYTE, 0x3000 + 99), "the readv's bytes are in the memory");
+            assertNull(slots.current().byId(1));
+        }
+    }
+
+    /** Waits until the thread named {@code name} has been asleep in the kernel (state S) for 5 polls in a row. */
+    static void awaitSleepingInKernel(String name) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(Concurrently.LIMIT_S);
+        int streak = 0;
+        while (streak < 5) {
+            assertTrue(System.nanoTime() < deadline, "thread " + name + " never blocked in the kernel");
+            boolean asleep = false;
+            try (var tasks = java.nio.file.Files.list(java.nio.file.Path.of("/proc/self/task"))) {
+                for (var t : (Iterable<java.nio.file.Path>) tasks::iterator) {
+                    try {
+                        if (!java.nio.file.Files.readString(t.resolve("comm")).strip().equals(name)) continue;
+                        String stat = java.nio.file.Files.readString(t.resolve("stat"));
+                        asleep = stat.substring(stat.lastIndexOf(')') + 2).startsWith("S");
+                    } catch (java.io.IOException gone) {
+                        // a thread that ended meanwhile
+                    }
+                }
+            }
+            streak = asleep ? streak + 1 : 0;
+            Thread.sleep(20);
+        }
+    }
 }
