@@ -207,6 +207,15 @@ public final class RegionBuilder {
         if (backing == Backing.SECRET) {
             Validate.isTrue(numaMode == null && !mergeable, "memfd_secret memory takes no numa policy or KSM merging");
         }
+        if (prefault != null && !reserves() && !backing.isHugetlb() && hugePageSize == null) {
+            // A no-reserve mapping is not refused at mmap however large, so a prefault of more memory than the
+            // machine has would end in the OOM killer, not in an error: refuse it here, before any step.
+            io.guestmem.procfs.Overcommit oc = io.guestmem.procfs.Overcommit.now();
+            long ram = oc.memTotal() + oc.swapTotal();
+            Validate.isTrue(size <= ram, "a prefault of %s is more than this machine's RAM + swap (%s): it could only end "
+                    + "in the OOM killer (a no-reserve mapping is not refused at mmap); prefault less, or none",
+                    Fmt.size(size), Fmt.size(ram));
+        }
         if (Boolean.FALSE.equals(reserve)) {
             Validate.isTrue(!backing.isHugetlb() && hugePageSize == null, "a %s region of %s pages is always reserved: "
                     + "with MAP_NORESERVE a short hugetlb pool would be a SIGBUS on a later fault instead of an error "

@@ -256,4 +256,39 @@ class NoReserveTest {
         Leaks.assertNothingMapped(spanStart, spanEnd);
         Leaks.assertNoMemfd("gm-tebibyte");
     }
+
+    /**
+     * A no-reserve region is not refused at mmap however large, so a prefault of more than RAM + swap could only
+     * end in the OOM killer (seen on an 8 GiB arm64 guest, whose 48-bit address space took a 128 TiB shared
+     * region): the builder refuses it before any step, and nothing is left mapped.
+     */
+    @Test
+    void aPrefaultOfMoreThanRamAndSwapIsRefusedBeforeAnything() {
+        Overcommit oc = Overcommit.now();
+        long tooMuch = (oc.memTotal() + oc.swapTotal() + MiB) & -Posix.PAGE_SIZE;
+        for (Supplier<RegionBuilder> kind : List.<Supplier<RegionBuilder>>of(() -> HostRegion.anonymous(tooMuch),
+                () -> HostRegion.anonymousShared(tooMuch), () -> HostRegion.memfd(tooMuch))) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> kind.get().prefault(Prefault.Mode.WRITE).create());
+            assertTrue(e.getMessage().contains("more than this machine's RAM + swap"), e.getMessage());
+        }
+        assertEquals(0, largestMapping() >= tooMuch ? 1 : 0, "nothing of that size was mapped");
+        try (HostRegion small = HostRegion.anonymous(4 * Posix.PAGE_SIZE).prefault(Prefault.Mode.WRITE).create()) {
+            assertEquals(4 * Posix.PAGE_SIZE, small.size(), "a prefault that fits is untouched by the check");
+        }
+    }
+
+    /** The largest mapping of this process now, per /proc/self/maps. */
+    private static long largestMapping() {
+        try {
+            long max = 0;
+            for (String l : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/self/maps"))) {
+                String[] r = l.substring(0, l.indexOf(' ')).split("-");
+                max = Math.max(max, Long.parseUnsignedLong(r[1], 16) - Long.parseUnsignedLong(r[0], 16));
+            }
+            return max;
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
 }
