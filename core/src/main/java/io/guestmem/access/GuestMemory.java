@@ -137,9 +137,11 @@ import java.util.function.Function;
  * pins): a memslot change is vetoed (nothing published), a region stays open and mapped, this memory stays
  * open. So a change is all or nothing, a region is never unmapped under an I/O call, and once a change went
  * through, the old views are closed (slices of a removed slot throw IllegalStateException). Plain accessors
- * and slices neither hold nor wait. A caller's own I/O call on a buffer of a {@link #slice} is not held:
- * a change that takes that view away during the call is published, but the view cannot be closed then, so the
- * change's caller gets the JDK's IllegalStateException after the publication, and the view stays open.
+ * and slices neither hold nor wait. A slice's own channel calls ({@link GuestSlice#readFrom},
+ * {@link GuestSlice#writeTo}) hold its slot as transfers do. A caller's own I/O call on a slice's
+ * {@linkplain GuestSlice#rawSegment raw segment} is not held: a change that takes that view away during the
+ * call is published, but the view cannot be closed then, so the change's caller gets the JDK's
+ * IllegalStateException after the publication, and the view stays open.
  *
  * <h2>Dirty tracking</h2>
  * Every write through this class, its slices and structures (bulk, fill, typed in every flavour, atomic,
@@ -900,7 +902,8 @@ public final class GuestMemory implements AutoCloseable {
         String readOnly = s.readOnly() ? "slot " + s.id() + " is READONLY"
                 : view.isReadOnly() ? "slot " + s.id() + " is backed by read-only host memory" : null;
         MemorySegment seg = view.asSlice(o, len);
-        return new GuestSlice(readOnly != null ? seg.asReadOnly() : seg, gpa, l.dirty[i], o, l.shift, s.id(), readOnly);
+        return new GuestSlice(readOnly != null ? seg.asReadOnly() : seg, gpa, l.dirty[i], o, l.shift, s.id(), readOnly,
+                gate, l.mapping[i].hold());
     }
 
     /**

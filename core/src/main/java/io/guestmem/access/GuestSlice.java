@@ -1,5 +1,7 @@
 package io.guestmem.access;
 
+import io.guestmem.sys.UseAfterClose;
+
 import io.guestmem.sys.Fmt;
 
 import java.io.IOException;
@@ -67,8 +69,13 @@ public final class GuestSlice {
     private final int shift;           // log2 of the page size the dirty log counts in
     private final int slotId;
     private final String readOnly;     // why writes are refused, or null
+    private final LayoutGate gate;     // the memory's, and the slot's hold: channel calls hold the slot (null: empty)
+    private final SlotHold hold;
 
-    GuestSlice(MemorySegment seg, long gpa, DirtyBitmap dirty, long slotOffset, int shift, int slotId, String readOnly) {
+    GuestSlice(MemorySegment seg, long gpa, DirtyBitmap dirty, long slotOffset, int shift, int slotId, String readOnly,
+               LayoutGate gate, SlotHold hold) {
+        this.gate = gate;
+        this.hold = hold;
         this.seg = seg;
         this.gpa = gpa;
         this.dirty = dirty;
@@ -80,7 +87,7 @@ public final class GuestSlice {
 
     /** The empty slice at {@code gpa}: of no slot, always alive. */
     static GuestSlice empty(long gpa) {
-        return new GuestSlice(MemorySegment.NULL, gpa, null, 0, 0, -1, null);
+        return new GuestSlice(MemorySegment.NULL, gpa, null, 0, 0, -1, null, null, null);
     }
 
     // ------------------------------------------------------------------------------------------ what it is
@@ -116,7 +123,8 @@ public final class GuestSlice {
      */
     public GuestSlice subSlice(long offset, long length) {
         Objects.checkFromIndexSize(offset, length, seg.byteSize());
-        return new GuestSlice(seg.asSlice(offset, length), gpa + offset, dirty, slotOffset + offset, shift, slotId, readOnly);
+        return new GuestSlice(seg.asSlice(offset, length), gpa + offset, dirty, slotOffset + offset, shift, slotId, readOnly,
+                gate, hold);
     }
 
     /**
@@ -357,6 +365,32 @@ public final class GuestSlice {
     public long readFrom(ReadableByteChannel ch) throws IOException {
         Objects.requireNonNull(ch, "channel");
         checkWritable(0, "readFrom");
+        holdSlot("readFrom");
+        try {
+            return readChannel(ch);
+        } finally {
+            if (hold != null) gate.unhold(hold);
+        }
+    }
+
+    /**
+     * Holds the slot for a channel call, as {@code GuestMemory}'s transfers do, so that a change that would
+     * close this slice's view waits for the call (or is refused) rather than failing half-way: a change
+     * pending on the slot is waited out first, and a slice it killed throws IllegalStateException.
+     */
+    private void holdSlot(String op) {
+        if (hold == null) return;
+        while (!gate.hold(hold)) {
+            gate.awaitOutcome(hold);
+            if (!seg.scope().isAlive()) throw UseAfterClose.of(this, op + ": its slot changed");
+        }
+        if (!seg.scope().isAlive()) {
+            gate.unhold(hold);
+            throw UseAfterClose.of(this, op + ": its slot changed");
+        }
+    }
+
+    private long readChannel(ReadableByteChannel ch) throws IOException {
         long len = seg.byteSize(), done = 0;
         while (done < len) {
             ByteBuffer bb = seg.asSlice(done, Math.min(len - done, MAX_IO_CHUNK)).asByteBuffer();
@@ -383,6 +417,15 @@ public final class GuestSlice {
      */
     public long writeTo(WritableByteChannel ch) throws IOException {
         Objects.requireNonNull(ch, "channel");
+        holdSlot("writeTo");
+        try {
+            return writeChannel(ch);
+        } finally {
+            if (hold != null) gate.unhold(hold);
+        }
+    }
+
+    private long writeChannel(WritableByteChannel ch) throws IOException {
         long len = seg.byteSize(), done = 0;
         while (done < len) {
             ByteBuffer bb = seg.asSlice(done, Math.min(len - done, MAX_IO_CHUNK)).asByteBuffer();

@@ -83,15 +83,27 @@ final class LayoutGate {
      */
     int holdRange(SlotTable t, int first, int last) {
         for (int i = first; i <= last; i++) {
-            SlotHold h = t.mapping[i].hold();
-            h.holders.incrementAndGet();
-            if (h.blockers != 0 || closing != 0) {
-                release(h);
+            if (!hold(t.mapping[i].hold())) {
                 releaseRange(t, first, i - 1);
                 return i;
             }
         }
         return -1;
+    }
+
+    /** Holds {@code h} alone: true, or false (nothing held) while a change is pending on it or the memory closes. */
+    boolean hold(SlotHold h) {
+        h.holders.incrementAndGet();
+        if (h.blockers != 0 || closing != 0) {
+            release(h);
+            return false;
+        }
+        return true;
+    }
+
+    /** Lets go of a hold {@link #hold(SlotHold)} took. */
+    void unhold(SlotHold h) {
+        release(h);
     }
 
     void releaseRange(SlotTable t, int first, int last) {

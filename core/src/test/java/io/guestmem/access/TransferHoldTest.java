@@ -380,4 +380,33 @@ class TransferHoldTest {
             Thread.sleep(20);
         }
     }
+
+    /** A slice's own channel read holds its slot too: a removal waits for it, then the slice is dead. */
+    @Test
+    void removalWaitsForABlockedSliceReadThenTheSliceIsDead() throws Exception {
+        gm.setDrainTimeout(Duration.ofSeconds(Concurrently.LIMIT_S));
+        GuestSlice slice = gm.slice(SLOT1 + 0x4000, 100);
+        SignallingSource src = new SignallingSource(pipe.source());
+        AtomicLong readEnded = new AtomicLong();
+        Concurrently.Call<Long> reader = start("slice-reader", () -> {
+            long n = slice.readFrom(src);
+            readEnded.set(System.nanoTime());
+            return n;
+        });
+        src.awaitRead();
+        Concurrently.Call<Long> remover = start("remover", () -> {
+            gm.removeRam(1);
+            return System.nanoTime();
+        });
+        awaitState(remover.thread(), Thread.State.TIMED_WAITING); // waiting for the slice's read, in beforeCommit
+        assertNotNull(slots.current().byId(1), "not published while the slice's read is in flight");
+        send((byte) 0x44, 100);
+        assertEquals(100, reader.get());
+        long removedAt = remover.get();
+        assertTrue(readEnded.get() != 0 && readEnded.get() <= removedAt, "the removal completed only after the read");
+        assertEquals(0x44, b.segment().get(ValueLayout.JAVA_BYTE, 0x4000 + 99), "the read's bytes are in the memory");
+        assertNull(slots.current().byId(1));
+        assertThrows(IllegalStateException.class, () -> slice.readFrom(src), "the slice died with its slot");
+        assertThrows(IllegalStateException.class, () -> slice.writeU8(0, 1));
+    }
 }
