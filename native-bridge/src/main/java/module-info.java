@@ -10,7 +10,9 @@
  * {@code KPageFlag}s, {@code HostView.vma} returns a {@code Vma}) and {@code kvmapi} (the raw fds behind
  * {@code KvmVm.vmFd()} and {@code Vcpu.vcpuFd()}, {@code X86Regs}). Core requires this module transitively, so
  * a VMM that requires {@code io.guestmem.core} reads them too. {@code probe} (raw calls that only tests and
- * probes make) is exported to core alone, whose tests use it, and is no API.
+ * probes make) is exported to core alone, whose tests use it, and is no API. {@code ffm} (the linker, the
+ * downcall handles and errno capture every binding class uses) is not exported at all: no other module
+ * makes a native call.
  */
 module io.guestmem.bridge {
     requires org.apache.commons.lang3;

@@ -1,10 +1,10 @@
 package io.guestmem.probe;
 
-import static io.guestmem.sys.Native.C_INT;
-import static io.guestmem.sys.Native.C_LONG;
-import static io.guestmem.sys.Native.C_POINTER;
+import static io.guestmem.ffm.Native.C_INT;
+import static io.guestmem.ffm.Native.C_LONG;
+import static io.guestmem.ffm.Native.C_POINTER;
 
-import io.guestmem.sys.Native;
+import io.guestmem.ffm.Native;
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;

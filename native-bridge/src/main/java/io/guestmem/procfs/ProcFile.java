@@ -1,12 +1,12 @@
 package io.guestmem.procfs;
 
-import static io.guestmem.sys.Native.C_INT;
-import static io.guestmem.sys.Native.C_LONG;
-import static io.guestmem.sys.Native.C_POINTER;
+import static io.guestmem.ffm.Native.C_INT;
+import static io.guestmem.ffm.Native.C_LONG;
+import static io.guestmem.ffm.Native.C_POINTER;
 
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
-import io.guestmem.sys.Native;
+import io.guestmem.ffm.Native;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
 import io.guestmem.sys.UseAfterClose;

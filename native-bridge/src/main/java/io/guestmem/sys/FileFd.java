@@ -1,7 +1,8 @@
 package io.guestmem.sys;
 
-import static io.guestmem.sys.Native.C_INT;
-import static io.guestmem.sys.Native.C_POINTER;
+import io.guestmem.ffm.Native;
+import static io.guestmem.ffm.Native.C_INT;
+import static io.guestmem.ffm.Native.C_POINTER;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;

@@ -1,5 +1,6 @@
 package io.guestmem.sys;
 
+import io.guestmem.ffm.Native;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 

@@ -1,8 +1,9 @@
 package io.guestmem.sys;
 
-import static io.guestmem.sys.Native.C_INT;
-import static io.guestmem.sys.Native.C_LONG;
-import static io.guestmem.sys.Native.C_POINTER;
+import io.guestmem.ffm.Native;
+import static io.guestmem.ffm.Native.C_INT;
+import static io.guestmem.ffm.Native.C_LONG;
+import static io.guestmem.ffm.Native.C_POINTER;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;

@@ -1,10 +1,11 @@
 package io.guestmem.sys;
 
-import static io.guestmem.sys.Native.C_INT;
-import static io.guestmem.sys.Native.C_LONG;
-import static io.guestmem.sys.Native.C_OFF_T;
-import static io.guestmem.sys.Native.C_POINTER;
-import static io.guestmem.sys.Native.C_SIZE_T;
+import io.guestmem.ffm.Native;
+import static io.guestmem.ffm.Native.C_INT;
+import static io.guestmem.ffm.Native.C_LONG;
+import static io.guestmem.ffm.Native.C_OFF_T;
+import static io.guestmem.ffm.Native.C_POINTER;
+import static io.guestmem.ffm.Native.C_SIZE_T;
 
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemoryLayout;

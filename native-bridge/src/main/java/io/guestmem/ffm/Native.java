@@ -1,4 +1,4 @@
-package io.guestmem.sys;
+package io.guestmem.ffm;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
