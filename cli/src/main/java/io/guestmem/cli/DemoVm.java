@@ -218,9 +218,9 @@ final class DemoVm implements AutoCloseable {
         if (vm == null || !vm.capabilities().guestMemfdMmapShared()) {
             notes.add("guest_memfd: " + (vm == null ? "no KVM" : "this KVM cannot mmap guest_memfd (GUEST_MEMFD_FLAGS)")
                     + "; a memfd stands in, reported as backing '" + STAND_IN + "'");
-            return GuestMemfdRegion.standIn(size);
+            return GuestMemfdRegion.standIn(size, vmMemory.notifier());
         }
-        return GuestMemfdRegion.create(vm, size);
+        return GuestMemfdRegion.create(vm, size, vmMemory.notifier());
     }
 
     /** The report's name of a memfd standing in for a guest_memfd. */

@@ -62,10 +62,12 @@ public final class GuestMemfdRegion implements AutoCloseable {
     private final Object conversionLock = new Object();
     private final CopyOnWriteArrayList<FinalPutListener> listeners = new CopyOnWriteArrayList<>();
     private final AtomicBoolean closed = new AtomicBoolean();
-    private volatile MmuNotifier notifier;
+    private final MmuNotifier notifier;       // null: behind no memslot set, nothing to invalidate
 
-    private GuestMemfdRegion(GuestMemfdBacking backing, KvmGuestMemfd gmem, int fd, long size, HostRegion mapping) {
+    private GuestMemfdRegion(GuestMemfdBacking backing, KvmGuestMemfd gmem, int fd, long size, HostRegion mapping,
+                             MmuNotifier notifier) {
         this.backing = backing;
+        this.notifier = notifier;
         this.gmem = gmem;
         this.fd = fd;
         this.size = size;
@@ -87,13 +89,26 @@ public final class GuestMemfdRegion implements AutoCloseable {
      * offers guest_memfd without them ({@link GuestMemfdBacking#GUEST_MEMFD_GUEST_ONLY}); and a memfd
      * standing in when {@code vm} is null or has no KVM_CAP_GUEST_MEMFD. KVM refuses a size that is not
      * page-aligned ({@code EINVAL} from KVM_CREATE_GUEST_MEMFD); the stand-in refuses it the same way.
+     * The region is behind no notifier: used alone, its conversions have no translations to invalidate;
+     * one that joins a VM's memslots is made with {@link #create(KvmVm, long, MmuNotifier)}.
      */
     public static GuestMemfdRegion create(KvmVm vm, long size) {
-        if (vm == null || !vm.capabilities().guestMemfd()) return standIn(size);
+        return create(vm, size, null);
+    }
+
+    /**
+     * {@link #create(KvmVm, long)} behind {@code notifier}: conversions, hole punches and zaps run inside an
+     * invalidation of it covering the host mapping's range (and so the gfns of any slot whose userspace_addr
+     * is that mapping), so translations cached from the old view die, as KVM zaps SPTEs and invalidates
+     * gfn_to_pfn caches. The notifier is fixed here, for the region's life: a region that joins a VM's
+     * memslots must be created behind that VM's notifier ({@code VmMemory} refuses any other).
+     */
+    public static GuestMemfdRegion create(KvmVm vm, long size, MmuNotifier notifier) {
+        if (vm == null || !vm.capabilities().guestMemfd()) return standIn(size, notifier);
         long both = KvmIoctls.GUEST_MEMFD_FLAG_MMAP | KvmIoctls.GUEST_MEMFD_FLAG_INIT_SHARED;
         KvmGuestMemfd g = vm.createGuestMemfd(size, vm.capabilities().guestMemfdMmapShared() ? both : 0);
         try {
-            return adopt(g);
+            return adopt(g, notifier);
         } catch (RuntimeException | Error e) {
             g.close();
             throw e;
@@ -105,11 +120,16 @@ public final class GuestMemfdRegion implements AutoCloseable {
      * It is mapped only if it was created with MMAP|INIT_SHARED.
      */
     public static GuestMemfdRegion adopt(KvmGuestMemfd g) {
+        return adopt(g, null);
+    }
+
+    /** {@link #adopt(KvmGuestMemfd)} behind {@code notifier} (see {@link #create(KvmVm, long, MmuNotifier)}). */
+    public static GuestMemfdRegion adopt(KvmGuestMemfd g, MmuNotifier notifier) {
         if (!g.mmapShared())
-            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY, g, g.fd(), g.size(), null);
+            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY, g, g.fd(), g.size(), null, notifier);
         HostRegion m = HostRegion.ofFd(g.fd(), 0, g.size(), Backing.GUEST_MEMFD).create();
         try {
-            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD, g, g.fd(), g.size(), m);
+            return new GuestMemfdRegion(GuestMemfdBacking.GUEST_MEMFD, g, g.fd(), g.size(), m, notifier);
         } catch (RuntimeException | Error e) {
             m.close();
             throw e;
@@ -118,13 +138,18 @@ public final class GuestMemfdRegion implements AutoCloseable {
 
     /** A memfd standing in for a guest_memfd ({@link GuestMemfdBacking#MEMFD_STAND_IN}), mapped MAP_SHARED. */
     public static GuestMemfdRegion standIn(long size) {
+        return standIn(size, null);
+    }
+
+    /** {@link #standIn(long)} behind {@code notifier} (see {@link #create(KvmVm, long, MmuNotifier)}). */
+    public static GuestMemfdRegion standIn(long size, MmuNotifier notifier) {
         if (size <= 0 || size % Posix.PAGE_SIZE != 0)
             throw new KvmException(Errno.EINVAL, "guest_memfd stand-in(" + size + ")",
                     "size must be a positive multiple of the page size " + Fmt.size(Posix.PAGE_SIZE)
                             + ", as KVM_CREATE_GUEST_MEMFD requires");
         HostRegion m = HostRegion.memfd(size).name("guestmem-gmem-stand-in").create();
         try {
-            return new GuestMemfdRegion(GuestMemfdBacking.MEMFD_STAND_IN, null, m.fd().getAsInt(), size, m);
+            return new GuestMemfdRegion(GuestMemfdBacking.MEMFD_STAND_IN, null, m.fd().getAsInt(), size, m, notifier);
         } catch (RuntimeException | Error e) {
             m.close();
             throw e;
@@ -207,14 +232,9 @@ public final class GuestMemfdRegion implements AutoCloseable {
         return new Memslot(addressSpace, id, gpa >>> shift, pages(), hva, Memslot.GUEST_MEMFD, fd, 0);
     }
 
-    /**
-     * Conversions, hole punches and zaps run inside an invalidation of this notifier covering the host
-     * mapping's range (and so the gfns of any slot whose userspace_addr is that mapping), so translations
-     * cached from the old view die, as KVM zaps SPTEs and invalidates gfn_to_pfn caches.
-     */
-    public void attach(MmuNotifier n) {
-        checkOpen();
-        this.notifier = n;
+    /** The notifier this region invalidates through, fixed at creation; null when it has none. */
+    public MmuNotifier notifier() {
+        return notifier;
     }
 
     public void addFinalPutListener(FinalPutListener l) {
@@ -454,9 +474,8 @@ public final class GuestMemfdRegion implements AutoCloseable {
     // ------------------------------------------------------------------ plumbing
 
     private Invalidation invalidation(long offset, long length) {
-        MmuNotifier n = notifier;
-        if (n == null || mapping == null) return null;
-        return n.invalidate(mapping.address() + offset, mapping.address() + offset + length);
+        if (notifier == null || mapping == null) return null;
+        return notifier.invalidate(mapping.address() + offset, mapping.address() + offset + length);
     }
 
     private long page(long offset) {

@@ -1,5 +1,6 @@
 package io.guestmem.vm;
 
+import io.guestmem.KvmException;
 import io.guestmem.access.GuestMemory;
 import io.guestmem.access.GuestMemoryException;
 import io.guestmem.gmem.GuestMemfdPages;
@@ -14,6 +15,7 @@ import io.guestmem.mmu.FollowPfn;
 import io.guestmem.mmu.FollowPfnCollaborators;
 import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.mmu.PoisonRegistry;
+import io.guestmem.sys.Errno;
 import io.guestmem.sys.UseAfterClose;
 
 /**
@@ -34,6 +36,7 @@ import io.guestmem.sys.UseAfterClose;
 public final class VmMemory implements AutoCloseable {
     private final Memslots memslots;
     private final MemslotObserver vmObserver; // null without a VM
+    private final KvmVm vm;                   // null without a VM
     private final MmuNotifier notifier;
     private final FollowPfn followPfn;
     private final MemslotLock lock;
@@ -49,6 +52,7 @@ public final class VmMemory implements AutoCloseable {
 
     /** Guest memory mirrored into {@code vm} (null: no VM). */
     public VmMemory(KvmVm vm) {
+        this.vm = vm;
         memslots = vm == null ? new Memslots() : new Memslots(vm.memslotsConfig());
         vmObserver = vm == null ? null : vm.memslotObserver();
         if (vmObserver != null) memslots.addObserver(vmObserver);
@@ -75,13 +79,28 @@ public final class VmMemory implements AutoCloseable {
     }
 
     /**
+     * A guest_memfd region of {@code size} bytes for this VM (a stand-in memfd without one, or without
+     * KVM_CAP_GUEST_MEMFD), behind this memory's notifier, ready for {@link #addGuestMemfd}. The caller owns it.
+     */
+    public GuestMemfdRegion createGuestMemfd(long size) {
+        if (closed) throw UseAfterClose.of("VmMemory", "createGuestMemfd()");
+        return GuestMemfdRegion.create(vm, size, notifier);
+    }
+
+    /**
      * Binds {@code region} as slot {@code slotId} at {@code gpa} (a GUEST_MEMFD slot, or a plain one for a
-     * stand-in): its mappability, references and conversions join follow_pfn and the accessors.
+     * stand-in): its mappability, references and conversions join follow_pfn and the accessors. The region
+     * must have been created behind this memory's notifier ({@link #createGuestMemfd}, or
+     * {@code GuestMemfdRegion.create(vm, size, notifier())}): one behind no notifier or another would convert
+     * pages without invalidating this VM's translations, so it is refused with EINVAL.
      */
     public Memslot addGuestMemfd(int slotId, long gpa, GuestMemfdRegion region) {
         if (closed) throw UseAfterClose.of("VmMemory", "addGuestMemfd()");
+        if (region.notifier() != notifier)
+            throw new KvmException(Errno.EINVAL, "addGuestMemfd(slot " + slotId + ")", region.notifier() == null
+                    ? "the region was created behind no notifier: create it with createGuestMemfd(size)"
+                    : "the region is behind another VM's notifier");
         guestMemfdPages.register(region);
-        region.attach(notifier);
         if (region.hostMapped()) memory.register(region.hostRegion());
         Memslot m = region.memslot(memory.addressSpace(), slotId, gpa);
         memslots.setMemslot(m.addressSpace(), m.id(), m.flags(), gpa, m.npages() * memslots.geometry().pageSize(),

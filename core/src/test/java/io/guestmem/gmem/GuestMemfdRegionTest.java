@@ -4,6 +4,7 @@ import io.guestmem.mmu.Mappability;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -57,7 +58,11 @@ class GuestMemfdRegionTest {
     }
 
     static GuestMemfdRegion region(int pages) {
-        GuestMemfdRegion r = GuestMemfdRegion.create(vm, pages * PAGE);
+        return region(pages, null);
+    }
+
+    static GuestMemfdRegion region(int pages, MmuNotifier notifier) {
+        GuestMemfdRegion r = GuestMemfdRegion.create(vm, pages * PAGE, notifier);
         assertEquals(GuestMemfdBacking.GUEST_MEMFD, r.backing(), "this machine gives a real MMAP|INIT_SHARED guest_memfd");
         assertEquals(KvmIoctls.GUEST_MEMFD_FLAG_MMAP | KvmIoctls.GUEST_MEMFD_FLAG_INIT_SHARED, r.guestMemfd().flags());
         return r;
@@ -236,12 +241,12 @@ class GuestMemfdRegionTest {
 
     @Test
     void punchHoleZeroesThePageThroughTheNotifier() {
-        try (GuestMemfdRegion r = region(4)) {
-            Memslots memslots = new Memslots();
-            MmuNotifier notifier = new MmuNotifier(memslots);
+        Memslots memslots = new Memslots();
+        MmuNotifier notifier = new MmuNotifier(memslots);
+        try (GuestMemfdRegion r = region(4, notifier)) {
+            assertSame(notifier, r.notifier(), "the region invalidates through the notifier it was created behind");
             Memslot m = r.memslot(0, 1, 0x100000);
             memslots.setMemslot(0, 1, m.flags(), 0x100000, r.size(), m.userspaceAddr(), m.gmemFd(), m.gmemOffset());
-            r.attach(notifier);
             for (int p = 0; p < 4; p++) r.putLong(p * PAGE, 0xAB00 + p);
             long seq = notifier.sequence();
             long gfn = 0x100000 / PAGE + 2;

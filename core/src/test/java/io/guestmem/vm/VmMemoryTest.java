@@ -89,9 +89,30 @@ class VmMemoryTest {
      * are the page states' references, the last release is the deferred final put (not an earlier one), and a
      * conversion with nothing held completes at once.
      */
+    /**
+     * A region created behind no notifier (or another VM's) would convert pages without invalidating this
+     * VM's translations: it is refused before anything is bound, and one made by createGuestMemfd joins.
+     */
+    @Test
+    void aGuestMemfdRegionJoinsOnlyBehindThisMemorysNotifier() {
+        try (VmMemory vm = new VmMemory(); VmMemory other = new VmMemory();
+             GuestMemfdRegion alone = GuestMemfdRegion.standIn(4 * P);
+             GuestMemfdRegion foreign = other.createGuestMemfd(4 * P);
+             GuestMemfdRegion own = vm.createGuestMemfd(4 * P)) {
+            for (GuestMemfdRegion r : java.util.List.of(alone, foreign)) {
+                io.guestmem.KvmException e = assertThrows(io.guestmem.KvmException.class,
+                        () -> vm.addGuestMemfd(1, 0x4000_0000L, r));
+                assertEquals(io.guestmem.sys.Errno.EINVAL, e.errno(), e.getMessage());
+                assertTrue(vm.memslots().current(0).byId(1) == null, "nothing bound after the refusal");
+            }
+            assertSame(vm.notifier(), own.notifier());
+            assertEquals(1, vm.addGuestMemfd(1, 0x4000_0000L, own).id());
+        }
+    }
+
     @Test
     void followPfnReleasesAreTheFinalPutOnAStandIn() {
-        try (GuestMemfdRegion region = GuestMemfdRegion.standIn(4 * P); VmMemory vm = new VmMemory()) {
+        try (VmMemory vm = new VmMemory(); GuestMemfdRegion region = GuestMemfdRegion.standIn(4 * P, vm.notifier())) {
             assertEquals(GuestMemfdBacking.MEMFD_STAND_IN, region.backing());
             long base = 0x4000_0000L;
             vm.addGuestMemfd(1, base, region);
@@ -148,7 +169,7 @@ class VmMemoryTest {
         try (KvmVm kvm = KvmVm.open()) {
             assumeTrue(kvm.capabilities().guestMemfd() && kvm.capabilities().guestMemfdMmapShared(),
                     "this KVM has no guest_memfd with MMAP|INIT_SHARED");
-            try (GuestMemfdRegion region = GuestMemfdRegion.create(kvm, 2 * MiB); VmMemory vm = new VmMemory(kvm)) {
+            try (VmMemory vm = new VmMemory(kvm); GuestMemfdRegion region = vm.createGuestMemfd(2 * MiB)) {
                 assertEquals(GuestMemfdBacking.GUEST_MEMFD, region.backing());
                 long base = 0x4000_0000L;
                 vm.addGuestMemfd(1, base, region);

@@ -201,7 +201,7 @@ class FaultInjectionTest {
         long pages = 16, size = pages * PAGE;
         try (KvmVm vm = KvmVm.open()) {
             Assumptions.assumeTrue(vm.capabilities().guestMemfdMmapShared(), "guest_memfd MMAP|INIT_SHARED not offered");
-            try (GuestMemfdRegion g = GuestMemfdRegion.create(vm, size); VmMemory mem = new VmMemory(vm)) {
+            try (VmMemory mem = new VmMemory(vm); GuestMemfdRegion g = mem.createGuestMemfd(size)) {
                 assertTrue(g.hostMapped());
                 // 1. A host mapping still maps a page: toPrivate is refused (EAGAIN at that page), nothing changed.
                 MemorySegment.ofAddress(g.hostAddress()).reinterpret(size).set(ValueLayout.JAVA_LONG, 3 * PAGE, 1);
