@@ -1,4 +1,4 @@
-package io.guestmem.cli;
+package io.guestmem.testsupport;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -9,8 +9,7 @@ import org.junit.jupiter.api.extension.ExtensionContext;
 
 /**
  * Fails a test when a thread died of an uncaught exception while it ran: a helper thread's failure would
- * otherwise print a stack trace and vanish, and the test would pass. Registered for every test of the module
- * (META-INF/services, junit.jupiter.extensions.autodetection.enabled).
+ * otherwise print a stack trace and vanish, and the test would pass.
  *
  * <p>From a test class's start to its end the JVM's default uncaught-exception handler is a recorder; after
  * each test (and after the class, for what died outside any test) what it recorded fails the test, the first
@@ -19,9 +18,8 @@ import org.junit.jupiter.api.extension.ExtensionContext;
  * own handler ({@link Thread#setUncaughtExceptionHandler}): the JVM then never asks the default one.
  * Exceptions a pool keeps in a {@code Future} are not uncaught and stay the test's to check.
  *
- * <p>The modules share no test code (each module's tests see only the others' main classes), so each test
- * module holds a copy of this class in one of its own packages; {@code UncaughtExceptionGuardTest} in
- * {@code src-test} fails when the copies differ in more than the package line.
+ * <p>It lives in the {@code test-support} module, a test-scope dependency of every module with tests; its jar
+ * registers it (META-INF/services), and each module's junit-platform.properties turns autodetection on.
  */
 public final class UncaughtExceptionGuard implements BeforeAllCallback, AfterEachCallback, AfterAllCallback {
 
