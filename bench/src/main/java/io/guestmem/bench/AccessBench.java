@@ -1,11 +1,7 @@
 package io.guestmem.bench;
 
 import io.guestmem.access.GuestMemory;
-import io.guestmem.host.HostRegion;
 import io.guestmem.memslot.MemslotSet;
-import io.guestmem.memslot.Memslots;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
@@ -43,8 +39,7 @@ public class AccessBench {
     @Param({"4k", "thp"})
     public String backing;
 
-    private final List<HostRegion> regions = new ArrayList<>();
-    private Memslots memslots;
+    private LayoutGuest guest;
     private GuestMemory mem;
     private long[] gpas, pageGpas;
     private final byte[] buf = new byte[4096];
@@ -52,19 +47,13 @@ public class AccessBench {
 
     @Setup
     public void setup() {
-        memslots = new Memslots();
-        mem = new GuestMemory(memslots);
-        for (int i = 0; i < slots; i++) {
-            HostRegion r = Regions.populatedQuiet(backing, Layout.SLOT);
-            regions.add(r);
-            mem.addRam(i, Layout.slotGpa(i), r);
-        }
-        Regions.report(backing, regions);
-        gpas = Layout.randomGpas(slots);
+        guest = new LayoutGuest(slots, backing);
+        mem = guest.memory();
+        gpas = guest.gpas();
         pageGpas = new long[gpas.length];
         for (int i = 0; i < gpas.length; i++) pageGpas[i] = gpas[i] & ~4095L;
         java.util.Arrays.fill(buf, (byte) 7);
-        MemslotSet set = memslots.current(0);
+        MemslotSet set = guest.memslots().current(0);
         hvas = new long[gpas.length];
         for (int i = 0; i < gpas.length; i++) hvas[i] = set.gpaToHva(gpas[i]);
         pageHvas = new long[pageGpas.length];
@@ -79,9 +68,7 @@ public class AccessBench {
     public void tearDown() {
         if (rawIov != null) rawIov.close();
         if (sink >= 0) io.guestmem.sys.Posix.close(sink);
-        mem.close();
-        for (HostRegion r : regions) r.close();
-        regions.clear();
+        guest.close();
     }
 
     private int step() {
@@ -176,7 +163,7 @@ public class AccessBench {
 
     @Benchmark
     public int gpaToSlot() {
-        MemslotSet set = memslots.current(0);
+        MemslotSet set = guest.memslots().current(0);
         return set.indexOf(gpas[step()] >>> set.geometry().shift());
     }
 }

@@ -1,13 +1,9 @@
 package io.guestmem.bench;
 
 import io.guestmem.access.GuestMemory;
-import io.guestmem.host.HostRegion;
-import io.guestmem.memslot.Memslots;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
@@ -28,7 +24,7 @@ import org.openjdk.jmh.annotations.*;
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
 public class PinBench {
     private static final int SLOTS = 8;
-    private final List<HostRegion> regions = new ArrayList<>();
+    private LayoutGuest guest;
     private GuestMemory mem;
     private long[] gpas;
     private int next;
@@ -53,20 +49,14 @@ public class PinBench {
 
     @Setup
     public void setup() {
-        mem = new GuestMemory(new Memslots());
-        for (int i = 0; i < SLOTS; i++) {
-            HostRegion r = Regions.populatedQuiet("4k", Layout.SLOT);
-            regions.add(r);
-            mem.addRam(i, Layout.slotGpa(i), r);
-        }
-        gpas = Layout.randomGpas(SLOTS);
+        guest = new LayoutGuest(SLOTS, "4k");
+        mem = guest.memory();
+        gpas = guest.gpas();
     }
 
     @TearDown
     public void tearDown() {
-        mem.close();
-        for (HostRegion r : regions) r.close();
-        regions.clear();
+        guest.close();
     }
 
     private int step() {
