@@ -4,7 +4,6 @@ import static io.guestmem.access.Concurrently.start;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.guestmem.host.HostRegion;
-import io.guestmem.memslot.Memslots;
 import io.guestmem.procfs.Pagemap;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
@@ -36,20 +35,19 @@ class ChannelCallsTest {
     HostRegion a, b;
     GuestMemory gm;
 
+    TestGuest guest;
+
     @BeforeEach
     void setUp() {
-        a = HostRegion.anonymous(MiB).create(); // fresh: no page is present until written
-        b = HostRegion.anonymous(MiB).create();
-        gm = new GuestMemory(new Memslots());
-        gm.addRam(0, 0, a);
-        gm.addRam(1, MiB, b);
+        guest = TestGuest.twoSlots();
+        a = guest.a;
+        b = guest.b;
+        gm = guest.gm;
     }
 
     @AfterEach
     void tearDown() {
-        gm.close();
-        a.close();
-        b.close();
+        guest.close();
     }
 
     static byte[] bytes(int n, int seed) {

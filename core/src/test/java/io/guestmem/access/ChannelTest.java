@@ -3,7 +3,6 @@ package io.guestmem.access;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.guestmem.host.HostRegion;
-import io.guestmem.memslot.Memslots;
 import java.lang.foreign.ValueLayout;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -28,20 +27,19 @@ class ChannelTest {
     HostRegion a, b;
     GuestMemory gm;
 
+    TestGuest guest;
+
     @BeforeEach
     void setUp() {
-        a = HostRegion.anonymous(MiB).create();
-        b = HostRegion.anonymous(MiB).create();
-        gm = new GuestMemory(new Memslots());
-        gm.addRam(0, 0, a);
-        gm.addRam(1, MiB, b);
+        guest = TestGuest.twoSlots();
+        a = guest.a;
+        b = guest.b;
+        gm = guest.gm;
     }
 
     @AfterEach
     void tearDown() {
-        gm.close();
-        a.close();
-        b.close();
+        guest.close();
     }
 
     static byte[] random(int n, long seed) {

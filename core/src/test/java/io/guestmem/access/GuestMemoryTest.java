@@ -3,7 +3,6 @@ package io.guestmem.access;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.guestmem.host.HostRegion;
-import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.Memslots;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -27,24 +26,21 @@ class GuestMemoryTest {
     GuestMemory gm;
     HostRegion a, b, rom;
 
+    TestGuest guest;
+
     @BeforeEach
     void setUp() {
-        slots = new Memslots();
-        gm = new GuestMemory(slots);
-        a = HostRegion.anonymous(MiB).create();
-        b = HostRegion.anonymous(MiB).create();
-        rom = HostRegion.anonymous(MiB).create();
-        gm.addRam(0, 0, a);
-        gm.addRam(1, MiB, b);
-        gm.addRam(2, 4 * MiB, rom, 0, MiB, Memslot.READONLY);
+        guest = TestGuest.twoSlotsAndRom();
+        slots = guest.slots;
+        gm = guest.gm;
+        a = guest.a;
+        b = guest.b;
+        rom = guest.rom;
     }
 
     @AfterEach
     void tearDown() {
-        gm.close();
-        a.close();
-        b.close();
-        rom.close();
+        guest.close();
     }
 
     static byte[] random(int n, long seed) {

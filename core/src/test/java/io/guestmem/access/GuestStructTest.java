@@ -5,8 +5,6 @@ import static java.lang.foreign.MemoryLayout.PathElement.sequenceElement;
 import static org.junit.jupiter.api.Assertions.*;
 
 import io.guestmem.host.HostRegion;
-import io.guestmem.memslot.Memslot;
-import io.guestmem.memslot.Memslots;
 import io.guestmem.virtio.VirtqDescriptor;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
@@ -35,23 +33,20 @@ class GuestStructTest {
     HostRegion a, b, rom;
     GuestMemory gm;
 
+    TestGuest guest;
+
     @BeforeEach
     void setUp() {
-        a = HostRegion.anonymous(MiB).create();
-        b = HostRegion.anonymous(MiB).create();
-        rom = HostRegion.anonymous(MiB).create();
-        gm = new GuestMemory(new Memslots());
-        gm.addRam(0, 0, a);
-        gm.addRam(1, MiB, b);
-        gm.addRam(2, 4 * MiB, rom, 0, MiB, Memslot.READONLY);
+        guest = TestGuest.twoSlotsAndRom();
+        a = guest.a;
+        b = guest.b;
+        rom = guest.rom;
+        gm = guest.gm;
     }
 
     @AfterEach
     void tearDown() {
-        gm.close();
-        a.close();
-        b.close();
-        rom.close();
+        guest.close();
     }
 
     @Test
