@@ -22,7 +22,6 @@ import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -189,49 +188,14 @@ class GuestMemfdRegionTest {
      */
     @Test
     void racingReferencesAgainstConversions() throws Exception {
-        int pages = 16, workers = 3;
+        int pages = 16;
         try (GuestMemfdRegion r = region(pages)) {
-            AtomicReference<Throwable> failure = new AtomicReference<>();
-            long[] taken = new long[workers];
-            List<Thread> threads = new ArrayList<>();
-            CountDownLatch stop = new CountDownLatch(1);
-            for (int w = 0; w < workers; w++) {
-                int id = w;
-                Thread t = new Thread(() -> {
-                    java.util.Random rnd = new java.util.Random(id);
-                    try {
-                        while (stop.getCount() > 0) {
-                            int p = rnd.nextInt(pages);
-                            if (r.pageStates().tryGet(p, false)) {
-                                taken[id]++;
-                                Mappability m = r.pageStates().mappability(p);
-                                if (m == Mappability.GUEST) throw new AssertionError("page " + p + " private under a shared reference");
-                                if (m == Mappability.NONE && r.pendingTarget((long) p * PAGE) == Mappability.ALL)
-                                    throw new AssertionError("page " + p + " waits for private references under a shared one");
-                                Thread.onSpinWait();
-                                r.pageStates().put(p, false);
-                            }
-                        }
-                    } catch (Throwable e) {
-                        failure.compareAndSet(null, e);
-                    }
-                }, "ref-" + w);
-                threads.add(t);
-                t.start();
-            }
-            long pendingSeen = 0;
-            for (int round = 0; round < 300 && failure.get() == null; round++) {
-                Conversion c = r.toPrivate(0, pages * PAGE);
-                pendingSeen += c.pending();
+            ConversionRace.Result race = ConversionRace.run(r.pageStates(), pages, 3, 300, () -> {
+                long pending = r.toPrivate(0, pages * PAGE).pending();
                 r.toShared(0, pages * PAGE);
-            }
-            stop.countDown();
-            for (Thread t : threads) t.join(30_000);
-            if (failure.get() != null) throw new AssertionError(failure.get());
-            long total = 0;
-            for (long n : taken) total += n;
-            System.out.println("racing references: " + total + " references taken, " + pendingSeen + " pages deferred to a final put");
-            assertTrue(total > 0);
+                return pending;
+            });
+            assertTrue(race.referencesTaken() > 0);
             for (int p = 0; p < pages; p++) {
                 assertEquals(0, r.references((long) p * PAGE), "page " + p + " leaked a reference");
                 assertEquals(Mappability.ALL, r.pageStates().mappability(p), "page " + p + " ended shared (the last conversion)");

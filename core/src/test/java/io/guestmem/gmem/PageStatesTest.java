@@ -7,11 +7,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.mmu.Mappability;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -127,48 +124,14 @@ class PageStatesTest {
      */
     @Test
     void racingReferencesAgainstConversions() throws Exception {
-        int pages = 16, workers = 3;
+        int pages = 16;
         PageStates s = states(pages, Mappability.ALL);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        long[] taken = new long[workers];
-        List<Thread> threads = new ArrayList<>();
-        CountDownLatch stop = new CountDownLatch(1);
-        for (int w = 0; w < workers; w++) {
-            int id = w;
-            Thread t = new Thread(() -> {
-                java.util.Random rnd = new java.util.Random(id);
-                try {
-                    while (stop.getCount() > 0) {
-                        int p = rnd.nextInt(pages);
-                        if (s.tryGet(p, false)) {
-                            taken[id]++;
-                            Mappability m = s.mappability(p);
-                            if (m == Mappability.GUEST) throw new AssertionError("page " + p + " private under a shared reference");
-                            if (m == Mappability.NONE && s.pendingTarget(p) == Mappability.ALL)
-                                throw new AssertionError("page " + p + " waits for private references under a shared one");
-                            Thread.onSpinWait();
-                            s.put(p, false);
-                        }
-                    }
-                } catch (Throwable e) {
-                    failure.compareAndSet(null, e);
-                }
-            }, "ref-" + w);
-            threads.add(t);
-            t.start();
-        }
-        long pendingSeen = 0;
-        for (int round = 0; round < 3000 && failure.get() == null; round++) {
-            pendingSeen += s.convert(0, pages * PAGE, Mappability.GUEST).pending();
+        ConversionRace.Result r = ConversionRace.run(s, pages, 3, 3000, () -> {
+            long pending = s.convert(0, pages * PAGE, Mappability.GUEST).pending();
             s.convert(0, pages * PAGE, Mappability.ALL);
-        }
-        stop.countDown();
-        for (Thread t : threads) t.join(30_000);
-        if (failure.get() != null) throw new AssertionError(failure.get());
-        long total = 0;
-        for (long n : taken) total += n;
-        System.out.println("racing references: " + total + " references taken, " + pendingSeen + " pages deferred to a final put");
-        assertTrue(total > 0);
+            return pending;
+        });
+        assertTrue(r.referencesTaken() > 0);
         for (int p = 0; p < pages; p++) {
             assertEquals(0, s.references(p), "page " + p + " leaked a reference");
             assertEquals(Mappability.ALL, s.mappability(p), "page " + p + " ended shared (the last conversion)");
