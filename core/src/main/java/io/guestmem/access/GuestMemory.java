@@ -226,7 +226,7 @@ public final class GuestMemory implements AutoCloseable {
 
     /**
      * Guest memory over address space {@code addressSpace} of {@code memslots}; {@code policy} is asked
-     * about every page of a GUEST_MEMFD slot before it is touched.
+     * about every page of a slot it {@linkplain PageAccessPolicy#governs governs} before it is touched.
      */
     public GuestMemory(Memslots memslots, int addressSpace, PageAccessPolicy policy) {
         this.memslots = Objects.requireNonNull(memslots, "memslots");
@@ -1496,7 +1496,7 @@ public final class GuestMemory implements AutoCloseable {
         Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, usable, stale);
         mappings = next;
         SlotTable old = layout;
-        LAYOUT.setVolatile(this, new SlotTable(set, next));
+        LAYOUT.setVolatile(this, new SlotTable(set, next, policy));
         if (old != null) old.retire(); // after publication: new accesses use the new table
         closeAll(stale);
     }

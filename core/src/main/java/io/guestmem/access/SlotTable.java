@@ -61,7 +61,8 @@ final class SlotTable {
     final long[] base;             // first gpa of slot i
     final long[] size;             // bytes of slot i
     final MemorySegment[] any;     // the view, or null when unbacked
-    final MemorySegment[] read;    // the view when plain loops may use it (backed, not GUEST_MEMFD)
+    final MemorySegment[] read;    // the view when plain loops may use it (backed, not governed by the policy)
+    final boolean[] governed;      // the access policy is asked about every page (GUEST_MEMFD, a stand-in's slot)
     final DirtyBitmap[] dirty;
     final SlotMapping[] mapping;
 
@@ -79,16 +80,16 @@ final class SlotTable {
     final AtomicInteger rmwInFlight = new AtomicInteger();
     volatile boolean retiring;
 
-    SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings) {
-        this(set, mappings, false);
+    SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, PageAccessPolicy policy) {
+        this(set, mappings, policy, false);
     }
 
     /** The table of a closed GuestMemory: empty, and every access through it is a use after close. */
     static SlotTable closed(PageGeometry geometry, int addressSpace) {
-        return new SlotTable(MemslotSet.empty(geometry, addressSpace), Map.of(), true);
+        return new SlotTable(MemslotSet.empty(geometry, addressSpace), Map.of(), PageAccessPolicy.ALLOW_ALL, true);
     }
 
-    private SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, boolean closed) {
+    private SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, PageAccessPolicy policy, boolean closed) {
         this.set = set;
         this.closed = closed;
         PageGeometry g = set.geometry();
@@ -102,6 +103,7 @@ final class SlotTable {
         boolean[] writable = new boolean[n]; // not READONLY, not a read-only mapping
         dirty = new DirtyBitmap[n];
         mapping = new SlotMapping[n];
+        governed = new boolean[n];
         List<RegionView> plain = new ArrayList<>();
         long align = 0, lo = Long.MAX_VALUE, hi = 0, loHva = Long.MAX_VALUE;
         for (int i = 0; i < n; i++) {
@@ -113,7 +115,8 @@ final class SlotTable {
             dirty[i] = m.dirty();
             MemorySegment v = m.view() == null ? null : m.view().segment();
             any[i] = v;
-            read[i] = v == null || s.guestMemfd() ? null : v;
+            governed[i] = policy.governs(s);
+            read[i] = v == null || governed[i] ? null : v;
             writable[i] = read[i] != null && !s.readOnly() && !v.isReadOnly();
             if (read[i] != null) {
                 align |= base[i] | size[i];
@@ -198,7 +201,7 @@ final class SlotTable {
 
     /**
      * The slot index for an access at {@code g} that may go ahead, or a typed exception naming {@code g} and
-     * the bytes done. For a GUEST_MEMFD slot this asks {@code policy} about g's page.
+     * the bytes done. For a slot the policy governs this asks {@code policy} about g's page.
      */
     int checkedIndex(PageAccessPolicy policy, long g, long done, boolean write, String op) {
         int i = ramIndex(g, done, op);
@@ -211,7 +214,7 @@ final class SlotTable {
             throw new ReadOnlySlotException(op, g, done, s.id(), s.readOnly() ? "slot " + s.id() + " is READONLY"
                     : "slot " + s.id() + " is backed by read-only host memory");
         }
-        if (s.guestMemfd()) {
+        if (governed[i]) {
             long gfn = g >>> shift;
             if (!policy.mayAccess(s, gfn, write)) throw new PrivateMemoryException(op, g, done, s.id(), gfn);
         }

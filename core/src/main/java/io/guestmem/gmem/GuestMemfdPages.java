@@ -63,6 +63,22 @@ public final class GuestMemfdPages implements PrivatePages, PageAccessPolicy {
         return offsetIn(r, m, gfn) / r.pageSize();
     }
 
+    /**
+     * Every GUEST_MEMFD slot, and a plain slot whose userspace_addr range meets the host mapping of a
+     * registered region (a stand-in's slot, or one over a guest_memfd's mmap): their private pages are
+     * refused to the accessors as a GUEST_MEMFD slot's are. A region is registered before its slot is set
+     * ({@code VmMemory.addGuestMemfd}), so the layout built for the slot already sees it.
+     */
+    @Override
+    public boolean governs(Memslot slot) {
+        if (slot.guestMemfd()) return true;
+        long lo = slot.userspaceAddr(), hi = lo + slot.npages() * memslots.geometry().pageSize();
+        for (GuestMemfdRegion r : regions) {
+            if (r.isOpen() && r.hostMapped() && r.hostAddress() < hi && lo < r.hostAddress() + r.size()) return true;
+        }
+        return false;
+    }
+
     /** {@link Mappability#ALL} for every gfn no registered guest_memfd region backs. */
     @Override
     public Mappability mappability(Memslot slot, long gfn) {

@@ -110,6 +110,34 @@ class VmMemoryTest {
         }
     }
 
+    /**
+     * A stand-in's slot is a plain slot (a memfd, no GUEST_MEMFD flag), yet its private pages are as private
+     * to the accessors as a real guest_memfd's: a read or write of one is a PrivateMemoryException, before
+     * anything is touched, and its shared neighbours stay accessible.
+     */
+    @Test
+    void theAccessorsRefuseAStandInsPrivatePages() {
+        try (VmMemory vm = new VmMemory(); GuestMemfdRegion region = vm.createGuestMemfd(4 * P)) {
+            assertEquals(GuestMemfdBacking.MEMFD_STAND_IN, region.backing());
+            long base = 0x4000_0000L;
+            vm.addGuestMemfd(1, base, region);
+            vm.memory().writeU64(base + 2 * P, 0x1234);
+            region.zapHostMapping(2 * P, P);
+            assertTrue(region.toPrivate(2 * P, P).isComplete());
+            io.guestmem.access.PrivateMemoryException r = assertThrows(io.guestmem.access.PrivateMemoryException.class,
+                    () -> vm.memory().readU64(base + 2 * P));
+            assertEquals(base / P + 2, r.gfn(), r.getMessage());
+            assertThrows(io.guestmem.access.PrivateMemoryException.class, () -> vm.memory().writeU64(base + 2 * P, 1));
+            assertThrows(io.guestmem.access.PrivateMemoryException.class,
+                    () -> vm.memory().write(base + P, new byte[(int) (2 * P)]), "a write that reaches the private page");
+            assertEquals(0, vm.memory().readU64(base + 3 * P), "a shared neighbour stays accessible");
+            vm.memory().writeU64(base + P, 7);
+            assertEquals(7, vm.memory().readU64(base + P));
+            region.toShared(2 * P, P);
+            assertEquals(0x1234, vm.memory().readU64(base + 2 * P), "shared again: the contents are back");
+        }
+    }
+
     @Test
     void followPfnReleasesAreTheFinalPutOnAStandIn() {
         try (VmMemory vm = new VmMemory(); GuestMemfdRegion region = GuestMemfdRegion.standIn(4 * P, vm.notifier())) {
