@@ -77,19 +77,26 @@ final class ChildJvm {
         List<String> cmd = new ArrayList<>(prefix);
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         // the child runs on the class path, like the tests themselves: its code is in the unnamed module
-        cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
-                "-XX:-UsePerfData", "-Xmx256m", "-cp", String.join(java.io.File.pathSeparator, classpath), main.getName()));
-        cmd.addAll(args);
-        Path errFile = null;
+        Path errFile = null, crashFile = null;
         try {
             errFile = Files.createTempFile("guestmem-child", ".err");
+            // A JVM crash of the child is a finding, not noise: its report goes where the result can quote it.
+            crashFile = Files.createTempFile("guestmem-child", ".hs_err");
+            Files.delete(crashFile);
+            cmd.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-Xshare:auto", "-XX:TieredStopAtLevel=1",
+                    "-XX:-UsePerfData", "-Xmx256m", "-XX:ErrorFile=" + crashFile,
+                    "-cp", String.join(java.io.File.pathSeparator, classpath), main.getName()));
+            cmd.addAll(args);
             Process p = new ProcessBuilder(cmd).redirectError(errFile.toFile()).start();
             byte[] out = p.getInputStream().readAllBytes();
             if (!p.waitFor(timeoutSeconds, TimeUnit.SECONDS)) {
                 p.destroyForcibly();
                 throw new AssertionError("child " + main.getSimpleName() + " did not finish in " + timeoutSeconds + " s: " + new String(out));
             }
-            return new Result(p.exitValue(), new String(out), Files.readString(errFile));
+            String err = Files.readString(errFile);
+            if (Files.exists(crashFile)) err += "\n--- the child JVM crashed; the head of its error report:\n"
+                    + String.join("\n", Files.readAllLines(crashFile).stream().limit(120).toList());
+            return new Result(p.exitValue(), new String(out), err);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
@@ -97,6 +104,7 @@ final class ChildJvm {
             throw new AssertionError(e);
         } finally {
             if (errFile != null) errFile.toFile().delete();
+            if (crashFile != null) crashFile.toFile().delete();
         }
     }
 
