@@ -1,0 +1,198 @@
+package io.guestmem.lock;
+
+import io.guestmem.KvmException;
+import io.guestmem.sys.Errno;
+import io.guestmem.sys.IoUring;
+import io.guestmem.sys.IovecArray;
+import io.guestmem.sys.SyscallException;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Long-term pins for memslot locks, as the RFC takes them with {@code pin_user_pages(FOLL_LONGTERM |
+ * FOLL_WRITE)}: the hva range is registered as io_uring fixed buffers ({@link IoUring}), split into buffers of
+ * at most 1 GiB and tables of at most 16384 buffers, one ring per table. The kernel keeps the pinned pages in
+ * place until they are unregistered, and unpins them when the process dies (the rings go with it).
+ *
+ * <h2>Accounting</h2>
+ * The kernel charges these pins itself ({@code io_account_mem}): VmPin ({@code mm->pinned_vm}) always, and,
+ * without CAP_IPC_LOCK, the user's {@code locked_vm} against RLIMIT_MEMLOCK, refused with ENOMEM before
+ * anything is pinned. That is this pin's {@code try_rlimit_memlock}: there is no check of the library's own
+ * before it, so the ENOMEM a caller sees over the limit is the kernel's, surfaced as {@link KvmException}
+ * ENOMEM naming the call. {@link MemlockAccount} does not charge the pages again (VmPin shows them); once they
+ * are pinned, {@link Pin#checkCharge()} is {@code account_locked_vm}'s check of the whole budget (VmLck + VmPin
+ * + uncounted mlock charges against the limit), which also holds mlocked and pinned slots together.
+ *
+ * <p>A {@link Pin} is all or nothing: a failure, or a close without {@link Pin#commit()}, unregisters and
+ * closes every ring it set up, and VmPin is back where it was when the exception leaves. Not thread-safe: used
+ * under {@link MemslotLock}'s operation lock.
+ */
+final class LongTermPinning {
+    private final MemlockAccount account;
+
+    LongTermPinning(MemlockAccount account) {
+        this.account = account;
+    }
+
+    /** What a committed pin holds: its rings, each with one registered table. */
+    record Held(List<IoUring> rings) {
+        Held {
+            rings = List.copyOf(rings);
+        }
+    }
+
+    /** Begins a pin of {@code [start, end)} ({@code npages} base pages); nothing is pinned until {@link Pin#pin()}. */
+    Pin begin(String op, long start, long end, long npages) {
+        if (start >= end) throw new IllegalArgumentException("empty range");
+        return new Pin(op, start, end, npages);
+    }
+
+    /**
+     * Unregisters and closes every ring of {@code held}: VmPin drops at once.
+     *
+     * @throws SyscallException the first failure (the rest suppressed), after trying all
+     */
+    void release(Held held) {
+        SyscallException first = null;
+        for (IoUring r : held.rings()) {
+            SyscallException e = unpin(r);
+            if (e != null) {
+                if (first == null) first = e;
+                else first.addSuppressed(e);
+            }
+        }
+        if (first != null) throw first;
+    }
+
+    private static SyscallException unpin(IoUring ring) {
+        SyscallException failure = null;
+        try {
+            ring.unregisterBuffers();
+        } catch (SyscallException e) {
+            failure = e;
+        }
+        try {
+            ring.close();
+        } catch (SyscallException e) {
+            if (failure == null) failure = e;
+            else failure.addSuppressed(e);
+        }
+        return failure;
+    }
+
+    /** One long-term pin in progress: undone by {@link #close()} unless {@link #commit()}ted. */
+    final class Pin implements AutoCloseable {
+        private final String op;
+        private final long start, end, npages;
+        private final List<IoUring> rings = new ArrayList<>();
+        private boolean committed;
+
+        private Pin(String op, long start, long end, long npages) {
+            this.op = op;
+            this.start = start;
+            this.end = end;
+            this.npages = npages;
+        }
+
+        /**
+         * Registers the range: buffers of at most {@link IoUring#MAX_BUFFER_BYTES}, at most
+         * {@link IoUring#MAX_BUFFERS} a ring. On failure every ring already registered is released first.
+         *
+         * @throws KvmException ENOMEM when the kernel refused for the limit or for memory (its exception is
+         *                      the cause)
+         * @throws SyscallException any other refusal (EFAULT for a page that cannot be pinned writable,
+         *                          EOPNOTSUPP for a file GUP will not pin long-term)
+         */
+        void pin() {
+            long pos = start;
+            while (pos < end) {
+                long tableEnd = Math.min(end, pos + IoUring.MAX_BUFFER_BYTES * IoUring.MAX_BUFFERS);
+                int n = (int) ((tableEnd - pos + IoUring.MAX_BUFFER_BYTES - 1) / IoUring.MAX_BUFFER_BYTES);
+                try (IovecArray iov = IovecArray.allocate(n)) {
+                    for (int i = 0; i < n; i++) {
+                        long b = pos + i * IoUring.MAX_BUFFER_BYTES;
+                        iov.set(i, b, Math.min(IoUring.MAX_BUFFER_BYTES, tableEnd - b));
+                    }
+                    IoUring ring;
+                    try {
+                        ring = IoUring.setup(1);
+                    } catch (SyscallException e) {
+                        throw fail(e);
+                    }
+                    rings.add(ring); // before registering: a ring that failed to register is still to close
+                    try {
+                        ring.registerBuffers(iov);
+                    } catch (SyscallException e) {
+                        throw fail(e);
+                    }
+                }
+                pos = tableEnd;
+            }
+        }
+
+        private RuntimeException fail(SyscallException e) {
+            RuntimeException thrown = e;
+            if (e.is(Errno.ENOMEM)) {
+                thrown = new KvmException(Errno.ENOMEM, op, "the kernel refused to pin [0x" + Long.toHexString(start)
+                        + ", 0x" + Long.toHexString(end) + ") long-term: " + e.getMessage());
+                thrown.initCause(e);
+            }
+            rollback(thrown);
+            return thrown;
+        }
+
+        /**
+         * {@code account_locked_vm} once the pages are pinned: VmLck + VmPin + uncounted mlock charges must fit
+         * the limit (read again, with the capability).
+         *
+         * @throws KvmException ENOMEM when they do not (then close the pin)
+         */
+        void checkCharge() {
+            account.checkAfter(op, npages, 0);
+        }
+
+        /** What this pin holds once committed: the rings registered so far. */
+        Held held() {
+            return new Held(rings);
+        }
+
+        /** Makes the pin count: {@link #close()} no longer undoes it. Cannot fail. */
+        void commit() {
+            committed = true;
+        }
+
+        /** Undoes an uncommitted pin (unregisters what it registered); nothing once committed. Idempotent. */
+        @Override
+        public void close() {
+            if (!committed) rollback(null);
+        }
+
+        private void rollback(Throwable primary) {
+            SyscallException first = null;
+            for (int i = rings.size() - 1; i >= 0; i--) {
+                IoUring r = rings.get(i);
+                SyscallException e;
+                // A ring whose registration failed has no table: EINVAL/ENXIO from unregister is expected there.
+                try {
+                    r.unregisterBuffers();
+                    e = null;
+                } catch (SyscallException u) {
+                    e = u.is(Errno.ENXIO) || u.is(Errno.EINVAL) ? null : u;
+                }
+                try {
+                    r.close();
+                } catch (SyscallException c) {
+                    if (e == null) e = c;
+                }
+                if (e != null) {
+                    if (primary != null) primary.addSuppressed(e);
+                    else if (first == null) first = e;
+                    else first.addSuppressed(e);
+                }
+            }
+            rings.clear();
+            if (first != null) throw first;
+        }
+    }
+}
