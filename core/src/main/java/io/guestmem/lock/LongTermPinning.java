@@ -30,9 +30,20 @@ import java.util.List;
  */
 final class LongTermPinning {
     private final MemlockAccount account;
+    private final long maxBufferBytes;
+    private final int maxBuffers;
 
     LongTermPinning(MemlockAccount account) {
+        this(account, IoUring.MAX_BUFFER_BYTES, IoUring.MAX_BUFFERS);
+    }
+
+    /** With smaller registration limits than the kernel's, so that a test can see the splitting on little memory. */
+    LongTermPinning(MemlockAccount account, long maxBufferBytes, int maxBuffers) {
+        if (maxBufferBytes <= 0 || maxBufferBytes > IoUring.MAX_BUFFER_BYTES || maxBuffers <= 0 || maxBuffers > IoUring.MAX_BUFFERS)
+            throw new IllegalArgumentException("limits beyond the kernel's: " + maxBufferBytes + " bytes, " + maxBuffers + " buffers");
         this.account = account;
+        this.maxBufferBytes = maxBufferBytes;
+        this.maxBuffers = maxBuffers;
     }
 
     /** What a committed pin holds: its rings, each with one registered table. */
@@ -99,20 +110,20 @@ final class LongTermPinning {
          * Registers the range: buffers of at most {@link IoUring#MAX_BUFFER_BYTES}, at most
          * {@link IoUring#MAX_BUFFERS} a ring. On failure every ring already registered is released first.
          *
-         * @throws KvmException ENOMEM when the kernel refused for the limit or for memory (its exception is
-         *                      the cause)
-         * @throws SyscallException any other refusal (EFAULT for a page that cannot be pinned writable,
-         *                          EOPNOTSUPP for a file GUP will not pin long-term)
+         * @throws KvmException ENOMEM for any refusal, as the RFC reports a failed pin; the kernel's
+         *                      {@link SyscallException} is the cause (ENOMEM over the limit or out of memory,
+         *                      EFAULT for a page that cannot be pinned writable, e.g. a regular file's shared
+         *                      mapping, EOPNOTSUPP on kernels that refuse file-backed buffers)
          */
         void pin() {
             long pos = start;
             while (pos < end) {
-                long tableEnd = Math.min(end, pos + IoUring.MAX_BUFFER_BYTES * IoUring.MAX_BUFFERS);
-                int n = (int) ((tableEnd - pos + IoUring.MAX_BUFFER_BYTES - 1) / IoUring.MAX_BUFFER_BYTES);
+                long tableEnd = end - pos <= maxBufferBytes * maxBuffers ? end : pos + maxBufferBytes * maxBuffers;
+                int n = (int) ((tableEnd - pos + maxBufferBytes - 1) / maxBufferBytes);
                 try (IovecArray iov = IovecArray.allocate(n)) {
                     for (int i = 0; i < n; i++) {
-                        long b = pos + i * IoUring.MAX_BUFFER_BYTES;
-                        iov.set(i, b, Math.min(IoUring.MAX_BUFFER_BYTES, tableEnd - b));
+                        long b = pos + i * maxBufferBytes;
+                        iov.set(i, b, Math.min(maxBufferBytes, tableEnd - b));
                     }
                     IoUring ring;
                     try {
@@ -131,13 +142,25 @@ final class LongTermPinning {
             }
         }
 
-        private RuntimeException fail(SyscallException e) {
-            RuntimeException thrown = e;
-            if (e.is(Errno.ENOMEM)) {
-                thrown = new KvmException(Errno.ENOMEM, op, "the kernel refused to pin [0x" + Long.toHexString(start)
-                        + ", 0x" + Long.toHexString(end) + ") long-term: " + e.getMessage());
-                thrown.initCause(e);
+        /**
+         * The RFC reports any failed pin as ENOMEM; the kernel's own errno stays readable in the message and as
+         * the cause (EFAULT there lets {@link MemslotLock} fall back to mlock for a file GUP will not pin).
+         */
+        private KvmException fail(SyscallException e) {
+            String why;
+            if (!e.is(Errno.ENOMEM)) {
+                why = "";
+            } else if (account.capIpcLock()) {
+                why = " (with CAP_IPC_LOCK no limit applies: the kernel ran out of memory)";
+            } else {
+                long limit = account.limitBytes();
+                why = " (io_uring charges the pins to the user's locked_vm against RLIMIT_MEMLOCK "
+                        + (limit < 0 ? "unlimited" : io.guestmem.sys.Fmt.size(limit))
+                        + " without CAP_IPC_LOCK, __io_account_mem; or memory ran out)";
             }
+            KvmException thrown = new KvmException(Errno.ENOMEM, op, "the kernel refused to pin [0x"
+                    + Long.toHexString(start) + ", 0x" + Long.toHexString(end) + ") long-term: " + e.getMessage() + why);
+            thrown.initCause(e);
             rollback(thrown);
             return thrown;
         }

@@ -277,10 +277,13 @@ public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseab
             if (writable) {
                 try {
                     return lockPinned(op, slot, vmas, hva, end, mode);
-                } catch (SyscallException e) {
+                } catch (KvmException e) {
                     // GUP refuses a writable long-term pin of a file without dirty tracking support (a regular
                     // file's shared mapping: writable_file_mapping_allowed); mlock can still hold it.
-                    if (!(e.is(Errno.EFAULT) || e.is(Errno.EOPNOTSUPP)) || !anyFileBacked(vmas)) throw e;
+                    if (!(e.getCause() instanceof SyscallException k) || !(k.is(Errno.EFAULT) || k.is(Errno.EOPNOTSUPP))
+                            || !anyFileBacked(vmas)) {
+                        throw e;
+                    }
                 }
             }
             return lockMlocked(op, slot, vmas, hva, end, mode);
