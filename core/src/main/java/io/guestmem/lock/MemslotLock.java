@@ -242,10 +242,10 @@ public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseab
     /**
      * Locks slot {@code slotId} of {@code addressSpace} (see the class comment for the steps and errors).
      *
-     * @return what the slot now charges
-     * @throws KvmException EINVAL, EBUSY, EPERM, EFAULT, ENOMEM (limit) or EAGAIN (invalidation), with
-     *                      nothing left locked
-     * @throws SyscallException when the kernel refuses to fault or lock the pages (also rolled back)
+     * @return what the slot now charges, and how it is pinned
+     * @throws KvmException EINVAL, EBUSY, EPERM, EFAULT, ENOMEM (the limit, or a failed pin: the kernel's errno
+     *                      is the cause) or EAGAIN (invalidation), with nothing left locked
+     * @throws SyscallException when the kernel refuses to fault or mlock the pages (also rolled back)
      */
     public SlotCharge lockMemslot(int addressSpace, int slotId, LockMode mode) {
         if (mode == null) throw new IllegalArgumentException("mode");
@@ -410,9 +410,8 @@ public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseab
     }
 
     /**
-     * Unlocks slot {@code slotId}: munlocks what no other locked slot holds, uncharges it and, for a
-     * READ_WRITE lock of a dirty-logging slot, marks every page dirty. EINVAL when the slot is not locked or
-     * the id is invalid.
+     * Unlocks slot {@code slotId}: unpins it (unregisters its buffers: VmPin drops at once) or munlocks what no
+     * other locked slot holds, and uncharges it. EINVAL when the slot is not locked or the id is invalid.
      */
     public void unlockMemslot(int addressSpace, int slotId) {
         String op = "unlockMemslot(as " + addressSpace + " slot " + slotId + ")";
