@@ -94,10 +94,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * </ul>
  *
  * <p>Unlocking unpins (unregisters the buffers) or munlocks what no other locked slot holds, and uncharges.
- * What the RFC keeps on unlock: the stage-2 mapping ("The IPA range is not unmapped from stage 2"); the pages
- * are merely unpinned, and from then on the MMU notifier keeps stage 2 coherent as for any unlocked slot. Here
- * the lock's own record of the pfns goes with the lock ({@link #lockedPfn} answers PFN_NONE afterwards), and
- * the guest's mapping is what {@code FollowPfn} faults in, which the notifier keeps coherent likewise. Lock
+ * What the RFC keeps on unlock: the stage-2 mapping ("The IPA range is not unmapped from stage 2", the API
+ * text of "KVM: arm64: Add lock/unlock memslot user API"; only pending cache maintenance makes a later patch
+ * of the series unmap it); the pages are merely unpinned, and from then on the kernel's MMU notifier keeps
+ * stage 2 coherent as for any unlocked slot. That works in the kernel because migration and THP collapse call
+ * the notifier too; no userspace notifier sees them, so a pfn kept here after the unpin could go stale
+ * silently. The lock's record of the pfns therefore goes with the lock ({@link #lockedPfn} answers PFN_NONE
+ * afterwards, the slot maps at every level again), and the guest's mapping is what {@code FollowPfn} faults in
+ * under the notifier's retry check. Nor does the RFC's {@code set_page_dirty_lock} on unpin have a counterpart:
+ * pins are taken only on memory whose pages record their own dirtiness (anonymous, shmem, hugetlb; GUP refuses
+ * a writable long-term pin of a regular file that needs dirty tracking, which is then mlocked). Lock
  * and unlock serialize on one operation lock (KVM's {@code slots_lock}); the lookups used by the fault path
  * ({@link #isLocked}, {@link #lockedPfn}, {@link #relaxWrite}) take no lock and allocate nothing.
  */

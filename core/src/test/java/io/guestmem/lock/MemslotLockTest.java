@@ -218,6 +218,40 @@ class MemslotLockTest {
     }
 
     @Test
+    void aRegularFilesSharedMappingIsMlockedBecauseGupWillNotPinItLongTerm() throws Exception {
+        // In the build directory, on the disk the sources are on (a tmpfs /tmp would be shmem, which pins).
+        java.nio.file.Path dir = java.nio.file.Files.createDirectories(java.nio.file.Path.of("target"));
+        java.nio.file.Path f = java.nio.file.Files.createTempFile(dir, "lock", ".dat");
+        int fd = Posix.open(f.toString(), Posix.O_RDWR | Posix.O_CLOEXEC);
+        long size = 2 * MiB, a = 0;
+        try {
+            io.guestmem.sys.Memfd.ftruncate(fd, size);
+            a = Mman.mmap(0, size, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, fd, 0);
+            java.lang.foreign.MemorySegment m = java.lang.foreign.MemorySegment.ofAddress(a).reinterpret(size);
+            for (long off = 0; off < size; off += PS) m.set(java.lang.foreign.ValueLayout.JAVA_LONG, off, off + 1);
+            Memslot s = slot(1, 0, 0x100000, size, a);
+            SlotCharge c = lock.lockMemslot(1, LockMode.READ_WRITE);
+            System.out.println("READ_WRITE lock of a shared mapping of " + f + " (" + Smaps.vmaOf(a).name() + "): " + c);
+            if (c.pinKind() == PinKind.LONGTERM_PIN) {
+                lock.unlockMemslot(1);
+                memslots.deleteMemslot(0, 1);
+                Assumptions.abort("the filesystem of " + f.toAbsolutePath() + " needs no dirty tracking: GUP pins it long-term");
+            }
+            assertEquals(PinKind.MLOCK, c.pinKind(), "FOLL_WRITE|FOLL_LONGTERM of a file needing dirty tracking is EFAULT");
+            assertEquals(pinBaseline, vmPin(), "the refused pin left nothing");
+            assertEquals(baseline + size, vmLck());
+            assertArrayEquals(pagemapPfns(a, s.npages()), lock.stage2(1).pfns());
+            lock.unlockMemslot(1);
+            assertEquals(baseline, vmLck());
+            memslots.deleteMemslot(0, 1);
+        } finally {
+            if (a != 0) Mman.munmap(a, size);
+            Posix.close(fd);
+            java.nio.file.Files.delete(f);
+        }
+    }
+
+    @Test
     void readonlySlotLocksForReadOnly() {
         HostRegion r = anon(2 * MiB);
         slot(3, Memslot.READONLY, 0x400000, r.size(), r.address());

@@ -16,7 +16,8 @@ import java.lang.foreign.MemorySegment;
  * {@code /proc/self/status}) and, when the ring was created without CAP_IPC_LOCK ({@code ctx->user} is only
  * taken then), to the user's {@code locked_vm}, refused with ENOMEM when that passes RLIMIT_MEMLOCK
  * ({@code __io_account_mem}, checked and charged atomically before anything is pinned). Pages of a large
- * folio are charged as the whole folio, once per table ({@code io_buffer_account_pin}).
+ * folio are charged as the whole folio, once per table ({@code io_buffer_account_pin}). The ring's own memory is
+ * charged to the user's {@code locked_vm} as well (not to VmPin): a few pages per ring.
  *
  * <h2>Limits</h2>
  * One buffer is at most {@link #MAX_BUFFER_BYTES} (1 GiB, else EFAULT from {@code io_buffer_validate}), one
