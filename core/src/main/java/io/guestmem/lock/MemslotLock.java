@@ -42,7 +42,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * memory is mapped writable is pinned the same way, long-term, through io_uring buffer registration
  * ({@link LongTermPinning}, {@code FOLL_WRITE | FOLL_LONGTERM}); the kernel charges those pins itself (VmPin, and
  * RLIMIT_MEMLOCK without CAP_IPC_LOCK). Memory that cannot be pinned writable (a READ lock of a read-only
- * mapping; or a regular file's shared mapping, which GUP refuses to pin long-term for write) is mlocked instead
+ * mapping; a regular file's shared mapping, which GUP refuses to pin long-term for write; any memory on a kernel
+ * without io_uring or with {@code kernel.io_uring_disabled} set) is mlocked instead
  * ({@link MlockPinning}): resident but not in place, since compaction and migration may still move mlocked
  * pages; it is charged in VmLck and by {@link MemlockAccount}. {@link SlotCharge#pinKind()} and
  * {@link #pinKind} say which each slot got.
@@ -284,12 +285,7 @@ public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseab
                 try {
                     return lockPinned(op, slot, vmas, hva, end, mode);
                 } catch (KvmException e) {
-                    // GUP refuses a writable long-term pin of a file without dirty tracking support (a regular
-                    // file's shared mapping: writable_file_mapping_allowed); mlock can still hold it.
-                    if (!(e.getCause() instanceof SyscallException k) || !(k.is(Errno.EFAULT) || k.is(Errno.EOPNOTSUPP))
-                            || !anyFileBacked(vmas)) {
-                        throw e;
-                    }
+                    if (!(e.getCause() instanceof SyscallException k) || !mlockInstead(k, vmas)) throw e;
                 }
             }
             return lockMlocked(op, slot, vmas, hva, end, mode);
@@ -304,6 +300,17 @@ public final class MemslotLock implements SlotLocks, WriteFaultHook, AutoCloseab
             if (v.perms().length() < 2 || v.perms().charAt(1) != 'w') return false;
         }
         return true;
+    }
+
+    /**
+     * Whether a refused long-term pin is one mlock can stand in for: GUP refuses a writable long-term pin of a
+     * file that needs dirty tracking (a regular file's shared mapping: {@code writable_file_mapping_allowed}),
+     * and a kernel without io_uring, or with {@code kernel.io_uring_disabled} set, refuses the ring itself
+     * (ENOSYS, EPERM). The slot then reports {@link PinKind#MLOCK}.
+     */
+    private static boolean mlockInstead(SyscallException k, List<Vma> vmas) {
+        if (k.call().startsWith("io_uring_setup")) return k.is(Errno.ENOSYS) || k.is(Errno.EPERM);
+        return (k.is(Errno.EFAULT) || k.is(Errno.EOPNOTSUPP)) && anyFileBacked(vmas);
     }
 
     private static boolean anyFileBacked(List<Vma> vmas) {
