@@ -12,7 +12,8 @@ import org.openjdk.jmh.annotations.*;
 /**
  * {@link MemslotLock}: lock then unlock one 256 MiB slot (READ_WRITE), ms per lock+unlock pair, on 4K pages
  * and THP. The region is prefaulted once, so this is the cost of the lock protocol itself (populate calls
- * that find pages present, mlock/munlock, one batched pagemap read of the pfns, accounting), not of
+ * that find pages present, the long-term pin and unpin through io_uring buffer registration, one batched
+ * pagemap read of the pfns, accounting), not of
  * first-touch allocation.
  */
 @State(Scope.Thread)

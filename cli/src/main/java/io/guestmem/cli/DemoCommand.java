@@ -42,7 +42,8 @@ final class DemoCommand implements Callable<Integer> {
         if (slotSizeMiB < 2 || slotSizeMiB % 2 != 0 || slotSizeMiB > 64 * 1024)
             throw new UsageException("--slot-size must be an even number of MiB from 2 to 65536, got " + slotSizeMiB);
         PrintWriter out = spec.commandLine().getOut();
-        long vmLckBefore = ProcStatus.self().vmLck();
+        ProcStatus before = ProcStatus.self();
+        long vmLckBefore = before.vmLck(), vmPinBefore = before.vmPin();
         DemoReport report;
         try (DemoVm vm = new DemoVm()) {
             try (Progress p = Progress.start("mapping", backings.size(), "slots")) {
@@ -52,7 +53,7 @@ final class DemoCommand implements Callable<Integer> {
             try (Progress p = Progress.start("guest", backings.size(), "slots")) {
                 kvm = vm.runGuest(p);
             }
-            DemoReport.Memlock memlock = vm.lockOne(vmLckBefore);
+            DemoReport.Memlock memlock = vm.lockOne(vmLckBefore, vmPinBefore);
             List<String> disagreements = new ArrayList<>();
             long[] agreeTotal = new long[2];
             List<DemoReport.Slot> slots;
@@ -90,7 +91,8 @@ final class DemoCommand implements Callable<Integer> {
         DemoReport.Memlock m = r.memlock();
         out.println("memlock: RLIMIT_MEMLOCK " + (m.limitBytes() < 0 ? "unlimited" : Fmt.size(m.limitBytes()))
                 + (m.capIpcLock() ? " (CAP_IPC_LOCK: bypassed)" : "") + ", VmLck " + Fmt.size(m.vmLckBeforeBytes())
-                + " before, " + Fmt.size(m.vmLckAfterBytes()) + " after locking "
+                + " before, " + Fmt.size(m.vmLckAfterBytes()) + " after, VmPin " + Fmt.size(m.vmPinBeforeBytes())
+                + " before, " + Fmt.size(m.vmPinAfterBytes()) + " after locking "
                 + (m.lockedSlot() != null ? m.lockedSlot() : "nothing"));
         if (m.refused() != null) out.println("memlock refused: " + m.refused());
         for (String n : r.notes()) out.println("note: " + n);

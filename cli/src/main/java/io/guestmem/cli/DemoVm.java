@@ -332,8 +332,9 @@ final class DemoVm implements AutoCloseable {
                 Map<String, Long> levels = observable || !p.is(Backing.PFNMAP) ? levels(p, sizes) : zeroLevels(sizes);
                 boolean locked = locks.isLocked(s.id());
                 long pinned = locked ? s.npages() << shift() : 0;
+                io.guestmem.lock.PinKind kind = locks.pinKind(s.addressSpace(), s.id());
                 rows.add(new DemoReport.Slot(s.id(), s.baseGfn(), s.endGfn(), p.label, s.npages() << shift(), present,
-                        ref, nonRef, levels, locked, pinned, p.guestWrites, observable,
+                        ref, nonRef, levels, locked, pinned, kind == null ? null : kind.name(), p.guestWrites, observable,
                         p.is(Backing.PFNMAP) ? "VM_PFNMAP: the kernel's page walk hides these pfns" : null));
                 progress.step(1);
             }
@@ -380,24 +381,29 @@ final class DemoVm implements AutoCloseable {
         return PageClassification.levelLabel(bytes);
     }
 
-    /** Locks the first guest-written slot that fits RLIMIT_MEMLOCK (all fit with CAP_IPC_LOCK). */
-    DemoReport.Memlock lockOne(long vmLckBefore) {
+    /**
+     * Locks the first guest-written slot that fits RLIMIT_MEMLOCK (all fit with CAP_IPC_LOCK): READ_WRITE, or
+     * READ for a slot that logs dirty pages (a write lock of one is EPERM, "KVM: arm64: Add lock/unlock memslot
+     * user API").
+     */
+    DemoReport.Memlock lockOne(long vmLckBefore, long vmPinBefore) {
         long limit = Rlimit.getrlimit(Rlimit.RLIMIT_MEMLOCK).soft();
         boolean cap = Capabilities.has(Capabilities.CAP_IPC_LOCK);
-        String locked = null;
+        String locked = null, kind = null;
         List<String> refused = new ArrayList<>();
         for (SlotPlan p : plans) {
             if (!p.guestWrites || p.is(Backing.GUEST_MEMFD)) continue;
+            LockMode mode = p.slot.logsDirty() ? LockMode.READ : LockMode.READ_WRITE;
             try {
-                locks.lockMemslot(p.id, LockMode.READ_WRITE);
-                locked = "slot " + p.id + " (" + p.label + ", " + Fmt.size(p.slot.npages() << shift()) + ")";
+                kind = locks.lockMemslot(p.id, mode).pinKind().name();
+                locked = "slot " + p.id + " (" + p.label + ", " + Fmt.size(p.slot.npages() << shift()) + ", " + mode + ", " + kind + ")";
                 break;
             } catch (RuntimeException e) {
                 refused.add("slot " + p.id + " (" + p.label + "): " + e.getMessage());
             }
         }
-        long after = ProcStatus.self().vmLck();
-        return new DemoReport.Memlock(limit, cap, vmLckBefore, after, locked,
+        ProcStatus st = ProcStatus.self();
+        return new DemoReport.Memlock(limit, cap, vmLckBefore, st.vmLck(), vmPinBefore, st.vmPin(), locked, kind,
                 refused.isEmpty() ? null : String.join("; ", refused));
     }
 

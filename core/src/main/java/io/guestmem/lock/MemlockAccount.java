@@ -20,7 +20,12 @@ import io.guestmem.sys.Rlimit;
  * lock/unlock functionality" asked, the author kept it: "If
  * userspace wants to lock the same memory twice, then it's free to do it, and suffer any possible
  * consequences"). This account therefore keeps {@link #uncountedPages()}: the base pages of locked slots that
- * are not in VmLck, and {@code locked_vm} here is {@code VmLck / PAGE_SIZE + uncountedPages}. Pages are
+ * are not in VmLck.
+ *
+ * <p>Long-term pins ({@link PinKind#LONGTERM_PIN}, {@link LongTermPinning}) are charged by the kernel itself:
+ * {@code VmPin} ({@code mm->pinned_vm}) shows them and this account adds nothing for them. The RFC charges every
+ * locked slot to one {@code locked_vm}, so {@code locked_vm} here is
+ * {@code (VmLck + VmPin) / PAGE_SIZE + uncountedPages}: mlocked and pinned slots share the one budget. Pages are
  * base pages of the host ({@code PAGE_SIZE}) whatever backs them, as the kernel counts {@code locked_vm}.
  */
 public final class MemlockAccount {
@@ -42,6 +47,11 @@ public final class MemlockAccount {
         return ProcStatus.self().vmLck();
     }
 
+    /** The kernel's VmPin of this process ({@code mm->pinned_vm}: long-term pins), in bytes. */
+    public long vmPinBytes() {
+        return ProcStatus.self().vmPin();
+    }
+
     /** Whether the calling thread has CAP_IPC_LOCK in its effective set (then the limit does not apply). */
     public boolean capIpcLock() {
         return Capabilities.has(Capabilities.CAP_IPC_LOCK);
@@ -52,9 +62,10 @@ public final class MemlockAccount {
         return uncountedPages;
     }
 
-    /** {@code mm->locked_vm} as charged here: VmLck in base pages plus {@link #uncountedPages()}. */
+    /** {@code locked_vm} as charged here: VmLck and VmPin in base pages plus {@link #uncountedPages()}. */
     public long lockedVmPages() {
-        return vmLckBytes() / pageSize + uncountedPages;
+        ProcStatus st = ProcStatus.self();
+        return st.vmLck() / pageSize + st.vmPin() / pageSize + uncountedPages;
     }
 
     /**
@@ -76,7 +87,7 @@ public final class MemlockAccount {
 
     /**
      * {@code account_locked_vm(mm, npages, true)} at the end of a lock: the pages are pinned now, and mlock
-     * already put those it counts in VmLck, so only {@code extraUncounted} (this slot's pages VmLck does not
+     * already put those it counts in VmLck (io_uring those it pins in VmPin), so only {@code extraUncounted} (this slot's pages VmLck does not
      * show) is added to what the kernel reports. The limit and the capability are read again: either may have
      * changed since {@link #checkBefore}.
      */

@@ -9,7 +9,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The pinning behind memslot locks: host memory is pinned with mlock, charged against RLIMIT_MEMLOCK unless the
+ * The mlock pinning behind memslot locks of memory that cannot be pinned long-term ({@link PinKind#MLOCK}: a
+ * READ lock of a read-only mapping; writable memory is pinned by {@link LongTermPinning}): host memory is
+ * mlocked, charged against RLIMIT_MEMLOCK unless the
  * calling thread has CAP_IPC_LOCK ({@link MemlockAccount}), and every hold on a range is counted
  * ({@link HvaLockRefs}) because the kernel does not count mlocks: two slots over the same hva range each hold
  * it, and the range is munlocked when the last hold is released.

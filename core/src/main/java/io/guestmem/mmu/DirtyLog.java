@@ -5,9 +5,10 @@ import io.guestmem.memslot.Memslot;
 /**
  * Where guest frames that became dirty behind KVM's own log are recorded ({@code mark_page_dirty_in_slot}): the
  * library's one dirty sink, given to both of its sources when they are built ({@code io.guestmem.vm.VmMemory}
- * passes one that marks the VMM's dirty bitmap in io.guestmem.access). The two sources: a dirty release
- * of a faulted-in page ({@link FollowPfn#releaseFaultinPage}, one frame, only for slots with LOG_DIRTY_PAGES)
- * and the unlock of a READ_WRITE-locked logging slot ({@code io.guestmem.lock.MemslotLock}, every frame of it).
+ * passes one that marks the VMM's dirty bitmap in io.guestmem.access). Its source: a dirty release of a
+ * faulted-in page ({@link FollowPfn#releaseFaultinPage}, one frame, only for slots with LOG_DIRTY_PAGES).
+ * {@code io.guestmem.lock.MemslotLock} takes one too but has nothing to report: a slot that logs dirty pages
+ * can be neither locked for write nor made to log while write-locked, so no unlock has dirty frames.
  * Must be quick, thread-safe, and must not throw.
  */
 @FunctionalInterface

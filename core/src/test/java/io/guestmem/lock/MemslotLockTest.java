@@ -40,7 +40,10 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** Memslot locking on real memory, checked against the kernel's VmLck, pagemap and smaps. */
+/**
+ * Memslot locking on real memory, checked against the kernel's VmPin (long-term pins: slots mapped writable),
+ * VmLck (mlock: READ locks of read-only mappings), pagemap and smaps.
+ */
 class MemslotLockTest {
     static final long MiB = 1L << 20;
     static final long PS = Posix.PAGE_SIZE;
@@ -52,6 +55,7 @@ class MemslotLockTest {
     final List<long[]> dirty = new java.util.concurrent.CopyOnWriteArrayList<>();
     final List<HostRegion> regions = new ArrayList<>();
     long baseline;
+    long pinBaseline;
 
     @BeforeEach
     void setUp() {
@@ -59,6 +63,7 @@ class MemslotLockTest {
         notifier = new MmuNotifier(memslots);
         lock = new MemslotLock(notifier, (slot, gfn, n) -> dirty.add(new long[] {slot.id(), gfn, n}));
         baseline = vmLck();
+        pinBaseline = vmPin();
     }
 
     @AfterEach
@@ -66,10 +71,23 @@ class MemslotLockTest {
         lock.close();
         for (HostRegion r : regions) r.close();
         assertEquals(baseline, vmLck(), "VmLck back at its baseline after the test");
+        assertEquals(pinBaseline, vmPin(), "VmPin back at its baseline after the test");
     }
 
     static long vmLck() {
         return ProcStatus.self().vmLck();
+    }
+
+    static long vmPin() {
+        return ProcStatus.self().vmPin();
+    }
+
+    /** Anonymous memory written (so no page is the zero page), then mapped read-only: only mlock can hold it. */
+    HostRegion readOnlyAnon(long size) {
+        HostRegion r = anon(size);
+        for (long off = 0; off < size; off += PS) r.segment().set(java.lang.foreign.ValueLayout.JAVA_LONG, off, off + 1);
+        Mman.mprotect(r.address(), size, Mman.PROT_READ);
+        return r;
     }
 
     HostRegion anon(long size) {
@@ -102,7 +120,7 @@ class MemslotLockTest {
     }
 
     @Test
-    void writeLockPinsRecordsPagemapPfnsAndBypassesTheLimitWithCapIpcLock() {
+    void writeLockPinsLongTermRecordsPagemapPfnsAndBypassesTheLimitWithCapIpcLock() {
         assertTrue(Capabilities.has(Capabilities.CAP_IPC_LOCK), "this test process is root with CAP_IPC_LOCK");
         long limit = Rlimit.getrlimit(Rlimit.RLIMIT_MEMLOCK).soft();
         long size = limit == Rlimit.RLIM_INFINITY ? 64 * MiB : limit + 8 * MiB; // more than the limit allows
@@ -110,9 +128,11 @@ class MemslotLockTest {
         Memslot s = slot(1, 0x100000, r);
 
         SlotCharge c = lock.lockMemslot(1, LockMode.READ_WRITE);
-        assertEquals(new SlotCharge(0, 1, LockMode.READ_WRITE, size / PS, 0), c);
-        assertEquals(baseline + size, vmLck(), "VmLck grows by exactly the slot's size");
-        assertEquals(size, Smaps.vmaOf(r.address()).locked(), "smaps: the whole VMA is locked");
+        assertEquals(new SlotCharge(0, 1, LockMode.READ_WRITE, PinKind.LONGTERM_PIN, size / PS, 0), c);
+        assertEquals(pinBaseline + size, vmPin(), "VmPin grows by exactly the slot's size");
+        assertEquals(baseline, vmLck(), "a long-term pin is not an mlock: VmLck unchanged");
+        assertEquals(0, Smaps.vmaOf(r.address()).locked(), "smaps: nothing mlocked");
+        assertEquals(PinKind.LONGTERM_PIN, lock.pinKind(0, 1));
         assertTrue(lock.isLocked(1));
         assertTrue(lock.isGfnLocked(0, s.baseGfn() + 5));
 
@@ -129,13 +149,16 @@ class MemslotLockTest {
         assertEquals(1, st.slots().size());
         assertEquals(size / PS, st.lockedPages());
         assertEquals(vmLck(), st.vmLckBytes());
+        assertEquals(vmPin(), st.vmPinBytes());
+        assertEquals(PinKind.LONGTERM_PIN, st.slots().get(0).pinKind());
+        assertEquals(vmLck() / PS + vmPin() / PS, st.lockedVmPages(), "locked_vm: VmLck + VmPin, nothing uncounted");
         assertTrue(st.capIpcLock());
         assertEquals(Long.MAX_VALUE, st.headroomPages());
 
         lock.unlockMemslot(1);
-        assertEquals(baseline, vmLck(), "VmLck back at its baseline after unlock");
-        assertEquals(0, Smaps.vmaOf(r.address()).locked());
+        assertEquals(pinBaseline, vmPin(), "VmPin back at its baseline after unlock");
         assertFalse(lock.isLocked(1));
+        assertEquals(null, lock.pinKind(0, 1));
         assertEquals(0, lock.status().lockedPages());
     }
 
@@ -143,8 +166,10 @@ class MemslotLockTest {
     void readLockIsReadOnlyUntilAWriteRelaxesAnEntry() {
         HostRegion r = anon(4 * MiB);
         Memslot s = slot(2, 0x200000, r);
-        lock.lockMemslot(2, LockMode.READ);
-        assertEquals(baseline + 4 * MiB, vmLck());
+        SlotCharge c = lock.lockMemslot(2, LockMode.READ);
+        assertEquals(PinKind.LONGTERM_PIN, c.pinKind(), "writable memory is pinned long-term for a READ lock too");
+        assertEquals(pinBaseline + 4 * MiB, vmPin());
+        assertEquals(baseline, vmLck());
         Stage2Mapping m = lock.stage2(2);
         assertEquals(0, m.writable().cardinality(), "READ: every entry read-only");
         long[] now = pagemapPfns(r.address(), s.npages());
@@ -165,7 +190,65 @@ class MemslotLockTest {
         assertEquals(1, lock.stage2(2).writable().cardinality());
         assertFalse(lock.relaxWrite(0, s.endGfn() + 100), "not in a locked slot");
         lock.unlockMemslot(2);
+        assertEquals(pinBaseline, vmPin());
+    }
+
+    @Test
+    void readLockOfReadOnlyMemoryIsMlocked() {
+        HostRegion r = readOnlyAnon(4 * MiB);
+        Memslot s = slot(2, 0x200000, r);
+        // READ_WRITE of a read-only mapping: a FOLL_WRITE pin would fail, and the RFC's failed pin is ENOMEM.
+        KvmException w = kvmError(Errno.ENOMEM, () -> lock.lockMemslot(2, LockMode.READ_WRITE));
+        assertTrue(w.getMessage().contains("not mapped writable"), w.getMessage());
+        assertFalse(lock.isLocked(2));
+        assertEquals(pinBaseline, vmPin());
         assertEquals(baseline, vmLck());
+        SlotCharge c = lock.lockMemslot(2, LockMode.READ);
+        assertEquals(new SlotCharge(0, 2, LockMode.READ, PinKind.MLOCK, s.npages(), 0), c);
+        assertEquals(baseline + 4 * MiB, vmLck(), "VmLck grows by exactly the slot's size");
+        assertEquals(4 * MiB, Smaps.vmaOf(r.address()).locked(), "smaps: the whole VMA is locked");
+        assertEquals(pinBaseline, vmPin(), "nothing pinned long-term: FOLL_WRITE cannot pin a read-only mapping");
+        long[] now = pagemapPfns(r.address(), s.npages());
+        assertArrayEquals(now, lock.stage2(2).pfns());
+        assertEquals(s.npages(), new HashSet<>(boxed(now)).size(), "the written pages, not the zero page");
+        assertEquals(PinKind.MLOCK, lock.status().slots().get(0).pinKind());
+        lock.unlockMemslot(2);
+        assertEquals(baseline, vmLck());
+        assertEquals(0, Smaps.vmaOf(r.address()).locked());
+    }
+
+    @Test
+    void aRegularFilesSharedMappingIsMlockedBecauseGupWillNotPinItLongTerm() throws Exception {
+        // In the build directory, on the disk the sources are on (a tmpfs /tmp would be shmem, which pins).
+        java.nio.file.Path dir = java.nio.file.Files.createDirectories(java.nio.file.Path.of("target"));
+        java.nio.file.Path f = java.nio.file.Files.createTempFile(dir, "lock", ".dat");
+        int fd = Posix.open(f.toString(), Posix.O_RDWR | Posix.O_CLOEXEC);
+        long size = 2 * MiB, a = 0;
+        try {
+            io.guestmem.sys.Memfd.ftruncate(fd, size);
+            a = Mman.mmap(0, size, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_SHARED, fd, 0);
+            java.lang.foreign.MemorySegment m = java.lang.foreign.MemorySegment.ofAddress(a).reinterpret(size);
+            for (long off = 0; off < size; off += PS) m.set(java.lang.foreign.ValueLayout.JAVA_LONG, off, off + 1);
+            Memslot s = slot(1, 0, 0x100000, size, a);
+            SlotCharge c = lock.lockMemslot(1, LockMode.READ_WRITE);
+            System.out.println("READ_WRITE lock of a shared mapping of " + f + " (" + Smaps.vmaOf(a).name() + "): " + c);
+            if (c.pinKind() == PinKind.LONGTERM_PIN) {
+                lock.unlockMemslot(1);
+                memslots.deleteMemslot(0, 1);
+                Assumptions.abort("the filesystem of " + f.toAbsolutePath() + " needs no dirty tracking: GUP pins it long-term");
+            }
+            assertEquals(PinKind.MLOCK, c.pinKind(), "FOLL_WRITE|FOLL_LONGTERM of a file needing dirty tracking is EFAULT");
+            assertEquals(pinBaseline, vmPin(), "the refused pin left nothing");
+            assertEquals(baseline + size, vmLck());
+            assertArrayEquals(pagemapPfns(a, s.npages()), lock.stage2(1).pfns());
+            lock.unlockMemslot(1);
+            assertEquals(baseline, vmLck());
+            memslots.deleteMemslot(0, 1);
+        } finally {
+            if (a != 0) Mman.munmap(a, size);
+            Posix.close(fd);
+            java.nio.file.Files.delete(f);
+        }
     }
 
     @Test
@@ -174,6 +257,7 @@ class MemslotLockTest {
         slot(3, Memslot.READONLY, 0x400000, r.size(), r.address());
         kvmError(Errno.EPERM, () -> lock.lockMemslot(3, LockMode.READ_WRITE));
         assertEquals(baseline, vmLck());
+        assertEquals(pinBaseline, vmPin());
         lock.lockMemslot(3, LockMode.READ);
         assertFalse(lock.relaxWrite(0, 0x400), "a READONLY slot's entries are never relaxed");
         lock.unlockMemslot(3);
@@ -190,10 +274,11 @@ class MemslotLockTest {
         kvmError(Errno.EINVAL, () -> lock.unlockMemslot(40000));                   // invalid id
         kvmError(Errno.EINVAL, () -> lock.stage2(1));
         lock.lockMemslot(1, LockMode.READ);
-        long locked = vmLck();
+        long locked = vmLck() + vmPin();
+        assertEquals(pinBaseline + 2 * MiB, vmPin());
         KvmException e = kvmError(Errno.EBUSY, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
         assertTrue(e.getMessage().contains("already locked"), e.getMessage());
-        assertEquals(locked, vmLck(), "EBUSY changed nothing");
+        assertEquals(locked, vmLck() + vmPin(), "EBUSY changed nothing");
         assertEquals(LockMode.READ, lock.mode(0, 1));
         lock.unlockMemslot(1);
         kvmError(Errno.EINVAL, () -> lock.unlockMemslot(1));
@@ -222,6 +307,34 @@ class MemslotLockTest {
     }
 
     @Test
+    void writeLockOfALoggingSlotIsEpermAndLoggingMayBeTurnedOnOnlyForAReadLock() {
+        HostRegion r = anon(2 * MiB);
+        slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, r.size(), r.address());
+        KvmException e = kvmError(Errno.EPERM, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
+        assertTrue(e.getMessage().contains("logs dirty pages"), e.getMessage());
+        assertEquals(pinBaseline, vmPin());
+        lock.lockMemslot(1, LockMode.READ); // a READ lock of a logging slot is allowed
+        lock.unlockMemslot(1);
+
+        Memslot s = slot(2, 0, 0x400000, r.size(), r.address());
+        lock.lockMemslot(2, LockMode.READ);
+        long g = s.baseGfn() + 1;
+        assertTrue(lock.relaxWrite(0, g));
+        memslots.setMemslot(0, 2, Memslot.LOG_DIRTY_PAGES, 0x400000, r.size(), r.address()); // allowed
+        assertTrue(memslots.current().byId(2).logsDirty());
+        assertTrue(lock.isLocked(2), "still locked, now logging");
+        assertFalse(lock.stage2Writable(0, g), "enabling dirty logging write-protects the slot's entries again");
+        assertTrue(lock.relaxWrite(0, g), "the next write relaxes it (and is what the dirty log sees)");
+        assertEquals(memslots.current().byId(2), lock.stage2(0, 2).slot(), "the lock follows the committed slot");
+        // Turning logging off again, or any other change, is refused.
+        kvmError(Errno.EBUSY, () -> memslots.setMemslot(0, 2, 0, 0x400000, r.size(), r.address()));
+        kvmError(Errno.EBUSY, () -> memslots.deleteMemslot(0, 2));
+        lock.unlockMemslot(2);
+        assertEquals(pinBaseline, vmPin());
+        memslots.deleteMemslot(0, 2);
+    }
+
+    @Test
     void capabilityIsRefusedWhileAnySlotIsLocked() {
         HostRegion r = anon(2 * MiB);
         slot(6, 0x100000, r);
@@ -237,29 +350,30 @@ class MemslotLockTest {
     }
 
     @Test
-    void unlockAllUnlocksEverySlotAndDirtyLogSeesWriteLockedLoggingSlots() {
-        HostRegion a = anon(2 * MiB), b = anon(4 * MiB), c = anon(2 * MiB);
-        Memslot sa = slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, a.size(), a.address());
+    void unlockAllUnlocksEverySlotOfBothKindsAndReportsNothingDirty() {
+        HostRegion a = readOnlyAnon(2 * MiB), b = anon(4 * MiB), c = anon(2 * MiB);
+        slot(1, Memslot.LOG_DIRTY_PAGES, 0x100000, a.size(), a.address());
         slot(2, Memslot.LOG_DIRTY_PAGES, 0x400000, b.size(), b.address());
         slot(3, 0, 0x900000, c.size(), c.address());
-        lock.lockMemslot(1, LockMode.READ_WRITE);
-        lock.lockMemslot(2, LockMode.READ);      // read-locked: nothing to report
-        lock.lockMemslot(3, LockMode.READ_WRITE); // not logging
-        assertEquals(baseline + 8 * MiB, vmLck());
+        assertEquals(PinKind.MLOCK, lock.lockMemslot(1, LockMode.READ).pinKind());
+        assertEquals(PinKind.LONGTERM_PIN, lock.lockMemslot(2, LockMode.READ).pinKind());
+        assertEquals(PinKind.LONGTERM_PIN, lock.lockMemslot(3, LockMode.READ_WRITE).pinKind());
+        assertEquals(baseline + 2 * MiB, vmLck());
+        assertEquals(pinBaseline + 6 * MiB, vmPin());
         assertEquals(3, lock.unlockAll());
         assertEquals(baseline, vmLck());
+        assertEquals(pinBaseline, vmPin());
         assertFalse(lock.anyLocked());
-        assertEquals(1, dirty.size());
-        assertArrayEquals(new long[] {1, sa.baseGfn(), sa.npages()}, dirty.get(0));
+        assertEquals(0, dirty.size(), "no write-locked slot can log dirty pages, so no unlock reports any");
         assertEquals(0, lock.unlockAll());
     }
 
     @Test
     void aliasedSlotsAndApplicationLocksAreNotUnlockedByEachOther() {
-        HostRegion r = anon(4 * MiB);
+        HostRegion r = readOnlyAnon(4 * MiB);
         slot(1, 0x100000, r);
         slot(2, 0, 0x10000000, r.size(), r.address()); // the same hva at another gpa
-        lock.lockMemslot(1, LockMode.READ_WRITE);
+        lock.lockMemslot(1, LockMode.READ);
         lock.lockMemslot(2, LockMode.READ);
         assertEquals(baseline + 4 * MiB, vmLck(), "the kernel counts the range once");
         assertEquals(r.size() / PS, lock.status().uncountedPages(), "the second lock is charged anyway (account_locked_vm)");
@@ -273,11 +387,31 @@ class MemslotLockTest {
         long appLocked = vmLck();
         assertEquals(baseline + 2 * MiB, appLocked);
         slot(3, 0, 0x20000000, app.size(), app.address());
-        lock.lockMemslot(3, LockMode.READ_WRITE);
+        lock.lockMemslot(3, LockMode.READ_WRITE); // pinned long-term over the application's mlock
         assertEquals(appLocked, vmLck());
+        assertEquals(pinBaseline + 2 * MiB, vmPin());
         lock.unlockMemslot(3);
         assertEquals(appLocked, vmLck(), "the application's own mlock is left alone");
+        Mman.mprotect(app.address(), app.size(), Mman.PROT_READ);
+        assertEquals(PinKind.MLOCK, lock.lockMemslot(3, LockMode.READ).pinKind());
+        assertEquals(appLocked, vmLck());
+        lock.unlockMemslot(3);
+        assertEquals(appLocked, vmLck(), "an mlocked slot over the application's mlock leaves it alone too");
         Mman.munlock(app.address(), app.size());
+    }
+
+    @Test
+    void aliasedWriteLockedSlotsArePinnedTwiceAsKvmPinsThem() {
+        HostRegion r = anon(4 * MiB);
+        slot(1, 0x100000, r);
+        slot(2, 0, 0x10000000, r.size(), r.address());
+        lock.lockMemslot(1, LockMode.READ_WRITE);
+        lock.lockMemslot(2, LockMode.READ_WRITE);
+        assertEquals(pinBaseline + 8 * MiB, vmPin(), "each slot's pin counts (two tables, two pins per page)");
+        lock.unlockMemslot(1);
+        assertEquals(pinBaseline + 4 * MiB, vmPin(), "slot 2 still pins the range");
+        assertArrayEquals(pagemapPfns(r.address(), r.size() / PS), lock.stage2(2).pfns());
+        lock.unlockMemslot(2);
     }
 
     @Test
@@ -311,28 +445,39 @@ class MemslotLockTest {
         assertTrue(rssAtInvalidation.get() >= 64 * MiB && rssAtInvalidation.get() < size, "hit while faulting in");
         assertTrue(e.getMessage().contains("nothing is left locked"), e.getMessage());
         assertEquals(baseline, vmLck(), "VmLck at its baseline after EAGAIN");
+        assertEquals(pinBaseline, vmPin(), "VmPin at its baseline after EAGAIN");
         assertEquals(0, Smaps.vmaOf(r.address()).locked());
         assertFalse(lock.isLocked(1));
         assertEquals(null, lock.lockInProgress());
         // Tried again without an invalidation: it locks.
         lock.lockMemslot(1, LockMode.READ);
-        assertEquals(baseline + size, vmLck());
+        assertEquals(pinBaseline + size, vmPin());
         assertEquals(s.npages(), lock.stage2(1).pfns().length);
         lock.unlockMemslot(1);
     }
 
     @Test
-    void invalidationAfterPinningRollsBackTheMlock() {
+    void invalidationAfterPinningRollsBackThePinAndTheMlock() {
         HostRegion r = anon(8 * MiB);
         slot(1, 0x100000, r);
         lock.afterPin = () -> {
-            assertEquals(baseline + 8 * MiB, vmLck(), "pinned at this point");
+            assertEquals(pinBaseline + 8 * MiB, vmPin(), "pinned at this point");
             notifier.invalidate(r.address(), r.address() + PS).close();
         };
         kvmError(Errno.EAGAIN, () -> lock.lockMemslot(1, LockMode.READ_WRITE));
         lock.afterPin = null;
-        assertEquals(baseline, vmLck(), "every page munlocked again");
+        assertEquals(pinBaseline, vmPin(), "every page unpinned again");
         assertFalse(lock.isLocked(1));
+        HostRegion ro = readOnlyAnon(4 * MiB);
+        slot(3, 0, 0x2000000, ro.size(), ro.address());
+        lock.afterPin = () -> {
+            assertEquals(baseline + 4 * MiB, vmLck(), "mlocked at this point");
+            notifier.invalidate(ro.address(), ro.address() + PS).close();
+        };
+        kvmError(Errno.EAGAIN, () -> lock.lockMemslot(3, LockMode.READ));
+        lock.afterPin = null;
+        assertEquals(baseline, vmLck(), "every page munlocked again");
+        assertFalse(lock.isLocked(3));
         // An invalidation of another slot's range does not disturb the lock.
         HostRegion other = anon(2 * MiB);
         slot(2, 0x4000000, other);
@@ -413,12 +558,23 @@ class MemslotLockTest {
             try (KPageFlags kf = KPageFlags.open()) {
                 assertTrue(kf.flags(now[0]).contains(KPageFlag.HUGE));
             }
-            // The kernel's mlock skips hugetlb VMAs: VmLck does not move, the lock charges the base pages anyway.
+            // A long-term pin of hugetlb counts in VmPin, in base pages (io_buffer_account_pin: whole huge pages).
+            assertEquals(PinKind.LONGTERM_PIN, lock.pinKind(0, 1));
+            assertEquals(pinBaseline + 8 * MiB, vmPin(), "VmPin counts the hugetlb pages");
+            assertEquals(baseline, vmLck());
+            assertEquals(0, lock.status().uncountedPages());
+            lock.unlockMemslot(1);
+            assertEquals(pinBaseline, vmPin());
+            // Read-only hugetlb is mlocked: the kernel's mlock skips hugetlb VMAs, VmLck does not move, the lock
+            // charges the base pages anyway.
+            Mman.mprotect(r.address(), r.size(), Mman.PROT_READ);
+            assertEquals(PinKind.MLOCK, lock.lockMemslot(1, LockMode.READ).pinKind());
+            assertArrayEquals(now, lock.stage2(1).pfns(), "the same huge pages");
             assertEquals(baseline, vmLck(), "mlock does not count hugetlb in VmLck");
             MemlockStatus st = lock.status();
             assertEquals(s.npages(), st.uncountedPages());
             assertEquals(8 * MiB / PS, st.lockedPages());
-            assertEquals(baseline / PS + s.npages(), st.lockedVmPages());
+            assertEquals(baseline / PS + vmPin() / PS + s.npages(), st.lockedVmPages());
             lock.unlockMemslot(1);
             assertEquals(0, lock.status().uncountedPages());
             r.close();
@@ -433,7 +589,7 @@ class MemslotLockTest {
         regions.add(r);
         Memslot s = slot(1, 0x200000, r);
         lock.lockMemslot(1, LockMode.READ_WRITE);
-        assertEquals(baseline + size, vmLck());
+        assertEquals(pinBaseline + size, vmPin());
         long[] now = pagemapPfns(r.address(), s.npages());
         assertArrayEquals(now, lock.stage2(1).pfns());
         long anonHuge = Smaps.vmaOf(r.address()).anonHugePages();

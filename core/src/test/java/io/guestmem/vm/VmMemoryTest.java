@@ -60,7 +60,7 @@ class VmMemoryTest {
     }
 
     @Test
-    void dirtyReleasesAndUnlockOfWriteLockedLoggingSlotReachTheBitmap() {
+    void dirtyReleasesReachTheBitmapAndALoggingSlotCannotBeWriteLocked() {
         long size = 64 * P;
         try (HostRegion r = HostRegion.anonymous(size).create(); VmMemory vm = new VmMemory()) {
             Memslot s = vm.memory().addRam(0, 0, r, 0, size, Memslot.LOG_DIRTY_PAGES);
@@ -75,12 +75,18 @@ class VmMemoryTest {
             assertFalse(d.contains(4), "a clean release marks nothing");
             assertEquals(1, d.count());
 
-            vm.lock().lockMemslot(0, LockMode.READ_WRITE);
+            // "KVM: arm64: Add lock/unlock memslot user API": a write lock of a dirty-logging slot is EPERM, so no
+            // unlock has a whole slot of dirty pages to report; a READ lock is allowed and reports nothing.
+            io.guestmem.KvmException e = org.junit.jupiter.api.Assertions.assertThrows(io.guestmem.KvmException.class,
+                    () -> vm.lock().lockMemslot(0, LockMode.READ_WRITE));
+            assertEquals(io.guestmem.sys.Errno.EPERM, e.errno(), e.getMessage());
+            vm.lock().lockMemslot(0, LockMode.READ);
             assertEquals(0, vm.memory().collectDirty(0).count());
             vm.lock().unlockMemslot(0);
-            DirtyPages all = vm.memory().collectDirty(0);
-            assertEquals(s.npages(), all.count(), "unlock of a READ_WRITE lock dirties every page");
-            assertEquals(1, vm.memory().pagesToSend(m -> new long[0]).size());
+            assertEquals(0, vm.memory().collectDirty(0).count(), "unlocking a READ lock dirties nothing");
+            FollowPfnResult w3 = fp.follow(FollowPfnRequest.write(7));
+            fp.releaseFaultinPage(w3, false, true);
+            assertTrue(vm.memory().collectDirty(0).contains(7), "dirty releases still reach the bitmap");
         }
     }
 

@@ -14,6 +14,9 @@ public record Aarch64() implements Arch {
     @Override public long sysPerfEventOpen() { return 241; }
     @Override public long sysPidfdOpen() { return 434; }
     @Override public long sysPidfdGetfd() { return 438; }
+    @Override public long sysIoUringSetup() { return 425; }
+    @Override public long sysIoUringRegister() { return 427; }
+    @Override public long sysMovePages() { return 239; }
     /**
      * 2^55: above TASK_SIZE (at most 2^52 with 52-bit VAs); untagged_addr sign-extends bit 55 (TBI ignores the
      * top byte), which turns it into a kernel address rather than aliasing a user one as 2^60 does.

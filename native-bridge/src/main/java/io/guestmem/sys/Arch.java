@@ -37,6 +37,12 @@ public sealed interface Arch permits X86_64, Aarch64 {
 
     long sysPidfdGetfd();
 
+    long sysIoUringSetup();
+
+    long sysIoUringRegister();
+
+    long sysMovePages();
+
     /**
      * An address above every user address space that the kernel's address untagging leaves above it, so
      * {@code pagemap_read} reports nothing there: where a bisection for mm->task_size may start.

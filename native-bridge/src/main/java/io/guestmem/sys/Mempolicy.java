@@ -77,6 +77,34 @@ public final class Mempolicy {
         }
     }
 
+    /**
+     * {@code move_pages(0, n, pages, nodes, status, MPOL_MF_MOVE)}: asks the kernel to migrate each page of
+     * {@code pages} to {@code node} (or, with {@code node < 0}, only reports where each page is: nodes NULL).
+     * Returns one status per page: the node the page is on afterwards, or a negative errno (-EBUSY for a page
+     * the kernel could not isolate or migrate, e.g. a pinned one; -ENOENT for an absent page). A page already
+     * on {@code node} is not migrated at all ({@code add_page_for_migration} skips it).
+     *
+     * @return the per-page status; the call's own return (how many pages were not migrated) is not needed by it
+     */
+    public static int[] movePages(long[] pages, int node) {
+        try (Arena a = Arena.ofConfined()) {
+            int n = pages.length;
+            MemorySegment addrs = a.allocate(8L * Math.max(n, 1), 8);
+            MemorySegment nodes = a.allocate(4L * Math.max(n, 1), 4);
+            MemorySegment status = a.allocate(4L * Math.max(n, 1), 4);
+            for (int i = 0; i < n; i++) {
+                addrs.setAtIndex(ValueLayout.JAVA_LONG, i, pages[i]);
+                nodes.setAtIndex(ValueLayout.JAVA_INT, i, node);
+            }
+            long r = Posix.syscallRaw(Arch.CURRENT.sysMovePages(), 0, n, addrs.address(), node < 0 ? 0 : nodes.address(),
+                    status.address(), MPOL_MF_MOVE);
+            if (r < 0) throw new SyscallException((int) -r, "move_pages(self, " + n + " pages, node " + node + ")");
+            int[] out = new int[n];
+            for (int i = 0; i < n; i++) out[i] = status.getAtIndex(ValueLayout.JAVA_INT, i);
+            return out;
+        }
+    }
+
     static Policy get(long addr, int flags) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment mode = a.allocate(ValueLayout.JAVA_INT);

@@ -59,4 +59,20 @@ class MempolicyTest {
         }
         assertEquals("EFAULT", assertThrows(SyscallException.class, () -> Mempolicy.policyOf(a)).errnoName());
     }
+
+    @Test
+    void movePagesReportsEachPagesNodeAndAbsentPages() {
+        long len = 4 * P;
+        long a = Mman.mmap(0, len, Mman.PROT_READ | Mman.PROT_WRITE, Mman.MAP_PRIVATE | Mman.MAP_ANONYMOUS, -1, 0);
+        try {
+            Mman.madvise(a, 2 * P, Mman.MADV_POPULATE_WRITE); // pages 0 and 1 present, 2 and 3 never touched
+            int node = Mempolicy.nodeOf(a);
+            int[] where = Mempolicy.movePages(new long[] {a, a + P, a + 2 * P}, -1);
+            assertArrayEquals(new int[] {node, node, -Errno.ENOENT.number}, where, "nodes NULL: only where each page is");
+            int[] moved = Mempolicy.movePages(new long[] {a, a + P}, node);
+            assertArrayEquals(new int[] {node, node}, moved, "to the node a page is on: it stays there");
+        } finally {
+            Mman.munmap(a, len);
+        }
+    }
 }

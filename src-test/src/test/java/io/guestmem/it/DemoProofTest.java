@@ -91,7 +91,21 @@ class DemoProofTest {
 
         JsonNode m = d.get("memlock");
         assertTrue(m.get("lockedSlot").isTextual(), m.toString());
-        assertTrue(m.get("vmLckAfterBytes").asLong() > m.get("vmLckBeforeBytes").asLong(), m.toString());
+        // The locked slot is guest-written memory, mapped writable: pinned long-term, so VmPin grows, not VmLck.
+        assertEquals("LONGTERM_PIN", m.get("pinKind").asText(), m.toString());
+        assertTrue(m.get("vmPinAfterBytes").asLong() > m.get("vmPinBeforeBytes").asLong(), m.toString());
+        int lockedSlots = 0;
+        for (JsonNode s : d.get("slots")) {
+            if (s.get("locked").asBoolean()) {
+                lockedSlots++;
+                assertEquals(m.get("pinKind").asText(), s.get("pinKind").asText(), s.toString());
+                assertEquals(m.get("vmPinAfterBytes").asLong() - m.get("vmPinBeforeBytes").asLong(),
+                        s.get("pinnedBytes").asLong(), "VmPin grew by exactly the locked slot: " + s);
+            } else {
+                assertTrue(s.get("pinKind").isNull(), s.toString());
+            }
+        }
+        assertEquals(1, lockedSlots);
         assertEquals(poolsBefore, pools(), "hugetlb pools are back where they were");
     }
 
@@ -115,6 +129,9 @@ class DemoProofTest {
         assertTrue(m.get("lockedSlot").isNull(), "no 2 MiB slot fits in 1 MiB: " + m);
         assertTrue(m.get("refused").asText().contains("ENOMEM") && m.get("refused").asText().contains("RLIMIT_MEMLOCK"), m.toString());
         assertEquals(m.get("vmLckBeforeBytes").asLong(), m.get("vmLckAfterBytes").asLong());
+        assertEquals(m.get("vmPinBeforeBytes").asLong(), m.get("vmPinAfterBytes").asLong(), "every refused pin rolled back");
+        assertTrue(m.get("pinKind").isNull(), m.toString());
+        assertTrue(m.get("refused").asText().contains("io_uring_register"), "the kernel's own refusal: " + m);
     }
 
     @Test

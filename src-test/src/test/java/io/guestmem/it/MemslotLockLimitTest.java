@@ -19,7 +19,9 @@ import org.junit.jupiter.api.Test;
  * RLIMIT_MEMLOCK on real limits: a child JVM runs {@link LockLimitChild} with CAP_IPC_LOCK dropped
  * ({@code setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock}) and RLIMIT_MEMLOCK set to 8 MiB
  * ({@code prlimit --memlock}; this container lacks CAP_SYS_RESOURCE, so the limit cannot be raised above the
- * inherited hard limit, 8 MiB here), and reports VmLck after each step.
+ * inherited hard limit, 8 MiB here), and reports VmPin and VmLck after each step: slots of writable memory are
+ * pinned long-term and refused by the kernel itself over the limit, slots of read-only memory are mlocked and
+ * refused by the library's {@code try_rlimit_memlock}, and both share the one budget.
  */
 @org.junit.jupiter.api.extension.ExtendWith(LeakGuard.class)
 class MemslotLockLimitTest {
@@ -43,37 +45,63 @@ class MemslotLockLimitTest {
         assertEquals("false", r.get("cap_ipc_lock"), "the child has no CAP_IPC_LOCK: " + r);
         assertEquals(Long.toString(limit), r.get("limit"));
         long base = Long.parseLong(r.get("baseline"));
+        long pbase = Long.parseLong(r.get("pin_baseline"));
 
+        // Long-term pins: the kernel charges them (VmPin; RLIMIT_MEMLOCK through io_uring's __io_account_mem).
         assertEquals("ENOMEM", r.get("over"), "a slot over the limit");
-        assertEquals(base, num(r, "over_vmlck"), "VmLck unchanged after ENOMEM");
+        assertEquals("kernel", r.get("over_by"), "the refusal is the kernel's own (io_uring_register)");
+        assertEquals(pbase, num(r, "over_vmpin"), "VmPin unchanged after ENOMEM");
+        assertEquals(base, num(r, "over_vmlck"));
         assertEquals("false", r.get("over_locked"));
 
         assertEquals("OK", r.get("within"));
-        assertEquals(base + limit / 2, num(r, "within_vmlck"));
-        assertEquals(limit - limit / 2 - base, num(r, "within_headroom"));
+        assertEquals("LONGTERM_PIN", r.get("within_kind"));
+        assertEquals(pbase + limit / 2, num(r, "within_vmpin"), "VmPin grows by exactly the slot");
+        assertEquals(base, num(r, "within_vmlck"), "a pin is not an mlock");
+        assertEquals(limit - limit / 2 - base - pbase, num(r, "within_headroom"));
         assertEquals("false", r.get("within_unlimited"));
 
         assertEquals("ENOMEM", r.get("second"), "L/2 + 3L/4 > L");
-        assertEquals(base + limit / 2, num(r, "second_vmlck"), "the first stays locked, the second left nothing");
+        assertEquals("kernel", r.get("second_by"));
+        assertEquals(pbase + limit / 2, num(r, "second_vmpin"), "the first stays pinned, the second left nothing");
         assertEquals("true", r.get("second_first_locked"));
         assertEquals("false", r.get("second_locked"));
 
-        assertEquals("1", r.get("unlock_all"));
+        // mlocked slots (read-only memory) share the one budget with the pinned ones: try_rlimit_memlock's ENOMEM.
+        assertEquals("ENOMEM", r.get("joint"), "3L/4 mlocked + L/2 pinned > L");
+        assertEquals("library", r.get("joint_by"), "refused by try_rlimit_memlock before anything was locked");
+        assertEquals(base, num(r, "joint_vmlck"));
+        assertEquals("false", r.get("joint_locked"));
+        assertEquals("OK", r.get("joint_fit"), "L/4 mlocked + L/2 pinned fits");
+        assertEquals("MLOCK", r.get("joint_fit_kind"));
+        assertEquals(base + limit / 4, num(r, "joint_fit_vmlck"));
+
+        assertEquals("2", r.get("unlock_all"), "the pinned and the mlocked slot");
+        assertEquals(pbase, num(r, "unlock_all_vmpin"));
         assertEquals(base, num(r, "unlock_all_vmlck"));
 
-        assertEquals(base + limit / 2, num(r, "after_pin_vmlck"), "pinned when the limit was lowered");
+        assertEquals(pbase + limit / 2, num(r, "after_pin_vmpin"), "pinned when the limit was lowered");
         assertEquals("ENOMEM", r.get("end_check"), "account_locked_vm at the end sees the lowered limit");
-        assertEquals(base, num(r, "end_check_vmlck"), "rolled back: every page munlocked");
+        assertEquals("library", r.get("end_check_by"));
+        assertEquals(pbase, num(r, "end_check_vmpin"), "rolled back: every page unpinned");
         assertEquals("false", r.get("end_check_locked"));
 
         if (huge != null) {
             assertEquals("OK", r.get("huge"));
-            assertEquals(base, num(r, "huge_vmlck"), "the kernel does not count hugetlb in VmLck");
-            assertEquals(Long.toString(limit / 2 / Posix.PAGE_SIZE), r.get("huge_uncounted"));
-            assertEquals("ENOMEM", r.get("huge_then_anon"), "L/2 of hugetlb + 3L/4 anon > L in base pages (VmLck alone would allow it)");
-            assertEquals(base, num(r, "huge_then_anon_vmlck"));
+            assertEquals("LONGTERM_PIN", r.get("huge_kind"));
+            assertEquals(pbase + limit / 2, num(r, "huge_vmpin"), "pinned hugetlb counts in VmPin, in base pages");
+            assertEquals("ENOMEM", r.get("huge_then_anon"), "L/2 of hugetlb + 3L/4 anon > L");
+            assertEquals("kernel", r.get("huge_then_anon_by"));
+            assertEquals("OK", r.get("huge_ro"));
+            assertEquals("MLOCK", r.get("huge_ro_kind"));
+            assertEquals(base, num(r, "huge_ro_vmlck"), "the kernel does not count mlocked hugetlb in VmLck");
+            assertEquals(Long.toString(limit / 2 / Posix.PAGE_SIZE), r.get("huge_ro_uncounted"));
+            assertEquals("ENOMEM", r.get("huge_ro_then_ro"), "L/2 of hugetlb + 3L/4 in base pages (VmLck alone would allow it)");
+            assertEquals("library", r.get("huge_ro_then_ro_by"));
+            assertEquals(base, num(r, "huge_ro_then_ro_vmlck"));
         }
         assertEquals(base, num(r, "final_vmlck"));
+        assertEquals(pbase, num(r, "final_vmpin"));
         assertEquals("true", r.get("done"));
     }
 
