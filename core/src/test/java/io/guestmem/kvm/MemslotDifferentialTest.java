@@ -40,6 +40,10 @@ import org.junit.jupiter.params.provider.ValueSource;
 class MemslotDifferentialTest {
     static final long PAGE = Posix.PAGE_SIZE;
     static final int STEPS = 300;
+    /** The size of each guest_memfd, in pages. */
+    static final int GMEM_PAGES = 64;
+    /** The guest RAM the ordinary hvas point into, in pages. */
+    static final int RAM_PAGES = 512;
     static final int GM = Memslot.GUEST_MEMFD, LOG = Memslot.LOG_DIRTY_PAGES, RO = Memslot.READONLY;
     static int agreed, changes, seeds;
 
@@ -62,6 +66,16 @@ class MemslotDifferentialTest {
                     + " size " + Fmt.hex(size) + " hva " + Fmt.hex(hva)
                     + ((flags & GM) != 0 ? " gmem fd " + gmemFd + " offset " + Fmt.hex(gmemOffset) : "") + " (" + what + ")";
         }
+    }
+
+    /**
+     * What the sequence draws from: the writer's configuration (limits from the machine), whether region v2
+     * exists, guest RAM for hvas, and the descriptors a GUEST_MEMFD request may name (none: no guest_memfd).
+     */
+    record Space(boolean region2, Memslots.Config config, long hvaBase, int[] files, int foreignFd, int plainFd) {
+        long limit() { return config.userAddressLimit(); }
+        long gpaLimit() { return config.gpaLimit(); }
+        int maxSlots() { return config.maxSlots(); }
     }
 
     /** The VM under test, the writer configured from it, and what the sequence draws from. */
@@ -110,7 +124,7 @@ class MemslotDifferentialTest {
             gpaLimit = config.gpaLimit();
             maxSlots = config.maxSlots();
             probeId = maxSlots - 1;
-            ram = GuestRam.anonymous(512 * PAGE);
+            ram = GuestRam.anonymous(RAM_PAGES * PAGE);
             KvmCapabilities caps = vm.capabilities();
             if (!config.privateMem()) {
                 gmemSkipped = "guest_memfd bindings skipped: this VM offers no GUEST_MEMFD slots (KVM_CAP_GUEST_MEMFD "
@@ -118,12 +132,17 @@ class MemslotDifferentialTest {
                         + "); GUEST_MEMFD requests are still compared (EINVAL from both)";
                 other = null;
             } else {
-                files.add(vm.createGuestMemfd(16 * PAGE, 0));
-                files.add(vm.createGuestMemfd(16 * PAGE, 0));
+                files.add(vm.createGuestMemfd(GMEM_PAGES * PAGE, 0));
+                files.add(vm.createGuestMemfd(GMEM_PAGES * PAGE, 0));
                 other = KvmVm.open(new KvmVm.Options(type, true, 0));
-                foreign = other.createGuestMemfd(16 * PAGE, 0);
+                foreign = other.createGuestMemfd(GMEM_PAGES * PAGE, 0);
                 plainFd = Posix.open("/dev/null", Posix.O_RDONLY);
             }
+        }
+
+        Space space() {
+            int[] fds = files.stream().mapToInt(KvmGuestMemfd::fd).toArray();
+            return new Space(vm.usesRegion2(), config, ram.addr, fds, foreign == null ? -1 : foreign.fd(), plainFd);
         }
 
         @Override
@@ -150,9 +169,10 @@ class MemslotDifferentialTest {
             List<String> log = new ArrayList<>();
             Map<Long, Memslot> slots = new TreeMap<>(); // what both accepted, by (as, id)
             List<int[]> usedIds = new ArrayList<>();
+            Space space = rig.space();
             int agree = 0;
             for (int step = 0; step < STEPS; step++) {
-                Req r = next(rnd, rig, slots);
+                Req r = next(rnd, space, slots);
                 usedIds.add(new int[] {r.as(), r.id()});
                 int kvm = kvm(rig.vm.vmFd(), r);
                 int mine = model(rig.model, r);
@@ -164,7 +184,7 @@ class MemslotDifferentialTest {
                             + String.join("\n    ", log.subList(Math.max(0, log.size() - 25), log.size() - 1)));
                 }
                 agree++;
-                syncSlots(rig, slots);
+                syncSlots(rig.model, slots);
             }
             checkLayout(rig, seed, usedIds, log);
             synchronized (MemslotDifferentialTest.class) {
@@ -179,101 +199,113 @@ class MemslotDifferentialTest {
 
     // ------------------------------------------------------------------ the sequence
 
-    static Req next(SplittableRandom rnd, Rig rig, Map<Long, Memslot> slots) {
+    static Req next(SplittableRandom rnd, Space sp, Map<Long, Memslot> slots) {
         List<Memslot> live = new ArrayList<>(slots.values());
-        boolean v1 = !rig.vm.usesRegion2() || rnd.nextInt(4) == 0;
+        boolean v1 = !sp.region2() || rnd.nextInt(4) == 0;
         int pick = rnd.nextInt(100);
         if (!live.isEmpty() && pick < 35) {
             // a change to an existing slot: move, flags, delete, or a refused modification
             Memslot m = live.get(rnd.nextInt(live.size()));
             long size = m.npages() * PAGE, gpa = m.baseGfn() * PAGE;
-            int kind = rnd.nextInt(6);
+            int kind = rnd.nextInt(9);
+            // dirty logging only over guest RAM (see the note on high hvas below): elsewhere, move instead
+            boolean inRam = m.userspaceAddr() - sp.hvaBase() >= 0 && m.userspaceAddr() - sp.hvaBase() < RAM_PAGES * PAGE;
+            if ((kind == 1 || kind == 7) && !inRam && (m.flags() & LOG) == 0) kind = 0;
             return switch (kind) {
-                case 0 -> new Req(v1, m.addressSpace(), m.id(), m.flags(), gridGpa(rnd), size, m.userspaceAddr(), -1, 0, "move");
-                case 1 -> new Req(v1, m.addressSpace(), m.id(), m.flags() ^ LOG, gpa, size, m.userspaceAddr(), -1, 0, "toggle dirty logging");
+                case 0, 6 -> new Req(v1, m.addressSpace(), m.id(), m.flags(), gridGpa(rnd), size, m.userspaceAddr(), -1, 0, "move");
+                case 1, 7 -> new Req(v1, m.addressSpace(), m.id(), m.flags() ^ LOG, gpa, size, m.userspaceAddr(), -1, 0, "toggle dirty logging");
                 case 2 -> new Req(v1, m.addressSpace(), m.id(), m.flags() ^ RO, gpa, size, m.userspaceAddr(), -1, 0, "toggle READONLY");
                 case 3 -> new Req(v1, m.addressSpace(), m.id(), m.flags(), gpa, size + PAGE, m.userspaceAddr(), -1, 0, "resize");
                 case 4 -> new Req(v1, m.addressSpace(), m.id(), m.flags(), gpa, size, m.userspaceAddr() + PAGE, -1, 0, "new hva");
                 default -> new Req(v1, m.addressSpace(), m.id(), 0, 0, 0, rnd.nextBoolean() ? 0 : m.userspaceAddr(), -1, 0, "delete");
             };
         }
-        int as = rnd.nextInt(20) == 0 ? rig.config.addressSpaces() + rnd.nextInt(2) * (0xffff - rig.config.addressSpaces())
-                : rnd.nextInt(rig.config.addressSpaces());
-        int id = switch (rnd.nextInt(25)) {
-            case 0 -> rig.maxSlots;             // the first id past KVM_CAP_NR_MEMSLOTS
-            case 1 -> 0xffff;
-            case 2 -> rig.maxSlots + 1 > 0xffff ? 0xffff : rig.maxSlots + 1;
-            default -> rnd.nextInt(8);
+        // A new slot (or a delete): two requests in three are well-formed, the third gets exactly one odd field,
+        // so that every check is reached with everything before it passing.
+        int odd = rnd.nextInt(3) == 0 ? 1 + rnd.nextInt(7) : 0;
+        int as = odd != 1 ? rnd.nextInt(sp.config().addressSpaces())
+                : rnd.nextBoolean() ? sp.config().addressSpaces() : 0xffff;
+        int id = odd != 2 ? freshId(rnd, as, slots) : switch (rnd.nextInt(3)) {
+            case 0 -> sp.maxSlots();             // the first id past KVM_CAP_NR_MEMSLOTS
+            case 1 -> Math.min(sp.maxSlots() + 1, 0xffff);
+            default -> 0xffff;
         };
-        int flags = switch (rnd.nextInt(14)) {
-            case 0, 1 -> LOG;
-            case 2 -> RO;
-            case 3 -> LOG | RO;
-            case 4 -> 8;                          // unknown
-            case 5 -> GM | LOG;
-            case 6 -> GM | RO;
-            case 7, 8, 9 -> GM;
+        int flags = odd != 3 ? switch (rnd.nextInt(8)) {
+            case 0 -> LOG;
+            case 1 -> RO;
+            case 2 -> LOG | RO;
+            case 3, 4 -> GM;
             default -> 0;
+        } : switch (rnd.nextInt(4)) {
+            case 0 -> 8;                          // unknown
+            case 1 -> GM | LOG;
+            case 2 -> GM | RO;
+            default -> 0x80000000;
         };
-        long pages = 1 + rnd.nextInt(16);
-        long size = switch (rnd.nextInt(20)) {
-            case 0 -> 0;                                             // delete (of whatever is there)
-            case 1 -> pages * PAGE + PAGE / 2;                       // unaligned
-            case 2 -> PAGE > 4096 ? pages * PAGE + 4096 : pages * PAGE + 512;
-            case 3 -> (Memslots.MAX_NR_PAGES + 1) * PAGE;            // too many pages
-            default -> pages * PAGE;
+        long pages = (flags & GM) != 0 ? 1 + rnd.nextInt(4) : 1 + rnd.nextInt(16);
+        long size = odd != 4 ? (rnd.nextInt(12) == 0 ? 0 : pages * PAGE) : switch (rnd.nextInt(3)) {
+            case 0 -> pages * PAGE + PAGE / 2;                       // unaligned
+            case 1 -> PAGE > 4096 ? pages * PAGE + 4096 : pages * PAGE + 512;
+            default -> (Memslots.MAX_NR_PAGES + 1) * PAGE;           // too many pages
         };
-        long gpa = switch (rnd.nextInt(20)) {
+        long gpa = odd != 5 ? (rnd.nextInt(16) == 0 && sp.gpaLimit() != -1 ? sp.gpaLimit() - size : gridGpa(rnd))
+                : switch (rnd.nextInt(4)) {
             case 0 -> gridGpa(rnd) + PAGE / 2;                       // unaligned
             case 1 -> -PAGE;                                         // gpa + size wraps
-            case 2 -> rig.gpaLimit == -1 ? 1L << 52 : rig.gpaLimit - PAGE;  // ends at or past the VM's limit
-            case 3 -> rig.gpaLimit == -1 ? 1L << 60 : rig.gpaLimit;
-            default -> gridGpa(rnd);
+            case 2 -> sp.gpaLimit() == -1 ? 1L << 60 : sp.gpaLimit() - PAGE; // crosses the VM's limit
+            default -> sp.gpaLimit() == -1 ? 1L << 61 : sp.gpaLimit();
         };
         // Dirty logging over a high hva is left out: arm64 refuses LOG_DIRTY_PAGES over a VM_PFNMAP VMA, a
         // VMA walk the writer does not make, and the vvar page near the stack is one.
         boolean highOk = (flags & LOG) == 0;
-        long hva = switch (rnd.nextInt(highOk ? 22 : 14)) {
-            case 0 -> rig.ram.addr + 8;                              // unaligned
-            case 1 -> 0;                                             // page 0: a user address
-            case 14, 15 -> rig.limit - size;                         // ends exactly at access_ok's limit
-            case 16 -> rig.limit;                                    // starts there
-            case 17 -> rig.limit - PAGE;                             // crosses it (unless one page)
-            case 18 -> 1L << 62;
-            case 19 -> -PAGE;                                        // wraps / kernel half
-            case 20 -> (1L << 56) | rig.ram.addr;                    // a tag in the top byte
-            case 21 -> Long.MAX_VALUE & ~(PAGE - 1);
-            default -> rig.ram.addr + rnd.nextInt(256) * PAGE;
+        long hva = odd != 6 ? (highOk && rnd.nextInt(10) == 0 ? sp.limit() - size // ends exactly at the limit
+                : rnd.nextInt(30) == 0 && highOk ? 0 : sp.hvaBase() + rnd.nextInt(RAM_PAGES - 16) * PAGE)
+                : switch (rnd.nextInt(highOk ? 7 : 1)) {
+            case 1 -> sp.limit();                                    // starts there
+            case 2 -> sp.limit() - PAGE;                             // crosses it (unless one page)
+            case 3 -> 1L << 62;
+            case 4 -> -PAGE;                                         // wraps / kernel half
+            case 5 -> (1L << 56) | sp.hvaBase();                     // a tag in the top byte
+            case 6 -> Long.MAX_VALUE & ~(PAGE - 1);
+            default -> sp.hvaBase() + 8;                             // unaligned
         };
         int fd = -1;
         long offset = 0;
         if ((flags & GM) != 0) {
-            if (rig.files.isEmpty()) {
-                fd = rnd.nextInt(3) == 0 ? -1 : 3;
+            if (sp.files().length == 0) {
+                fd = 3;
                 offset = rnd.nextInt(4) * PAGE;
+            } else if (odd != 7 && (odd != 0 || rnd.nextInt(3) != 0)) {
+                fd = sp.files()[rnd.nextInt(sp.files().length)];
+                offset = rnd.nextInt((int) Math.max(1, GMEM_PAGES + 1 - pages)) * PAGE;
             } else {
-                fd = switch (rnd.nextInt(12)) {
-                    case 0 -> rig.foreign.fd();                      // another VM's guest_memfd
-                    case 1 -> rig.plainFd;                           // no guest_memfd
-                    case 2 -> 1 << 29;                               // no open descriptor
-                    case 3 -> -1;
-                    default -> rig.files.get(rnd.nextInt(rig.files.size())).fd();
-                };
-                offset = switch (rnd.nextInt(12)) {
-                    case 0 -> PAGE / 2;                              // unaligned
-                    case 1 -> 15 * PAGE;                             // runs past the 16-page file unless one page
-                    case 2 -> Long.MIN_VALUE;                        // negative
-                    case 3 -> -PAGE;                                 // offset + size wraps
-                    default -> rnd.nextInt(12) * PAGE;
-                };
+                fd = sp.files()[rnd.nextInt(sp.files().length)];
+                switch (rnd.nextInt(8)) {
+                    case 0 -> fd = sp.foreignFd();                   // another VM's guest_memfd
+                    case 1 -> fd = sp.plainFd();                     // no guest_memfd
+                    case 2 -> fd = 1 << 29;                          // no open descriptor
+                    case 3 -> fd = -1;
+                    case 4 -> offset = PAGE / 2;                     // unaligned
+                    case 5 -> offset = (GMEM_PAGES - 1) * PAGE;      // runs past the file's end unless one page
+                    case 6 -> offset = Long.MIN_VALUE;               // negative
+                    default -> offset = -PAGE;                       // offset + size wraps
+                }
             }
         }
-        return new Req(v1, as, id, flags, gpa, size, hva, fd, offset, size == 0 ? "delete" : "create");
+        return new Req(v1, as, id, flags, gpa, size, hva, fd, offset, (size == 0 ? "delete" : "create") + (odd > 0 ? ", odd field " + odd : ""));
+    }
+
+    /** Mostly an id of 0..11 that address space {@code as} does not use yet (a create), else any of them. */
+    static int freshId(SplittableRandom rnd, int as, Map<Long, Memslot> slots) {
+        List<Integer> free = new ArrayList<>();
+        for (int id = 0; id < 12; id++) if (!slots.containsKey(((long) as << 32) | id)) free.add(id);
+        if (free.isEmpty() || rnd.nextInt(8) == 0) return rnd.nextInt(12);
+        return free.get(rnd.nextInt(free.size()));
     }
 
     /** Slot-sized steps of 8 pages, so sixteen-page requests overlap each other often. */
     static long gridGpa(SplittableRandom rnd) {
-        return (0x100L + rnd.nextInt(24) * 8L) * PAGE;
+        return (0x100L + rnd.nextInt(64) * 8L) * PAGE;
     }
 
     // ------------------------------------------------------------------ the two answers
@@ -307,10 +339,10 @@ class MemslotDifferentialTest {
         return e == null ? "errno " + errno : e.name();
     }
 
-    static void syncSlots(Rig rig, Map<Long, Memslot> slots) {
+    static void syncSlots(Memslots ms, Map<Long, Memslot> slots) {
         slots.clear();
-        for (int as = 0; as < rig.model.addressSpaces(); as++)
-            for (Memslot m : rig.model.current(as).slots()) slots.put(((long) as << 32) | m.id(), m);
+        for (int as = 0; as < ms.addressSpaces(); as++)
+            for (Memslot m : ms.current(as).slots()) slots.put(((long) as << 32) | m.id(), m);
     }
 
     // ------------------------------------------------------------------ the final layouts
