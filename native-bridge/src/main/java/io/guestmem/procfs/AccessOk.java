@@ -10,19 +10,20 @@ import io.guestmem.sys.Arch;
 public final class AccessOk {
     private AccessOk() {}
 
-    private static final class Holder {
-        static final long LIMIT = read();
+    private static volatile long limit; // 0 until read
 
-        private static long read() {
+    /**
+     * This process's limit (read once): ranges may end at it, not beyond. A machine whose pagemap cannot be read
+     * gives the reader's exception here, every time (no limit is guessed).
+     */
+    public static long limit() {
+        long l = limit;
+        if (l == 0) {
             try (Pagemap self = Pagemap.openSelf()) {
-                return Arch.CURRENT.accessOkLimit(self.userAddressLimit());
+                limit = l = Arch.CURRENT.accessOkLimit(self.userAddressLimit());
             }
         }
-    }
-
-    /** This process's limit (read once): ranges may end at it, not beyond. */
-    public static long limit() {
-        return Holder.LIMIT;
+        return l;
     }
 
     /**
