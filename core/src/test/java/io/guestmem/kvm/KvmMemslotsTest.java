@@ -35,6 +35,10 @@ class KvmMemslotsTest {
             assertEquals(caps.addressSpaces(), c.addressSpaces());
             assertEquals(caps.readonlyMem(), c.readonlyMem());
             assertEquals(caps.guestMemfd(), c.privateMem());
+            assertEquals(io.guestmem.procfs.AccessOk.limit(), c.userAddressLimit(), "access_ok's limit, read from the machine");
+            assertSame(vm.guestMemfdTable(), c.guestMemfds(), "the VM's guest_memfds");
+            assertEquals(vm.guestPhysLimit(), c.gpaLimit());
+            if (!io.guestmem.sys.Arch.CURRENT.isX86()) assertEquals(1L << 40, c.gpaLimit(), "the default VM type's 40-bit IPA");
             System.out.println("memslot config for this KVM: " + c);
         }
         try (KvmVm v1 = KvmVm.open(KvmVm.Options.defaults().withRegion2(false))) {

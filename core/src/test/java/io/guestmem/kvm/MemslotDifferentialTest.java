@@ -378,7 +378,8 @@ class MemslotDifferentialTest {
                     // identical: 0 with nothing changed, or EINVAL where KVM's hva/size/READONLY differ
                     int same;
                     try {
-                        fd.setUserMemoryRegion2(slot, m.flags(), gpa, m.npages() * PAGE, m.userspaceAddr(), 0, 0);
+                        if (rig.vm.usesRegion2()) fd.setUserMemoryRegion2(slot, m.flags(), gpa, m.npages() * PAGE, m.userspaceAddr(), 0, 0);
+                        else fd.setUserMemoryRegion(slot, m.flags(), gpa, m.npages() * PAGE, m.userspaceAddr());
                         same = 0;
                     } catch (SyscallException e) {
                         same = e.errno();
