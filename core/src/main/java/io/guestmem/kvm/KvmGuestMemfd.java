@@ -2,6 +2,8 @@ package io.guestmem.kvm;
 
 import io.guestmem.KvmException;
 import io.guestmem.kvmapi.KvmIoctls;
+import io.guestmem.memslot.GuestMemfdFile;
+import io.guestmem.memslot.GuestMemfdTable;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Memfd;
@@ -13,25 +15,32 @@ import io.guestmem.sys.UseAfterClose;
  * A guest_memfd created by {@link KvmVm#createGuestMemfd}: its fd, size and creation flags. The host may map
  * it only when it was created with both MMAP and INIT_SHARED: without INIT_SHARED a host touch raises SIGBUS,
  * which would kill the JVM, so {@link #mmapShared} refuses. Closing is idempotent; the VM closes the
- * guest_memfds it created when it closes.
+ * guest_memfds it created when it closes. It is registered in its VM's {@link GuestMemfdTable} while open, so
+ * the memslot writer of that VM knows it as one of the VM's guest_memfds (and forgets its bindings once it is
+ * closed, as KVM does).
  */
-public final class KvmGuestMemfd implements AutoCloseable {
+public final class KvmGuestMemfd implements AutoCloseable, GuestMemfdFile {
     private final int fd;
     private final long size;
     private final long flags;
+    private final GuestMemfdTable table; // the VM's
     private volatile boolean closed;
 
-    KvmGuestMemfd(int fd, long size, long flags) {
+    KvmGuestMemfd(int fd, long size, long flags, GuestMemfdTable table) {
         this.fd = fd;
         this.size = size;
         this.flags = flags;
+        this.table = table;
+        table.register(this);
     }
 
+    @Override
     public int fd() {
         checkOpen("fd()");
         return fd;
     }
 
+    @Override
     public long size() {
         return size;
     }
@@ -76,6 +85,7 @@ public final class KvmGuestMemfd implements AutoCloseable {
     public synchronized void close() {
         if (closed) return;
         closed = true;
+        table.unregister(this, fd); // before the number can be reused by another open
         Posix.close(fd);
     }
 

@@ -7,11 +7,16 @@ import io.guestmem.kvmapi.KvmDirtyRing;
 import io.guestmem.kvmapi.KvmIoctls;
 import io.guestmem.kvmapi.VcpuFd;
 import io.guestmem.kvmapi.VmFd;
+import io.guestmem.kvmapi.Arm64Kvm;
+import io.guestmem.kvmapi.X86Kvm;
+import io.guestmem.memslot.GuestMemfdTable;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotObserver;
 import io.guestmem.memslot.Memslots;
 import io.guestmem.memslot.PageGeometry;
+import io.guestmem.procfs.AccessOk;
+import io.guestmem.sys.Arch;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Posix;
@@ -61,6 +66,9 @@ public final class KvmVm implements AutoCloseable {
     private final long dirtyRingBytes;
     private final List<Vcpu> vcpus = new ArrayList<>();
     private final List<KvmGuestMemfd> guestMemfds = new ArrayList<>();
+    /** This VM's open guest_memfds by fd, for the memslot writer's {@code kvm_gmem_bind} checks. */
+    private final GuestMemfdTable gmemTable = new GuestMemfdTable();
+    private final long vmType;
     /** The slots KVM currently has from us, by KVM slot number ({@link Memslot#kvmSlot}). */
     private final Map<Integer, Memslot> slots = new TreeMap<>();
     private final MemslotObserver observer = new Mirror();
@@ -73,6 +81,7 @@ public final class KvmVm implements AutoCloseable {
         this.caps = caps;
         this.region2 = options.useRegion2() && caps.userMemory2();
         this.dirtyRingBytes = options.dirtyRingBytes();
+        this.vmType = options.vmType();
     }
 
     public static KvmVm open() {
@@ -142,13 +151,32 @@ public final class KvmVm implements AutoCloseable {
     /**
      * A configuration for the library's memslot writer ({@link Memslots}) that matches this VM: host page
      * geometry, KVM's slot limit and address spaces, READONLY where KVM_CAP_READONLY_MEM is offered and
-     * GUEST_MEMFD where guest_memfd slots can be installed (KVM_CAP_GUEST_MEMFD through region v2). With it,
-     * the writer refuses up front what this KVM would refuse, and the mirror sees only the rest.
+     * GUEST_MEMFD where guest_memfd slots can be installed (KVM_CAP_GUEST_MEMFD through region v2), the
+     * machine's access_ok limit, this VM's guest-physical limit ({@link #guestPhysLimit()}) and its
+     * guest_memfds (every one {@link #createGuestMemfd} made and not yet closed). With it, the writer refuses up
+     * front what this KVM would refuse, and the mirror sees only the rest.
      */
     public Memslots.Config memslotsConfig() {
         checkOpen("memslotsConfig()");
         return new Memslots.Config(PageGeometry.host(), Math.min(caps.nrMemslots(), 65535), caps.addressSpaces(),
-                caps.readonlyMem(), caps.guestMemfd() && region2);
+                caps.readonlyMem(), caps.guestMemfd() && region2, AccessOk.limit(), guestPhysLimit(),
+                Arch.CURRENT.isX86() ? Errno.EINVAL : Errno.EFAULT, gmemTable);
+    }
+
+    /**
+     * The end a created or moved slot's guest-physical range may reach in this VM, as the architecture's
+     * {@code kvm_arch_prepare_memory_region} checks it: arm64 the VM's IPA size ({@link Arm64Kvm#ipaBits} of
+     * its type; EFAULT beyond), x86 {@code 1 << MAXPHYADDR} ({@link X86Kvm#hostPhysBits}; EINVAL beyond). -1
+     * (no limit) where the bits cannot be read.
+     */
+    public long guestPhysLimit() {
+        int bits = Arch.CURRENT.isX86() ? X86Kvm.hostPhysBits() : Arm64Kvm.ipaBits(vmType);
+        return bits > 0 && bits < 64 ? 1L << bits : -1;
+    }
+
+    /** This VM's guest_memfd table (what {@link #memslotsConfig()} hands the writer). */
+    public GuestMemfdTable guestMemfdTable() {
+        return gmemTable;
     }
 
     /** The slots KVM has from this VM's mirror, by KVM slot number ({@link Memslot#kvmSlot}). */
@@ -180,7 +208,7 @@ public final class KvmVm implements AutoCloseable {
         if (!caps.guestMemfd())
             throw new KvmException(Errno.EINVAL, "KVM_CREATE_GUEST_MEMFD(" + Fmt.size(size) + ")",
                     "this KVM does not offer KVM_CAP_GUEST_MEMFD");
-        KvmGuestMemfd g = new KvmGuestMemfd(vm.createGuestMemfd(size, flags), size, flags);
+        KvmGuestMemfd g = new KvmGuestMemfd(vm.createGuestMemfd(size, flags), size, flags, gmemTable);
         guestMemfds.add(g);
         return g;
     }

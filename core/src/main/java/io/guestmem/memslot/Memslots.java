@@ -1,10 +1,13 @@
 package io.guestmem.memslot;
 
 import io.guestmem.KvmException;
+import io.guestmem.procfs.AccessOk;
 import io.guestmem.sys.Errno;
 import io.guestmem.sys.Fmt;
 
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
@@ -20,15 +23,19 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * <li>Validation, in KVM's order and with KVM's errors (all {@link KvmException}):
  *   flags outside LOG_DIRTY_PAGES|READONLY|GUEST_MEMFD, GUEST_MEMFD with READONLY or LOG_DIRTY_PAGES, or
  *   GUEST_MEMFD/READONLY when the configuration disallows them: EINVAL; size, gpa, hva (and the guest_memfd
- *   offset) not page aligned: EINVAL; hva range wrapping or reaching the kernel half: EINVAL (KVM's
- *   {@code access_ok}); address space or id beyond the limits: EINVAL; gpa + size wrapping: EINVAL; more
- *   than {@link #MAX_NR_PAGES} pages: EINVAL.</li>
+ *   offset) not page aligned: EINVAL; hva range wrapping or ending past the user address limit read from
+ *   the machine: EINVAL (KVM's {@code access_ok}, see {@link AccessOk}); address space or id beyond the
+ *   limits: EINVAL; gpa + size wrapping: EINVAL; more than {@link #MAX_NR_PAGES} pages: EINVAL.</li>
  * <li>Classification: size 0 deletes (deleting a slot that does not exist: EINVAL, as KVM since 5.7); a new
  *   id creates; for an existing id, a GUEST_MEMFD slot or request is immutable (EINVAL), a different hva,
  *   size, or READONLY/GUEST_MEMFD bit is EINVAL, a different base gfn is a MOVE, different flags
  *   (LOG_DIRTY_PAGES) are FLAGS_ONLY, and an identical request changes nothing (no new generation). CREATE
- *   and MOVE overlapping another slot of the address space: EEXIST. GUEST_MEMFD with a negative fd: EBADF
- *   (where KVM's {@code kvm_gmem_bind} fails).</li>
+ *   and MOVE overlapping another slot of the address space: EEXIST. Then {@code kvm_gmem_bind} for a
+ *   GUEST_MEMFD slot: a negative or closed fd is EBADF; with the VM's {@link GuestMemfdTable} in the
+ *   configuration, an fd that is no guest_memfd of this VM, a range outside the file, and a range
+ *   overlapping another binding of the same file are EINVAL (without a table: the writer's own bindings by
+ *   fd number). Last the architecture's {@code kvm_arch_prepare_memory_region}: a created or moved slot
+ *   ending past the configured guest-physical limit costs the configured errno.</li>
  * <li>Every {@link MemslotObserver} sees the change, in registration order; a throw vetoes it: the observers
  *   already called are rolled back in reverse order and the exception reaches the caller unchanged (so a
  *   slot lock's refusal arrives as its own exception).</li>
@@ -53,19 +60,35 @@ public final class Memslots {
     /**
      * Limits and capabilities of the VM being modelled.
      *
-     * @param maxSlots      ids must be below this ({@code KVM_CAP_NR_MEMSLOTS})
-     * @param addressSpaces {@code KVM_CAP_MULTI_ADDRESS_SPACE} (2 on x86 with SMM, 1 elsewhere)
-     * @param readonlyMem   {@code kvm_arch_has_readonly_mem}
-     * @param privateMem    {@code kvm_arch_has_private_mem}: GUEST_MEMFD slots allowed
+     * @param maxSlots         ids must be below this ({@code KVM_CAP_NR_MEMSLOTS})
+     * @param addressSpaces    {@code KVM_CAP_MULTI_ADDRESS_SPACE} (2 on x86 with SMM, 1 elsewhere)
+     * @param readonlyMem      {@code kvm_arch_has_readonly_mem}
+     * @param privateMem       {@code kvm_arch_has_private_mem}: GUEST_MEMFD slots allowed
+     * @param userAddressLimit the end {@code access_ok} lets an hva range reach ({@link AccessOk#limit()}: read
+     *                         from the machine); {@code [hva, hva + size)} must end at or below it
+     * @param gpaLimit         the end (unsigned) a created or moved slot's guest-physical range may reach, as the
+     *                         architecture's {@code kvm_arch_prepare_memory_region} checks it; -1 for none
+     * @param gpaLimitErrno    what passing {@code gpaLimit} costs (EINVAL on x86, EFAULT on arm64)
+     * @param guestMemfds      this VM's guest_memfds, for {@code kvm_gmem_bind}'s checks; null when the writer
+     *                         models no particular VM (then a GUEST_MEMFD slot's fd is trusted, and only the
+     *                         bindings the writer made itself are checked for overlap)
      */
     public record Config(PageGeometry geometry, int maxSlots, int addressSpaces, boolean readonlyMem,
-                         boolean privateMem) {
+                         boolean privateMem, long userAddressLimit, long gpaLimit, Errno gpaLimitErrno,
+                         GuestMemfdTable guestMemfds) {
         public Config {
             if (geometry == null) throw new IllegalArgumentException("geometry");
             if (maxSlots < 1 || maxSlots > 65535) throw new IllegalArgumentException("maxSlots " + maxSlots);
             if (addressSpaces < 1 || addressSpaces > 65535) {
                 throw new IllegalArgumentException("addressSpaces " + addressSpaces);
             }
+            if (userAddressLimit <= 0) throw new IllegalArgumentException("userAddressLimit " + Fmt.hex(userAddressLimit));
+            if (gpaLimitErrno == null) throw new IllegalArgumentException("gpaLimitErrno");
+        }
+
+        /** The machine's access_ok limit, no guest-physical bound, no guest_memfd table. */
+        public Config(PageGeometry geometry, int maxSlots, int addressSpaces, boolean readonlyMem, boolean privateMem) {
+            this(geometry, maxSlots, addressSpaces, readonlyMem, privateMem, AccessOk.limit(), -1, Errno.EINVAL, null);
         }
 
         /** Host page size, {@link #DEFAULT_MAX_SLOTS}, 2 address spaces, READONLY and GUEST_MEMFD allowed. */
@@ -79,19 +102,41 @@ public final class Memslots {
         }
 
         public Config withMaxSlots(int n) {
-            return new Config(geometry, n, addressSpaces, readonlyMem, privateMem);
+            return new Config(geometry, n, addressSpaces, readonlyMem, privateMem, userAddressLimit, gpaLimit,
+                    gpaLimitErrno, guestMemfds);
         }
 
         public Config withAddressSpaces(int n) {
-            return new Config(geometry, maxSlots, n, readonlyMem, privateMem);
+            return new Config(geometry, maxSlots, n, readonlyMem, privateMem, userAddressLimit, gpaLimit,
+                    gpaLimitErrno, guestMemfds);
         }
 
         public Config withReadonlyMem(boolean on) {
-            return new Config(geometry, maxSlots, addressSpaces, on, privateMem);
+            return new Config(geometry, maxSlots, addressSpaces, on, privateMem, userAddressLimit, gpaLimit,
+                    gpaLimitErrno, guestMemfds);
         }
 
         public Config withPrivateMem(boolean on) {
-            return new Config(geometry, maxSlots, addressSpaces, readonlyMem, on);
+            return new Config(geometry, maxSlots, addressSpaces, readonlyMem, on, userAddressLimit, gpaLimit,
+                    gpaLimitErrno, guestMemfds);
+        }
+
+        /** Another access_ok limit (tests: an architecture's limit other than this machine's). */
+        public Config withUserAddressLimit(long limit) {
+            return new Config(geometry, maxSlots, addressSpaces, readonlyMem, privateMem, limit, gpaLimit,
+                    gpaLimitErrno, guestMemfds);
+        }
+
+        /** The architecture's guest-physical bound and the errno for passing it. */
+        public Config withGpaLimit(long limit, Errno errno) {
+            return new Config(geometry, maxSlots, addressSpaces, readonlyMem, privateMem, userAddressLimit, limit,
+                    errno, guestMemfds);
+        }
+
+        /** This VM's guest_memfds: GUEST_MEMFD slots are then checked as {@code kvm_gmem_bind} checks them. */
+        public Config withGuestMemfds(GuestMemfdTable table) {
+            return new Config(geometry, maxSlots, addressSpaces, readonlyMem, privateMem, userAddressLimit, gpaLimit,
+                    gpaLimitErrno, table);
         }
     }
 
@@ -110,6 +155,26 @@ public final class Memslots {
     private final List<MemslotObserver> observers = new CopyOnWriteArrayList<>();
     private PublishGate gate;
     private volatile long generation; // written under the writer lock, read without it
+    /** The guest_memfd range each GUEST_MEMFD slot holds ({@code gmem_file.bindings}), by {@link #key}. */
+    private final Map<Long, Binding> bindings = new HashMap<>();
+
+    /**
+     * A slot's binding: {@code file} is the {@link GuestMemfdFile} (with a table) or the fd number (without
+     * one), {@code [start, start + npages)} the file's pages.
+     */
+    private record Binding(Object file, int fd, long start, long npages) {
+        boolean overlaps(Binding o) {
+            boolean same = file instanceof Integer ? file.equals(o.file) : file == o.file; // a file is its object
+            return same && start < o.start + o.npages && o.start < start + npages;
+        }
+    }
+
+    /** A validated change with the binding a GUEST_MEMFD CREATE makes (null otherwise). */
+    private record Plan(MemslotChange change, Binding binding) {}
+
+    private static long key(int as, int id) {
+        return ((long) as << 32) | (id & 0xffffffffL);
+    }
 
     public Memslots() {
         this(Config.defaults());
@@ -179,18 +244,49 @@ public final class Memslots {
      *         0 without doing anything)
      * @throws KvmException with KVM's errno for a refused request; an observer's veto exception unchanged
      */
-    public synchronized MemslotChange setMemslot(int addressSpace, int id, int flags, long gpa, long size, long hva,
-                                                 int gmemFd, long gmemOffset) {
-        String op = "setMemslot(as " + addressSpace + " slot " + id + " flags " + flags + " gpa " + Fmt.hex(gpa)
-                + " size " + Fmt.hex(size) + " hva " + Fmt.hex(hva) + ")";
-        MemslotChange change = classify(op, addressSpace, id, flags, gpa, size, hva, gmemFd, gmemOffset);
-        if (change == null) return null;
-        commit(change);
-        return change;
+    public MemslotChange setMemslot(int addressSpace, int id, int flags, long gpa, long size, long hva,
+                                    int gmemFd, long gmemOffset) {
+        return set(addressSpace, id, flags, gpa, size, hva, gmemFd, null, gmemOffset);
     }
 
-    private MemslotChange classify(String op, int as, int id, int flags, long gpa, long size, long hva, int gmemFd,
-                                   long gmemOffset) {
+    /**
+     * {@link #setMemslot(int, int, int, long, long, long, int, long)} naming the guest_memfd by its handle: with
+     * a {@link Config#guestMemfds() table}, a handle that is not this VM's registered file for its fd is EINVAL
+     * (as KVM refuses another VM's guest_memfd); without one, the handle's size still bounds the binding.
+     */
+    public MemslotChange setMemslot(int addressSpace, int id, int flags, long gpa, long size, long hva,
+                                    GuestMemfdFile gmem, long gmemOffset) {
+        return set(addressSpace, id, flags, gpa, size, hva, gmem == null ? -1 : gmem.fd(), gmem, gmemOffset);
+    }
+
+    /**
+     * {@code KVM_SET_USER_MEMORY_REGION} (v1): no guest_memfd fields, and {@code kvm_vm_ioctl} refuses flags
+     * outside LOG_DIRTY_PAGES|READONLY with EINVAL before anything else.
+     */
+    public MemslotChange setMemslotV1(int addressSpace, int id, int flags, long gpa, long size, long hva) {
+        if ((flags & ~(Memslot.LOG_DIRTY_PAGES | Memslot.READONLY)) != 0) {
+            throw new KvmException(Errno.EINVAL, op(addressSpace, id, flags, gpa, size, hva),
+                    "KVM_SET_USER_MEMORY_REGION takes only LOG_DIRTY_PAGES|READONLY");
+        }
+        return set(addressSpace, id, flags, gpa, size, hva, -1, null, 0);
+    }
+
+    private static String op(int as, int id, int flags, long gpa, long size, long hva) {
+        return "setMemslot(as " + as + " slot " + id + " flags " + flags + " gpa " + Fmt.hex(gpa)
+                + " size " + Fmt.hex(size) + " hva " + Fmt.hex(hva) + ")";
+    }
+
+    private synchronized MemslotChange set(int addressSpace, int id, int flags, long gpa, long size, long hva,
+                                           int gmemFd, GuestMemfdFile gmem, long gmemOffset) {
+        String op = op(addressSpace, id, flags, gpa, size, hva);
+        Plan plan = classify(op, addressSpace, id, flags, gpa, size, hva, gmemFd, gmem, gmemOffset);
+        if (plan == null) return null;
+        commit(plan);
+        return plan.change();
+    }
+
+    private Plan classify(String op, int as, int id, int flags, long gpa, long size, long hva, int gmemFd,
+                          GuestMemfdFile gmemFile, long gmemOffset) {
         // check_memory_region_flags()
         int valid = Memslot.LOG_DIRTY_PAGES;
         if (config.privateMem()) valid |= Memslot.GUEST_MEMFD;
@@ -208,9 +304,10 @@ public final class Memslots {
         if (!geometry.isAligned(size)) throw new KvmException(Errno.EINVAL, op, "size not " + geometry + " aligned");
         if (!geometry.isAligned(gpa)) throw new KvmException(Errno.EINVAL, op, "gpa not " + geometry + " aligned");
         if (!geometry.isAligned(hva)) throw new KvmException(Errno.EINVAL, op, "hva not " + geometry + " aligned");
-        // access_ok(): the whole range must be user addresses (below the kernel half, not wrapping)
-        if (hva < 0 || hva + size < hva || (size != 0 && hva + size < 0)) {
-            throw new KvmException(Errno.EINVAL, op, "hva range is not a user address range");
+        // access_ok(): the whole range must be user addresses: not wrapping, ending at or below the limit
+        if (!AccessOk.ok(hva, size, config.userAddressLimit())) {
+            throw new KvmException(Errno.EINVAL, op, "hva range passes the user address limit "
+                    + Fmt.hex(config.userAddressLimit()) + " (access_ok)");
         }
         if (gmem && (!geometry.isAligned(gmemOffset) || Long.compareUnsigned(gmemOffset + size, gmemOffset) < 0)) {
             throw new KvmException(Errno.EINVAL, op, "guest_memfd offset " + Fmt.hex(gmemOffset)
@@ -231,7 +328,7 @@ public final class Memslots {
 
         if (size == 0) {
             if (old == null) throw new KvmException(Errno.EINVAL, op, "deleting a slot that does not exist");
-            return new MemslotChange(MemslotChange.Kind.DELETE, old, null);
+            return new Plan(new MemslotChange(MemslotChange.Kind.DELETE, old, null), null);
         }
 
         long baseGfn = gpa >>> geometry.shift();
@@ -260,12 +357,54 @@ public final class Memslots {
                 }
             }
         }
-        if (gmem && gmemFd < 0) throw new KvmException(Errno.EBADF, op, "guest_memfd " + gmemFd);
+        Binding binding = gmem ? bind(op, gmemFd, gmemFile, gmemOffset, size) : null;
+        // the architecture's kvm_arch_prepare_memory_region: the guest-physical range must fit the VM
+        if ((kind == MemslotChange.Kind.CREATE || kind == MemslotChange.Kind.MOVE)
+                && Long.compareUnsigned(gpa + size, config.gpaLimit()) > 0) {
+            throw new KvmException(config.gpaLimitErrno(), op, "gpa range ends past the VM's guest-physical limit "
+                    + Fmt.hex(config.gpaLimit()));
+        }
         Memslot updated = new Memslot(as, id, baseGfn, npages, hva, flags, gmem ? gmemFd : -1, gmem ? gmemOffset : 0);
-        return new MemslotChange(kind, old, updated);
+        return new Plan(new MemslotChange(kind, old, updated), binding);
     }
 
-    private void commit(MemslotChange change) {
+    /**
+     * {@code kvm_gmem_bind}'s checks, in its order: the fd must be open (EBADF) and a guest_memfd of this VM
+     * (EINVAL), {@code [offset, offset + size)} must lie in the file with a non-negative offset (EINVAL), and
+     * no other binding of the file may overlap it (EINVAL). Without a table only the fd's sign, the handle's size
+     * (when given) and the writer's own bindings by fd number can be checked.
+     */
+    private Binding bind(String op, int fd, GuestMemfdFile given, long offset, long size) {
+        if (fd < 0) throw new KvmException(Errno.EBADF, op, "guest_memfd " + fd + " is no descriptor");
+        GuestMemfdTable table = config.guestMemfds();
+        GuestMemfdFile file = given;
+        if (table != null) {
+            file = table.byFd(fd);
+            if (file == null || (given != null && given != file)) {
+                if (!GuestMemfdTable.isOpen(fd)) {
+                    throw new KvmException(Errno.EBADF, op, "guest_memfd " + fd + " is not an open descriptor");
+                }
+                throw new KvmException(Errno.EINVAL, op, "fd " + fd + " is not a guest_memfd of this VM");
+            }
+        }
+        if (offset < 0 || (file != null && Long.compareUnsigned(offset + size, file.size()) > 0)) {
+            throw new KvmException(Errno.EINVAL, op, "guest_memfd range " + Fmt.hex(offset) + "+" + Fmt.hex(size)
+                    + " is not inside the file" + (file != null ? " of " + Fmt.hex(file.size()) + " bytes" : ""));
+        }
+        Binding b = new Binding(file != null ? file : (Object) fd, fd, offset >>> geometry.shift(), size >>> geometry.shift());
+        for (Binding other : bindings.values()) {
+            // a closed file's bindings went with it (kvm_gmem_release); a new file may reuse its fd number
+            boolean live = table == null || !(other.file() instanceof GuestMemfdFile f) || table.contains(f, other.fd());
+            if (live && other.overlaps(b)) {
+                throw new KvmException(Errno.EINVAL, op, "guest_memfd pages " + Fmt.hex(b.start()) + "+"
+                        + Fmt.hex(b.npages()) + " overlap another slot's binding of the same file");
+            }
+        }
+        return b;
+    }
+
+    private void commit(Plan plan) {
+        MemslotChange change = plan.change();
         List<MemslotObserver> obs = List.copyOf(observers);
         int accepted = 0;
         try {
@@ -288,6 +427,8 @@ public final class Memslots {
             s[as] = next;
             sets = s; // volatile write: release the new set to readers
             generation = next.generation();
+            if (change.kind() == MemslotChange.Kind.DELETE) bindings.remove(key(as, key.id()));
+            if (plan.binding() != null) bindings.put(key(as, key.id()), plan.binding());
             published[0] = true;
         };
         if (gate == null) {

@@ -35,6 +35,10 @@ class KvmMemslotsTest {
             assertEquals(caps.addressSpaces(), c.addressSpaces());
             assertEquals(caps.readonlyMem(), c.readonlyMem());
             assertEquals(caps.guestMemfd(), c.privateMem());
+            assertEquals(io.guestmem.procfs.AccessOk.limit(), c.userAddressLimit(), "access_ok's limit, read from the machine");
+            assertSame(vm.guestMemfdTable(), c.guestMemfds(), "the VM's guest_memfds");
+            assertEquals(vm.guestPhysLimit(), c.gpaLimit());
+            if (!io.guestmem.sys.Arch.CURRENT.isX86()) assertEquals(1L << 40, c.gpaLimit(), "the default VM type's 40-bit IPA");
             System.out.println("memslot config for this KVM: " + c);
         }
         try (KvmVm v1 = KvmVm.open(KvmVm.Options.defaults().withRegion2(false))) {
@@ -42,41 +46,54 @@ class KvmMemslotsTest {
         }
     }
 
+    /**
+     * kvm_gmem_bind's refusals (another VM's guest_memfd, a range past the file's end, two bindings of one file
+     * overlapping): the writer answers them itself from the VM's guest_memfd table, with KVM's EINVAL, and the
+     * same request straight through the VM fd shows that KVM answers EINVAL too.
+     */
     @Test
-    void kvmRefusalsTheWriterCannotSeeVetoTheChange() {
+    void guestMemfdBindingRefusalsAreTheWritersAndKvmsAlike() {
         try (KvmVm vm = KvmVm.open(); KvmVm other = KvmVm.open()) {
             Assumptions.assumeTrue(vm.capabilities().guestMemfdMmapShared(), "guest_memfd MMAP|INIT_SHARED not offered");
             Memslots slots = new Memslots(vm.memslotsConfig());
             slots.addObserver(vm.memslotObserver());
             KvmGuestMemfd mine = vm.createGuestMemfd(8 * PAGE), theirs = other.createGuestMemfd(8 * PAGE);
             long hva = mine.mapShared();
+            int gm = io.guestmem.memslot.Memslot.GUEST_MEMFD;
             try (GuestRam ram = GuestRam.adopt(hva, mine.size())) {
-                // Another VM's guest_memfd: only KVM knows (EINVAL from kvm_gmem_bind).
-                SyscallException foreign = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 1,
-                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, theirs.fd(), 0));
-                assertEquals(Errno.EINVAL.number, foreign.errno());
-                assertNull(slots.current(0).byId(1), "vetoed: not published");
+                // Another VM's guest_memfd: EINVAL from the writer, and from kvm_gmem_bind.
+                KvmException foreign = assertThrows(KvmException.class, () -> slots.setMemslot(0, 1,
+                        gm, 0x100000, 4 * PAGE, hva, theirs.fd(), 0));
+                assertEquals(Errno.EINVAL, foreign.errno());
+                assertNull(slots.current(0).byId(1), "refused: not published");
+                assertEquals(Errno.EINVAL.number, assertThrows(SyscallException.class, () -> vm.vmFd()
+                        .setUserMemoryRegion2(1, gm, 0x100000, 4 * PAGE, hva, 0, theirs.fd())).errno());
 
-                // A binding beyond the file's end: EINVAL from KVM.
-                SyscallException beyond = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 1,
-                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, mine.fd(), 6 * PAGE));
-                assertEquals(Errno.EINVAL.number, beyond.errno());
+                // A binding beyond the file's end: EINVAL from both.
+                KvmException beyond = assertThrows(KvmException.class, () -> slots.setMemslot(0, 1,
+                        gm, 0x100000, 4 * PAGE, hva, mine.fd(), 6 * PAGE));
+                assertEquals(Errno.EINVAL, beyond.errno());
+                assertEquals(Errno.EINVAL.number, assertThrows(SyscallException.class, () -> vm.vmFd()
+                        .setUserMemoryRegion2(1, gm, 0x100000, 4 * PAGE, hva, 6 * PAGE, mine.fd())).errno());
 
-                // Two slots (distinct gpas) bound to overlapping ranges of one guest_memfd: KVM refuses with EINVAL
-                // (kvm_gmem_bind's overlap check jumps to its EINVAL exit; measured on 6.18, kernel-abi.md says EEXIST).
-                slots.setMemslot(0, 1, io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x100000, 4 * PAGE, hva, mine.fd(), 0);
-                SyscallException overlap = assertThrows(SyscallException.class, () -> slots.setMemslot(0, 2,
-                        io.guestmem.memslot.Memslot.GUEST_MEMFD, 0x200000, 4 * PAGE, hva, mine.fd(), 2 * PAGE));
+                // Two slots (distinct gpas) bound to overlapping ranges of one guest_memfd: EINVAL (kvm_gmem_bind's
+                // overlap check jumps to its EINVAL exit; measured on 6.18, kernel-abi.md says EEXIST).
+                slots.setMemslot(0, 1, gm, 0x100000, 4 * PAGE, hva, mine.fd(), 0);
+                KvmException overlap = assertThrows(KvmException.class, () -> slots.setMemslot(0, 2,
+                        gm, 0x200000, 4 * PAGE, hva, mine.fd(), 2 * PAGE));
                 System.out.println("overlapping guest_memfd bindings: " + overlap.getMessage());
-                assertEquals(Errno.EINVAL.number, overlap.errno());
+                assertEquals(Errno.EINVAL, overlap.errno());
+                assertEquals(Errno.EINVAL.number, assertThrows(SyscallException.class, () -> vm.vmFd()
+                        .setUserMemoryRegion2(2, gm, 0x200000, 4 * PAGE, hva, 2 * PAGE, mine.fd())).errno());
                 assertNull(slots.current(0).byId(2));
                 assertEquals(1, vm.mirroredSlots().size());
 
                 // The writer's own refusals never reach KVM: gmem + LOG_DIRTY is refused by the model first.
                 KvmException model = assertThrows(KvmException.class, () -> slots.setMemslot(0, 3,
-                        io.guestmem.memslot.Memslot.GUEST_MEMFD | io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES,
-                        0x300000, 4 * PAGE, hva, mine.fd(), 4 * PAGE));
+                        gm | io.guestmem.memslot.Memslot.LOG_DIRTY_PAGES, 0x300000, 4 * PAGE, hva, mine.fd(), 4 * PAGE));
                 assertEquals(Errno.EINVAL, model.errno());
+                // The rest of the file binds fine, by handle too.
+                assertEquals(4, slots.setMemslot(0, 3, gm, 0x300000, 4 * PAGE, hva, mine, 4 * PAGE).updated().npages());
             }
         }
     }

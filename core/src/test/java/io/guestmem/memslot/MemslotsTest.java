@@ -1,6 +1,7 @@
 package io.guestmem.memslot;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
@@ -8,7 +9,11 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.KvmException;
+import io.guestmem.procfs.AccessOk;
+import io.guestmem.procfs.Pagemap;
+import io.guestmem.sys.Arch;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.Posix;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.Test;
@@ -265,5 +270,140 @@ class MemslotsTest {
         assertEquals(List.of("a.before CREATE", "a.rolledBack CREATE"), log);
         assertTrue(ms.current().isEmpty());
         assertEquals(0, ms.generation());
+    }
+
+    // ------------------------------------------------------------------ access_ok's limit
+
+    @Test
+    void theAddressLimitIsTheMachinesAndAccessOkAllowsRangesEndingAtIt() {
+        long taskSize;
+        try (Pagemap pm = Pagemap.openSelf()) {
+            taskSize = pm.userAddressLimit();
+        }
+        long limit = AccessOk.limit();
+        System.out.println("access_ok limit " + Long.toHexString(limit) + " (" + Arch.CURRENT.name() + ", mm->task_size "
+                + Long.toHexString(taskSize) + ")");
+        assertEquals(Arch.CURRENT.accessOkLimit(taskSize), limit);
+        if (Arch.CURRENT.isX86()) assertEquals(taskSize, limit, "x86-64: USER_PTR_MAX is TASK_SIZE_MAX, a 64-bit task's size");
+        else assertTrue(limit >= taskSize, "arm64: TASK_SIZE_MAX (1 << VA_BITS) is at least 1 << vabits_actual");
+        assertEquals(limit, Memslots.Config.defaults().userAddressLimit(), "the writer's default is the machine's limit");
+        // The rule at the edges (size 0 may start at the limit; one byte more or a wrap may not).
+        assertTrue(AccessOk.ok(limit, 0, limit));
+        assertTrue(AccessOk.ok(limit - 4096, 4096, limit));
+        assertTrue(AccessOk.ok(0, limit, limit));
+        assertFalse(AccessOk.ok(limit - 4096, 4097, limit));
+        assertFalse(AccessOk.ok(limit + 1, 0, limit));
+        assertFalse(AccessOk.ok(0, limit + 1, limit));
+        assertFalse(AccessOk.ok(-4096, 8192, limit));
+        assertFalse(AccessOk.ok(4096, -4096, limit));
+
+        // The machine's writer: the last page below the limit is accepted, the page at the limit is not, nor
+        // is anything between the limit and 2^63 (which the writer accepted before it read the limit).
+        long ps = Posix.PAGE_SIZE;
+        Memslots ms = new Memslots();
+        assertNotNull(ms.setMemslot(0, 0, 0, 0, ps, limit - ps));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, ps, ps, limit));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, ps, 2 * ps, limit - ps));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, ps, ps, 1L << 62));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, ps, ps, (Long.MAX_VALUE - ps + 1) & ~(ps - 1)));
+    }
+
+    @ParameterizedTest
+    @MethodSource("geometries")
+    void anArchitecturesLimitBoundsHvaRangesAndDeletes(PageGeometry g) {
+        long ps = g.pageSize();
+        for (long limit : new long[] {1L << 47, (1L << 47) - 4096, 1L << 48, 1L << 52, (1L << 56) - 4096}) {
+            if (!g.isAligned(limit)) continue;
+            Memslots ms = new Memslots(Memslots.Config.of(g).withUserAddressLimit(limit));
+            assertNotNull(ms.setMemslot(0, 0, 0, 0, 4 * ps, limit - 4 * ps), "a range ending at the limit");
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, 8 * ps, 4 * ps, limit - 3 * ps));
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, 0, 8 * ps, ps, limit));
+            // a delete runs access_ok on its (unused) hva too: at the limit with size 0 passes, past it does not
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 0, 0, 0, 0, limit + ps));
+            assertEquals(MemslotChange.Kind.DELETE, ms.setMemslot(0, 0, 0, 0, 0, limit).kind());
+        }
+    }
+
+    // ------------------------------------------------------------------ kvm_gmem_bind
+
+    /** A guest_memfd as the writer sees it: a real open descriptor (of /dev/null) and a size. */
+    record File(int fd, long size) implements GuestMemfdFile {
+        static File open(long size) {
+            return new File(Posix.open("/dev/null", Posix.O_RDONLY), size);
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("geometries")
+    void guestMemfdBindingsAreCheckedAsKvmGmemBindDoes(PageGeometry g) {
+        long ps = g.pageSize();
+        GuestMemfdTable table = new GuestMemfdTable();
+        File a = File.open(8 * ps), b = File.open(8 * ps), foreign = File.open(8 * ps);
+        try {
+            table.register(a);
+            table.register(b);
+            Memslots ms = new Memslots(Memslots.Config.of(g).withGuestMemfds(table));
+            // not this VM's: an open descriptor that is no guest_memfd of it (EINVAL), none at all (EBADF)
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, foreign.fd(), 0));
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, foreign, 0));
+            refused(ms, Errno.EBADF, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, 1 << 29, 0));
+            refused(ms, Errno.EBADF, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, -1, 0));
+            // a handle that names a registered fd but is not the registered file: not this VM's
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, new File(a.fd(), 8 * ps), 0));
+            // the range must lie in the file: offset + size up to the size, not past it; no negative offset
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, a.fd(), 5 * ps));
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 9 * ps, HVA, a.fd(), 0));
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, a.fd(), Long.MIN_VALUE));
+            assertEquals(4 * ps, ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, a.fd(), 4 * ps).updated().gmemOffset());
+            // two bindings of one file must not overlap, whatever their gpas and address spaces
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 2, GMEM, 16 * ps, 2 * ps, HVA, a.fd(), 7 * ps));
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(1, 2, GMEM, 16 * ps, 8 * ps, HVA, a, 0));
+            KvmException e = refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 2, GMEM, 16 * ps, 5 * ps, HVA, a.fd(), 0));
+            assertTrue(e.getMessage().contains("overlap"), e.getMessage());
+            // adjacent in the file, and the same range of another file: fine
+            assertNotNull(ms.setMemslot(0, 2, GMEM, 16 * ps, 4 * ps, HVA, a, 0));
+            assertNotNull(ms.setMemslot(1, 3, GMEM, 32 * ps, 8 * ps, HVA, b.fd(), 0));
+            // deleting a slot unbinds its range
+            ms.deleteMemslot(0, 1);
+            assertNotNull(ms.setMemslot(0, 1, GMEM, 48 * ps, 2 * ps, HVA, a.fd(), 6 * ps));
+            // a closed guest_memfd's bindings go with it (kvm_gmem_release); a new file may take its number
+            table.unregister(b, b.fd());
+            refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 4, GMEM, 64 * ps, ps, HVA, b.fd(), 0));
+            File b2 = new File(b.fd(), 8 * ps);
+            table.register(b2);
+            assertNotNull(ms.setMemslot(0, 4, GMEM, 64 * ps, 8 * ps, HVA, b2, 0));
+        } finally {
+            Posix.close(a.fd());
+            Posix.close(b.fd());
+            Posix.close(foreign.fd());
+        }
+    }
+
+    @Test
+    void withoutATableTheWritersOwnBindingsByFdStillMustNotOverlap() {
+        long ps = PageGeometry.K4.pageSize();
+        Memslots ms = new Memslots(Memslots.Config.of(PageGeometry.K4));
+        assertNotNull(ms.setMemslot(0, 1, GMEM, 0, 4 * ps, HVA, 7, 0));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 2, GMEM, 16 * ps, 4 * ps, HVA, 7, 3 * ps));
+        assertNotNull(ms.setMemslot(0, 2, GMEM, 16 * ps, 4 * ps, HVA, 7, 4 * ps));
+        assertNotNull(ms.setMemslot(0, 3, GMEM, 32 * ps, 4 * ps, HVA, 8, 0), "another fd is another file");
+        // a handle's size bounds the binding even without a table
+        refused(ms, Errno.EINVAL, () -> ms.setMemslot(0, 4, GMEM, 48 * ps, 4 * ps, HVA, new File(9, 2 * ps), 0));
+    }
+
+    @Test
+    void theV1IoctlTakesNoGuestMemfdAndTheGpaLimitCostsTheArchitecturesErrno() {
+        long ps = PageGeometry.K4.pageSize();
+        Memslots ms = new Memslots(Memslots.Config.of(PageGeometry.K4).withGpaLimit(1L << 40, Errno.EFAULT));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslotV1(0, 1, GMEM, 0, ps, HVA));
+        refused(ms, Errno.EINVAL, () -> ms.setMemslotV1(0, 1, 8, 0, ps, HVA));
+        assertNotNull(ms.setMemslotV1(0, 1, RO | LOG, (1L << 40) - ps, ps, HVA), "ending at the IPA limit");
+        refused(ms, Errno.EFAULT, () -> ms.setMemslot(0, 2, 0, 1L << 40, ps, HVA));
+        refused(ms, Errno.EFAULT, () -> ms.setMemslot(0, 2, 0, (1L << 40) + 8 * ps, ps, HVA));
+        refused(ms, Errno.EFAULT, () -> ms.setMemslot(0, 1, RO | LOG, 1L << 40, ps, HVA)); // a move past it
+        // the checks before it come first: an overlap is EEXIST even past the limit
+        refused(ms, Errno.EEXIST, () -> ms.setMemslot(0, 2, 0, (1L << 40) - ps, 2 * ps, HVA + ps));
+        Memslots x86 = new Memslots(Memslots.Config.of(PageGeometry.K4).withGpaLimit(1L << 46, Errno.EINVAL));
+        refused(x86, Errno.EINVAL, () -> x86.setMemslot(0, 2, 0, 1L << 46, ps, HVA));
     }
 }

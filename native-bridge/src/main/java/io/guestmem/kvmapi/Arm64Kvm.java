@@ -144,4 +144,17 @@ public final class Arm64Kvm {
             return v.get(JAVA_LONG, 0);
         }
     }
+
+    /** {@code KVM_PHYS_SHIFT_DEFAULT}: the IPA bits of a VM created with no IPA size in its type. */
+    public static final int DEFAULT_IPA_BITS = 40;
+
+    /**
+     * The IPA bits of a VM of {@code vmType}: {@code KVM_VM_TYPE_ARM_IPA_SIZE(bits)} puts them in the low byte,
+     * 0 means {@link #DEFAULT_IPA_BITS}. arm64's {@code kvm_arch_prepare_memory_region} refuses a created,
+     * moved or flag-changed slot whose end passes {@code kvm_phys_size()} with EFAULT.
+     */
+    public static int ipaBits(long vmType) {
+        int bits = (int) (vmType & 0xff);
+        return bits == 0 ? DEFAULT_IPA_BITS : bits;
+    }
 }

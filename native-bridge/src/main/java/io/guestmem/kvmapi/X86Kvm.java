@@ -174,4 +174,25 @@ public final class X86Kvm {
     private static byte b(boolean v) {
         return (byte) (v ? 1 : 0);
     }
+
+    /**
+     * The guest-physical bound KVM's x86 {@code kvm_arch_prepare_memory_region} puts on a created or moved
+     * slot: its last gfn must not pass {@code kvm_mmu_max_gfn()}, {@code (1 << (shadow_phys_bits -
+     * PAGE_SHIFT)) - 1} with TDP, else EINVAL. So a slot may end at {@code 1 << physBits}. The bits are the
+     * host's MAXPHYADDR as /proc/cpuinfo reports it ("address sizes : 46 bits physical"); 0 when unreadable.
+     * (KVM takes the raw CPUID 0x80000008 value, which exceeds this one only where memory encryption keys
+     * reduce the reported width.)
+     */
+    public static int hostPhysBits() {
+        try (java.io.BufferedReader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of("/proc/cpuinfo"))) {
+            for (String line; (line = r.readLine()) != null; ) {
+                if (!line.startsWith("address sizes")) continue;
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+) bits physical").matcher(line);
+                if (m.find()) return Integer.parseInt(m.group(1));
+            }
+        } catch (java.io.IOException e) {
+            // no cpuinfo: unknown
+        }
+        return 0;
+    }
 }

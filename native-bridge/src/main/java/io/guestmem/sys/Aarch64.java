@@ -22,5 +22,18 @@ public record Aarch64() implements Arch {
      * top byte), which turns it into a kernel address rather than aliasing a user one as 2^60 does.
      */
     @Override public long pagemapProbeCeiling() { return 1L << 55; }
+    /**
+     * arm64's {@code access_ok} is {@code __access_ok(untagged_addr(p), size)} against
+     * {@code TASK_SIZE_MAX = 1 << VA_BITS}, the configured VA size, while {@code mm->task_size} is
+     * {@code 1 << vabits_actual}. The two differ only for a 52-bit-VA kernel on a CPU without 52-bit VAs, so
+     * the configured {@code CONFIG_ARM64_VA_BITS} is read from the kernel configuration where the machine has
+     * one ({@link KernelConfig}); without it the task size is the limit. (KVM refuses a tagged hva before
+     * access_ok: {@code userspace_addr != untagged_addr(userspace_addr)}; a tagged address is above the limit
+     * anyway, so the range check gives the same EINVAL.)
+     */
+    @Override public long accessOkLimit(long taskSize) {
+        int bits = KernelConfig.running().intValue("CONFIG_ARM64_VA_BITS", 0);
+        return bits > 0 && bits < 63 ? Math.max(taskSize, 1L << bits) : taskSize;
+    }
     @Override public boolean isX86() { return false; }
 }

@@ -49,6 +49,15 @@ public sealed interface Arch permits X86_64, Aarch64 {
      */
     long pagemapProbeCeiling();
 
+    /**
+     * The end that the kernel's {@code access_ok} lets a user range reach, for a 64-bit process whose
+     * {@code mm->task_size} is {@code taskSize} (read from pagemap by {@code io.guestmem.procfs.AccessOk}):
+     * {@code access_ok(addr, size)} holds exactly when {@code size <= limit && addr <= limit - size}
+     * (unsigned), so a range may end at the limit itself and a size-0 range may start there. Both
+     * architectures have that form; they differ in where the limit comes from.
+     */
+    long accessOkLimit(long taskSize);
+
     /** True where KVM's x86 ioctls (REGS/SREGS, TSS) and real-mode guests exist. */
     boolean isX86();
 

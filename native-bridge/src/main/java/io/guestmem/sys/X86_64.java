@@ -22,5 +22,15 @@ public record X86_64() implements Arch {
      * only, so this address stays where it is.
      */
     @Override public long pagemapProbeCeiling() { return 1L << 56; }
+    /**
+     * x86-64's {@code __access_ok} for a size not known at compile time: {@code sum = addr + size} must not
+     * wrap and must be {@code <= USER_PTR_MAX}, which {@code arch_cpu_finalize_init} sets to
+     * {@code TASK_SIZE_MAX} (since "x86: fix off-by-one in access_ok()", David Laight, 2025, also in the
+     * stable kernels; from 6.2 to 6.11 the bound was the sign bit, 2^63). A 64-bit task's {@code mm->task_size} is {@code TASK_SIZE} = {@code TASK_SIZE_MAX}
+     * ({@code (1 << 47) - PAGE_SIZE}, or {@code (1 << 56) - PAGE_SIZE} with 5-level paging), so the limit is
+     * the task size. Not modelled: kernels that enable LAM once it is gated on LASS raise USER_PTR_MAX to
+     * {@code 2^63 - PAGE_SIZE}; there KVM accepts hvas above the task size that no mapping can back.
+     */
+    @Override public long accessOkLimit(long taskSize) { return taskSize; }
     @Override public boolean isX86() { return true; }
 }

@@ -174,14 +174,15 @@ class FaultInjectionTest {
             refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, 0, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE + 8));
             refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, 0x80, 64 * PAGE, 16 * PAGE, ram.address() + 32 * PAGE));
             refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.deleteMemslot(0, 7));
-            // KVM's own refusals, which only KVM can see: the veto leaves the writer and KVM as they were.
+            // kvm_gmem_bind's refusals (another VM's guest_memfd, a range past the file's end): the writer
+            // refuses them itself now, from the VM's guest_memfd table, so KVM never sees them.
             if (vm.capabilities().guestMemfdMmapShared()) {
                 KvmGuestMemfd mine = vm.createGuestMemfd(8 * PAGE), theirs = other.createGuestMemfd(8 * PAGE);
                 long hva = mine.mapShared();
                 try {
-                    refused(slots, vm, SyscallException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
+                    refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
                             64 * PAGE, 4 * PAGE, hva, theirs.fd(), 0));
-                    refused(slots, vm, SyscallException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
+                    refused(slots, vm, KvmException.class, Errno.EINVAL, () -> slots.setMemslot(0, 1, Memslot.GUEST_MEMFD,
                             64 * PAGE, 4 * PAGE, hva, mine.fd(), 6 * PAGE));
                 } finally {
                     Mman.munmap(hva, mine.size());
