@@ -2,6 +2,7 @@ package io.guestmem.gmem;
 
 import io.guestmem.access.PageAccessPolicy;
 import io.guestmem.mmu.FollGuest;
+import io.guestmem.mmu.GuestMemfdResolution;
 import io.guestmem.mmu.Mappability;
 import io.guestmem.mmu.PrivatePages;
 import io.guestmem.memslot.Memslot;
@@ -118,6 +119,17 @@ public final class GuestMemfdPages implements PrivatePages, PageAccessPolicy {
     public void put(Memslot slot, long gfn, boolean guest) {
         GuestMemfdRegion r = regionOf(slot, gfn);
         if (r != null) r.pageStates().put(pageOf(r, slot, gfn), guest);
+    }
+
+    /**
+     * A private page of a registered region, resolved through the region's file and offset
+     * ({@link GuestMemfdRegion#resolveForGuest}): every private page here is a guest_memfd's (or its stand-in's),
+     * so follow_pfn never faults one in through the hva. Null for gfns no region backs.
+     */
+    @Override
+    public GuestMemfdResolution resolvePrivate(Memslot slot, long gfn) {
+        GuestMemfdRegion r = regionOf(slot, gfn);
+        return r == null ? null : r.resolveForGuest(offsetIn(r, slot, gfn));
     }
 
     /** Whether the library holds a reference on the page behind {@code gfn} (current slots). */

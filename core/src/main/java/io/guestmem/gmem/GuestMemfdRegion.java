@@ -1,5 +1,6 @@
 package io.guestmem.gmem;
 
+import io.guestmem.mmu.GuestMemfdResolution;
 import io.guestmem.mmu.Mappability;
 import io.guestmem.KvmException;
 import io.guestmem.host.Backing;
@@ -366,6 +367,32 @@ public final class GuestMemfdRegion implements AutoCloseable {
         checkOpen();
         checkRange("hostPagemapEntry", offset & -pageSize, pageSize);
         return mapping == null ? null : pagemap.entry(mapping.address() + (offset & -pageSize));
+    }
+
+    /**
+     * {@code kvm_gmem_get_pfn()}'s lookup of the page holding {@code offset} for a guest (FOLL_GUEST) access, from
+     * userspace and without any host page table entry: first whether the page cache holds its folio, uptodate
+     * (mincore on the host mapping: for a shared file mapping it reports page-cache residency where no pte maps
+     * the page, and never faults; it counts uptodate folios only, see {@link GuestMemfdResolution.Residency};
+     * not asked without a mapping), then fallocate(KEEP_SIZE) of the page, which allocates
+     * the folio if it is absent ({@code kvm_gmem_allocate}; shmem's fallocate for the stand-in) and leaves a
+     * present one alone. Nothing is mapped: pagemap of the host mapping is as it was. The pfn stays unread (no
+     * reader sees one without a host pte).
+     *
+     * @throws io.guestmem.sys.SyscallException from fallocate or mincore (e.g. ENOSPC, ENOMEM)
+     */
+    public GuestMemfdResolution resolveForGuest(long offset) {
+        checkOpen();
+        checkRange("resolveForGuest", offset & -pageSize, pageSize);
+        long page = offset & -pageSize;
+        GuestMemfdResolution.Residency before = mapping == null
+                ? GuestMemfdResolution.Residency.UNKNOWN
+                : Mman.residentPages(mapping.address() + page, pageSize) != 0
+                        ? GuestMemfdResolution.Residency.RESIDENT
+                        : GuestMemfdResolution.Residency.NOT_RESIDENT;
+        if (gmem != null) gmem.allocate(page, pageSize);
+        else Memfd.fallocate(fd, Memfd.FALLOC_FL_KEEP_SIZE, page, pageSize);
+        return new GuestMemfdResolution(fd, page, before);
     }
 
     /**

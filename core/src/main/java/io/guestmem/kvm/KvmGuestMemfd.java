@@ -73,6 +73,16 @@ public final class KvmGuestMemfd implements AutoCloseable, GuestMemfdFile {
         Memfd.punchHole(fd, offset, length);
     }
 
+    /**
+     * fallocate(KEEP_SIZE): allocates the folios of the range that are absent ({@code kvm_gmem_allocate}, the
+     * same {@code kvm_gmem_get_folio} a guest fault uses) and leaves present ones alone; maps nothing.
+     * guest_memfd accepts only KEEP_SIZE and PUNCH_HOLE ({@code kvm_gmem_fallocate}: EOPNOTSUPP otherwise).
+     */
+    public void allocate(long offset, long length) {
+        checkOpen("allocate()");
+        Memfd.fallocate(fd, Memfd.FALLOC_FL_KEEP_SIZE, offset, length);
+    }
+
     private void checkOpen(String call) {
         if (closed) throw UseAfterClose.of("guest_memfd " + fd, call);
     }

@@ -13,6 +13,7 @@ import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.procfs.Vma;
 import io.guestmem.procfs.VmFlag;
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.SyscallException;
 import io.guestmem.sys.UseAfterClose;
 
 import java.util.ArrayList;
@@ -91,18 +92,6 @@ public final class FollowPfn implements AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(FollowPfn.class.getName());
 
-    private static volatile boolean allowUnsafeMappings;
-
-    /** {@code kvm.allow_unsafe_mappings}: off by default; when on, PFNMAP memory may be pinned and used unguarded. */
-    public static boolean allowUnsafeMappings() {
-        return allowUnsafeMappings;
-    }
-
-    /** Sets the process-wide {@code allow_unsafe_mappings} switch (KVM's is a read-only module parameter). */
-    public static void setAllowUnsafeMappings(boolean on) {
-        allowUnsafeMappings = on;
-    }
-
     private static final int POPULATE_RETRIES = 4;
 
     private final Memslots memslots;
@@ -113,6 +102,7 @@ public final class FollowPfn implements AutoCloseable {
     private final HostMappingLevel levels;
     private final ReferenceTracker references = new ReferenceTracker();
     private final FollowPfnCollaborators collaborators;
+    private final FollowPfnOptions options;
     private final PrivatePages privatePages;
     private final PoisonRegistry poison;
     private final WriteFaultHook writeFaults;
@@ -123,19 +113,32 @@ public final class FollowPfn implements AutoCloseable {
 
     /**
      * follow_pfn over {@code notifier}'s memslots and this process's page tables (opens its own {@link HostView}),
-     * consulting and telling {@code collaborators} ({@link FollowPfnCollaborators#standalone()} for none).
+     * consulting and telling {@code collaborators} ({@link FollowPfnCollaborators#standalone()} for none), with
+     * {@link FollowPfnOptions#defaults()}.
      */
     public FollowPfn(MmuNotifier notifier, FollowPfnCollaborators collaborators) {
-        this(notifier, HostView.openSelf(), true, collaborators);
+        this(notifier, collaborators, FollowPfnOptions.defaults());
+    }
+
+    /** As {@link #FollowPfn(MmuNotifier, FollowPfnCollaborators)}, with {@code options} fixed for its lifetime. */
+    public FollowPfn(MmuNotifier notifier, FollowPfnCollaborators collaborators, FollowPfnOptions options) {
+        this(notifier, HostView.openSelf(), true, collaborators, options);
     }
 
     /** follow_pfn over a shared {@link HostView} (not closed by {@link #close()}). */
     public FollowPfn(MmuNotifier notifier, HostView view, FollowPfnCollaborators collaborators) {
-        this(notifier, view, false, collaborators);
+        this(notifier, view, false, collaborators, FollowPfnOptions.defaults());
     }
 
-    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView, FollowPfnCollaborators collaborators) {
+    /** follow_pfn over a shared {@link HostView} (not closed by {@link #close()}), with {@code options}. */
+    public FollowPfn(MmuNotifier notifier, HostView view, FollowPfnCollaborators collaborators, FollowPfnOptions options) {
+        this(notifier, view, false, collaborators, options);
+    }
+
+    private FollowPfn(MmuNotifier notifier, HostView view, boolean ownsView, FollowPfnCollaborators collaborators,
+                      FollowPfnOptions options) {
         this.collaborators = java.util.Objects.requireNonNull(collaborators, "collaborators");
+        this.options = java.util.Objects.requireNonNull(options, "options");
         this.privatePages = collaborators.privatePages();
         this.poison = collaborators.poison();
         this.writeFaults = collaborators.writeFaults();
@@ -180,6 +183,11 @@ public final class FollowPfn implements AutoCloseable {
         return collaborators;
     }
 
+    /** The rule and module parameters fixed at construction. */
+    public FollowPfnOptions options() {
+        return options;
+    }
+
     /** The poison registry answered as HWPOISON (the collaborators'). */
     public PoisonRegistry poison() {
         return poison;
@@ -212,13 +220,13 @@ public final class FollowPfn implements AutoCloseable {
         /** The error {@code e}, answered by {@code path}. */
         FollowPfnResult fail(PfnError e, Path path) {
             return new FollowPfnResult(slot.addressSpace(), slot.id(), gfn, hva, e.code, e, null, false, null, null,
-                    null, seq, path);
+                    null, seq, path, null);
         }
 
         /** Row 2: {@code __gfn_to_hva_many} answers KVM_HVA_ERR_RO_BAD instead of an hva. */
         FollowPfnResult readOnlySlot() {
             return new FollowPfnResult(slot.addressSpace(), slot.id(), gfn, MemslotSet.RO_BAD_HVA, PfnError.RO_FAULT.code,
-                    PfnError.RO_FAULT, null, false, null, null, null, seq, Path.PRECHECK);
+                    PfnError.RO_FAULT, null, false, null, null, null, seq, Path.PRECHECK, null);
         }
     }
 
@@ -238,19 +246,23 @@ public final class FollowPfn implements AutoCloseable {
         }
         if (slot == null || !slot.containsGfn(gfn)) {                                                    // row 1
             return new FollowPfnResult(as, -1, gfn, MemslotSet.BAD_HVA, PfnError.NOSLOT.code, PfnError.NOSLOT, null,
-                    false, null, null, null, seq, Path.PRECHECK);
+                    false, null, null, null, seq, Path.PRECHECK, null);
         }
         Lookup l = new Lookup(req, slot, gfn, slot.userspaceAddr() + ((gfn - slot.baseGfn()) << geometry.shift()),
                 req.mapWritable() && !slot.readOnly(), seq);                                              // row 3
         if (req.write() && slot.readOnly()) return l.readOnlySlot();                                      // row 2
-        if (!FollGuest.view(privatePages.mappability(slot, gfn), req.guest()).ok()) return l.fail(PfnError.FAULT, Path.PRECHECK); // row 4
+        Mappability m = privatePages.mappability(slot, gfn);
+        if (!FollGuest.view(m, req.guest()).ok()) return l.fail(PfnError.FAULT, Path.PRECHECK);       // row 4
         if (poison.isGfnPoisoned(as, gfn)) return l.fail(PfnError.HWPOISON, Path.PRECHECK);              // row 5
         // The page's own count (guest_memfd) is taken before the host is touched, so a conversion that races
         // this lookup either waits for its release or makes the lookup fail here (converted meanwhile).
         if (!privatePages.tryGet(slot, gfn, req.guest())) return l.fail(PfnError.FAULT, Path.PRECHECK);
         FollowPfnResult r;
         try {
-            r = hvaToPfn(l);
+            // row 4a: a private page (FOLL_GUEST passed row 4 only for GUEST; the reference just taken keeps it
+            // so) is the guest_memfd's, resolved through its file; private by marking only, through the hva.
+            r = req.guest() && m == Mappability.GUEST ? guestMemfdPfn(l) : null;
+            if (r == null) r = hvaToPfn(l);
         } catch (RuntimeException | Error e) {
             privatePages.put(slot, gfn, req.guest());
             throw e;
@@ -258,6 +270,37 @@ public final class FollowPfn implements AutoCloseable {
         if (r.reference() == null) privatePages.put(slot, gfn, req.guest()); // nothing held: give the page count back now
         if (r.ok() && req.write()) writeFaults.writeFault(slot, gfn);
         return r;
+    }
+
+    /**
+     * Row 4a, {@code kvm_gmem_get_pfn()} for FOLL_GUEST on a private page: the page is resolved through its
+     * guest_memfd's file and offset ({@link PrivatePages#resolvePrivate}: allocated if absent, nothing mapped),
+     * so no host page table entry is made and a later conversion finds the host mapping as empty as it was. The
+     * folio is referenced (kvm_gmem_get_pfn returns it with a reference, released by
+     * {@code kvm_release_faultin_page}), mapped writable unless the slot is READONLY (KVM's
+     * {@code map_writable} for a private fault), and its pfn is {@link KvmPfn#GUEST_MEMFD_PRIVATE}: no reader
+     * sees a pfn without a host mapping. Null when no file backs the page (private by marking only): the hva
+     * steps answer then. A failed allocation answers by its errno as GUP's would: EHWPOISON → HWPOISON,
+     * EINTR/EAGAIN → SIGPENDING, anything else (ENOMEM, ENOSPC, ...) → FAULT.
+     */
+    private FollowPfnResult guestMemfdPfn(Lookup l) {
+        GuestMemfdResolution gm;
+        try {
+            gm = privatePages.resolvePrivate(l.slot(), l.gfn());
+        } catch (SyscallException e) {
+            PfnError err = e.errno() == Errno.EHWPOISON.number ? PfnError.HWPOISON
+                    : e.errno() == Errno.EINTR.number || e.errno() == Errno.EAGAIN.number ? PfnError.SIGPENDING
+                    : PfnError.FAULT;
+            LOG.log(System.Logger.Level.DEBUG, () -> "follow_pfn gfn 0x" + Long.toHexString(l.gfn()) + ": " + e.getMessage());
+            return l.fail(err, Path.GUEST_MEMFD);
+        }
+        if (gm == null) return null;
+        RefcountedPage pg = new RefcountedPage(KvmPfn.GUEST_MEMFD_PRIVATE, RefcountedPage.Kind.NOT_OBSERVED,
+                RefcountedPage.UNKNOWN_FLAGS);
+        PageReference ref = references.acquire(l.slot(), l.gfn(), pg, "follow_pfn", true);
+        return new FollowPfnResult(l.slot().addressSpace(), l.slot().id(), l.gfn(), l.hva(), KvmPfn.GUEST_MEMFD_PRIVATE,
+                null, PfnObservability.GUEST_MEMFD_PRIVATE, !l.slot().readOnly(), pg, ref,
+                l.req().wantLevel() ? MappingLevel.PAGE : null, l.seq(), Path.GUEST_MEMFD, gm);
     }
 
     /**
@@ -343,7 +386,7 @@ public final class FollowPfn implements AutoCloseable {
         PageReference ref = references.acquire(l.slot(), l.gfn(), pg, "follow_pfn", l.req().guest());
         MappingLevel level = l.req().wantLevel() ? levels.hostMappingLevel(l.hva()) : null;
         return new FollowPfnResult(l.slot().addressSpace(), l.slot().id(), l.gfn(), l.hva(), pg.pfn(), null,
-                hidden ? PfnObservability.HIDDEN : PfnObservability.VISIBLE, writable, pg, ref, level, l.seq(), path);
+                hidden ? PfnObservability.HIDDEN : PfnObservability.VISIBLE, writable, pg, ref, level, l.seq(), path, null);
     }
 
     /** Rows 13-16: GUP failed, so KVM looks at the VMA ({@code vma_lookup} under mmap_read_lock). */
@@ -355,25 +398,50 @@ public final class FollowPfn implements AutoCloseable {
         return l.fail(PfnError.FAULT, Path.VMA);                                                      // row 16
     }
 
-    /** {@code hva_to_pfn_remapped()}, rows 17-21 (the decision itself: {@link #remappedDecision}). */
+    /**
+     * {@code hva_to_pfn_remapped()}, rows 17-21, under the rule fixed at construction ({@link KernelRule}; the
+     * decisions themselves: {@link #remappedDecision(KernelRule, boolean, boolean, boolean, boolean, boolean,
+     * boolean, Refcount)}, pure). Under the v9 rule a pfn whose struct page is refcounted holds a reference, as
+     * {@code kvm_follow_refcounted_pfn} does; the pfn itself stays unobservable.
+     */
     private FollowPfnResult hvaToPfnRemapped(Lookup l, Vma vma) {
         boolean pteWritable = vma.perms().length() > 1 && vma.perms().charAt(1) == 'w';
-        // The pfn is hidden from every reader: kvm_pfn_to_refcounted_page cannot be evaluated (NO_PAGE assumed).
-        Refcount rc = RefcountedPage.v9Rule(RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.Path.REMAPPED);
+        KernelRule rule = options.rule();
+        // The pfn is hidden from every reader; what its struct page is comes from the mapping's owner
+        // (RemappedPages) under v9, and does not matter under 6.13 (nothing remapped is refcounted there).
+        Refcount rc = rule == KernelRule.V9_PATCH ? RemappedPages.v9Refcount(vma)
+                : RefcountedPage.linux613Rule(RefcountedPage.Kind.NOT_OBSERVED, RefcountedPage.Path.REMAPPED);
         FollowPfnRequest req = l.req();
-        PfnError e = remappedDecision(req.pin(), req.guardedByMmuNotifier(), allowUnsafeMappings,
+        PfnError e = remappedDecision(rule, req.pin(), req.guardedByMmuNotifier(), options.allowUnsafeMappings(),
                 req.allowNonRefcountedStructPage(), req.write(), pteWritable, rc);
         if (e != null) return l.fail(e, Path.REMAPPED);
         RefcountedPage pg = new RefcountedPage(KvmPfn.NOT_OBSERVABLE, RefcountedPage.Kind.NOT_OBSERVED,
                 RefcountedPage.UNKNOWN_FLAGS);
+        // v9: success on a refcountable struct page means get_page_unless_zero took a reference (not on the
+        // RO_FAULT branch, which is an error here anyway).
+        PageReference ref = rule == KernelRule.V9_PATCH && rc.refcounted()
+                ? references.acquire(l.slot(), l.gfn(), pg, "follow_pfn", req.guest()) : null;
         return new FollowPfnResult(l.slot().addressSpace(), l.slot().id(), l.gfn(), l.hva(), KvmPfn.NOT_OBSERVABLE, null,
-                PfnObservability.NOT_OBSERVABLE, pteWritable, pg, null,
-                req.wantLevel() ? MappingLevel.PAGE : null, l.seq(), Path.REMAPPED);
+                PfnObservability.NOT_OBSERVABLE, pteWritable, pg, ref,
+                req.wantLevel() ? MappingLevel.PAGE : null, l.seq(), Path.REMAPPED, null);
+    }
+
+    /** Rows 17-21 under {@code rule}: the error, or null for success. Pure. */
+    public static PfnError remappedDecision(KernelRule rule, boolean pin, boolean guarded, boolean allowUnsafe,
+                                            boolean allowNonRefcounted, boolean write, boolean pteWritable,
+                                            Refcount refcount) {
+        return switch (rule) {
+            case V9_PATCH -> remappedDecisionV9Patch(guarded && !pin, allowUnsafe, allowNonRefcounted, write,
+                    pteWritable, refcount);
+            case LINUX_6_13 -> remappedDecision(pin, guarded, allowUnsafe, allowNonRefcounted, write, pteWritable,
+                    refcount);
+        };
     }
 
     /**
-     * Rows 17-21: {@code hva_to_pfn_remapped()} of 6.13 with the v9 checks at its {@code out:} label. Returns
-     * the error, or null for success. Pure.
+     * Rows 17-21 under {@link KernelRule#LINUX_6_13}: {@code hva_to_pfn_remapped()} of 6.13 (the pin row, then
+     * RO_FAULT) with v9's checks at its {@code out:} label for a request that sets v9's flags. Returns the error,
+     * or null for success. Pure.
      */
     public static PfnError remappedDecision(boolean pin, boolean guarded, boolean allowUnsafe,
                                             boolean allowNonRefcounted, boolean write, boolean pteWritable,
@@ -383,6 +451,26 @@ public final class FollowPfn implements AutoCloseable {
         if (refcount == Refcount.STRUCT_PAGE_NOT_REFCOUNTED && !allowNonRefcounted) return PfnError.FAULT; // 19
         if (!refcount.refcounted() && !guarded && !allowUnsafe) return PfnError.FAULT;     // 20
         return result;                                                                     // 21
+    }
+
+    /**
+     * Rows 18-21 under {@link KernelRule#V9_PATCH}, in the patch's order: {@code kvm_pfn_to_refcounted_page}
+     * first ({@code refcount != NO_PAGE}: there is a page), then the RO_FAULT branch, which jumps to {@code out:}
+     * <em>before</em> {@code get_page_unless_zero}, so the page is not refcounted there; at {@code out:} a page
+     * that is not refcounted is -EFAULT unless {@code allow_non_refcounted_struct_page}, and a pfn that is not
+     * refcounted needs the MMU notifier guard or {@code allow_unsafe_mappings}; only then is RO_FAULT returned.
+     * {@code guarded} is {@code guarded_by_mmu_notifier} (the patch has no FOLL_PIN). Pure.
+     */
+    public static PfnError remappedDecisionV9Patch(boolean guarded, boolean allowUnsafe, boolean allowNonRefcounted,
+                                                   boolean write, boolean pteWritable, Refcount refcount) {
+        boolean page = refcount != Refcount.NO_PAGE;
+        PfnError pfn = null;
+        boolean refcounted = false;
+        if (write && !pteWritable) pfn = PfnError.RO_FAULT;                                // goto out
+        else refcounted = refcount.refcounted();                                           // get_page_unless_zero
+        if (page && !refcounted && !allowNonRefcounted) return PfnError.FAULT;             // 19 (out:)
+        if (!refcounted && !guarded && !allowUnsafe) return PfnError.FAULT;                // 20
+        return pfn;                                                                        // 18 / 21
     }
 
     /** {@code vma_is_valid()}: readable, and writable for a write fault. */

@@ -20,10 +20,13 @@ package io.guestmem.mmu;
  * @param sequence      the notifier sequence taken before the lookup: check {@link MmuNotifier#retryGfn}
  *                      with it before trusting the result
  * @param path          which branch of the decision table answered
+ * @param guestMemfd    for a private guest_memfd page looked up with FOLL_GUEST ({@link Path#GUEST_MEMFD}): the
+ *                      file and offset it was resolved through; null otherwise
  */
 public record FollowPfnResult(int addressSpace, int slotId, long gfn, long hva, long pfn, PfnError error,
                               PfnObservability observability, boolean writable, RefcountedPage page,
-                              PageReference reference, MappingLevel level, long sequence, Path path) {
+                              PageReference reference, MappingLevel level, long sequence, Path path,
+                              GuestMemfdResolution guestMemfd) {
 
     /** The branch of {@link FollowPfn}'s table that produced the result. */
     public enum Path {
@@ -36,7 +39,12 @@ public record FollowPfnResult(int addressSpace, int slotId, long gfn, long hva, 
         /** A VM_PFNMAP/VM_IO VMA ({@code hva_to_pfn_remapped}). */
         REMAPPED,
         /** Decided from the VMA after the fault path failed (no VMA, NEEDS_IO, FAULT). */
-        VMA
+        VMA,
+        /**
+         * A private guest_memfd page for FOLL_GUEST, resolved through the guest_memfd's file and offset
+         * ({@code kvm_gmem_get_pfn}), never through the hva: nothing is faulted into the host.
+         */
+        GUEST_MEMFD
     }
 
     public boolean isError() {
@@ -57,6 +65,8 @@ public record FollowPfnResult(int addressSpace, int slotId, long gfn, long hva, 
         return "FollowPfnResult[gfn 0x" + Long.toHexString(gfn) + " hva 0x" + Long.toHexString(hva) + " "
                 + KvmPfn.describe(pfn) + (ok() ? (writable ? " writable" : " read-only") + " " + observability
                 + (page != null ? " " + page.kind() : "") + (reference != null ? " ref" : "") : "")
-                + (level != null ? " level " + level : "") + " via " + path + " seq " + sequence + "]";
+                + (level != null ? " level " + level : "")
+                + (guestMemfd != null ? " guest_memfd " + guestMemfd.fd() + "@0x" + Long.toHexString(guestMemfd.offset())
+                + " " + guestMemfd.residentBefore() : "") + " via " + path + " seq " + sequence + "]";
     }
 }

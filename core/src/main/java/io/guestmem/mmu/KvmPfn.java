@@ -10,10 +10,12 @@ package io.guestmem.mmu;
  *     {@link #ERR_HWPOISON} {@code +1}, {@link #ERR_RO_FAULT} {@code +2}, {@link #ERR_SIGPENDING} {@code +3},
  *     {@link #ERR_NEEDS_IO} {@code +4};</li>
  * <li>{@link #NOSLOT}: {@code 1 << 63} (inside {@link #NOSLOT_MASK}, outside {@link #ERR_MASK});</li>
- * <li>two library values KVM does not need, because the kernel always sees its own pfns: {@link #HIDDEN}
- *     (the page is present but pagemap withheld its pfn from this reader) and {@link #NOT_OBSERVABLE}
- *     (a VM_PFNMAP/VM_IO page: the kernel's page walk skips it, so no reader can see it). Both are successes,
- *     not errors, and neither is ever a pfn: the library never reports 0 or a made-up number as a pfn.</li>
+ * <li>three library values KVM does not need, because the kernel always sees its own pfns: {@link #HIDDEN}
+ *     (the page is present but pagemap withheld its pfn from this reader), {@link #NOT_OBSERVABLE}
+ *     (a VM_PFNMAP/VM_IO page: the kernel's page walk skips it, so no reader can see it) and
+ *     {@link #GUEST_MEMFD_PRIVATE} (a private guest_memfd page, which has no host page table entry to read a pfn
+ *     from). All are successes, not errors, and none is ever a pfn: the library never reports 0 or a made-up
+ *     number as a pfn.</li>
  * </ul>
  */
 public final class KvmPfn {
@@ -37,6 +39,11 @@ public final class KvmPfn {
     public static final long HIDDEN = MAX_PFN | 1;
     /** A VM_PFNMAP/VM_IO page: pagemap never shows it. Not an error. */
     public static final long NOT_OBSERVABLE = MAX_PFN | 2;
+    /**
+     * A private guest_memfd page resolved through its file and offset: the folio exists, but without a host page
+     * table entry (which a private page never has) no reader can see its pfn. Not an error.
+     */
+    public static final long GUEST_MEMFD_PRIVATE = MAX_PFN | 3;
 
     /** {@code is_error_pfn}. */
     public static boolean isError(long pfn) {
@@ -53,7 +60,7 @@ public final class KvmPfn {
         return pfn == NOSLOT;
     }
 
-    /** A real, observed pfn (not an error, not {@link #HIDDEN} or {@link #NOT_OBSERVABLE}). */
+    /** A real, observed pfn (not an error, not {@link #HIDDEN}, {@link #NOT_OBSERVABLE} or {@link #GUEST_MEMFD_PRIVATE}). */
     public static boolean isRealPfn(long pfn) {
         return pfn >= 0 && pfn < MAX_PFN;
     }
@@ -63,6 +70,7 @@ public final class KvmPfn {
         if (isRealPfn(pfn)) return "pfn 0x" + Long.toHexString(pfn);
         if (pfn == HIDDEN) return "pfn hidden";
         if (pfn == NOT_OBSERVABLE) return "pfn not observable (PFNMAP)";
+        if (pfn == GUEST_MEMFD_PRIVATE) return "pfn not observable (private guest_memfd page, never host-mapped)";
         PfnError e = PfnError.of(pfn);
         return e == null ? "0x" + Long.toHexString(pfn) : "ERR_" + e.name();
     }

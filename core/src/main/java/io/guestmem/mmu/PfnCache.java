@@ -14,16 +14,79 @@ import io.guestmem.sys.Fmt;
  * one; it allocates nothing and makes no syscall. The cache is made invalid (and its page reference dropped)
  * by any invalidation that covers its hva or gfn ({@code gfn_to_pfn_cache_invalidate_start}), and goes stale
  * on any memslot change (the generation). {@link #refresh()} is KVM's {@code hva_to_pfn_retry}: it follows the
- * pfn (a write fault, guarded by the notifier) and publishes it only if no invalidation intervened, retrying
+ * pfn (a write fault; the {@link Rule} says whether guarded) and publishes it only if no invalidation intervened (the
+ * rule says which), retrying
  * otherwise; the publication and the invalidation listener serialize on one lock, so an invalidation that
  * starts after the retry check is never lost.
+ *
+ * <h2>Rules ({@link Rule}, chosen at construction)</h2>
+ * Which lookup {@code hva_to_pfn_retry} makes and when it retries differ between the patch the library follows
+ * and the kernel: {@link Rule#V9_PATCH} (the patch's cache: not guarded by the MMU notifier, retry on any
+ * invalidation), {@link Rule#LINUX_6_13} (6.13's cache) and {@link Rule#LINUX_6_13_GFN_RANGE} (6.13's lookup
+ * with the library's narrower retry; the default).
  *
  * <p>While valid, the cache holds one {@link PageReference} on its page (and so a guest_memfd page's state
  * count). Its release may be a deferred conversion's final put, which may thus run inside an invalidation:
  * final-put listeners must not start or end one.
  */
 public final class PfnCache implements AutoCloseable {
+
+    /** The lookup and the retry check of {@code hva_to_pfn_retry}, by the kernel (or patch) they follow. */
+    public enum Rule {
+        /**
+         * "KVM: mmu: Improve handling of non-refcounted pfns" (David Stevens, PATCH v9 3/6, 2023,
+         * <a href="https://lore.kernel.org/all/?q=s%3A%22Improve+handling+of+non-refcounted+pfns%22">lore</a>):
+         * its pfncache hunk builds the {@code kvm_follow_pfn} with FOLL_WRITE and
+         * {@code allow_non_refcounted_struct_page = false} and leaves {@code guarded_by_mmu_notifier} false (the
+         * default), so a pfn without a refcounted page is refused unless {@code allow_unsafe_mappings}; the loop
+         * retries while {@code mmu_notifier_retry_cache} says so: any invalidation in progress
+         * ({@code mn_active_invalidate_count}) or a new {@code mmu_invalidate_seq}, whatever range it covers
+         * ({@link MmuNotifier#retry}).
+         */
+        V9_PATCH(false, false),
+        /**
+         * Linux 6.13's {@code hva_to_pfn_retry} (virt/kvm/pfncache.c): a FOLL_WRITE lookup that does not pin
+         * (6.13 has no guarded flag; not pinning is using the pfn under the notifier, so the library's request is
+         * guarded), retried on {@code mmu_notifier_retry_cache} as in the patch ({@link MmuNotifier#retry}).
+         */
+        LINUX_6_13(true, false),
+        /**
+         * 6.13's lookup, retried only when an invalidation covering the cached gfn is in progress or the
+         * sequence moved ({@link MmuNotifier#retryGfn}): the library's narrowing, which never spins on an
+         * unrelated invalidation. The default.
+         */
+        LINUX_6_13_GFN_RANGE(true, true);
+
+        private final boolean guarded, rangeChecked;
+
+        Rule(boolean guarded, boolean rangeChecked) {
+            this.guarded = guarded;
+            this.rangeChecked = rangeChecked;
+        }
+
+        /** Whether the cache's lookup says {@code guarded_by_mmu_notifier}. */
+        public boolean guarded() {
+            return guarded;
+        }
+
+        /** Whether the retry check looks at the cached gfn ({@code retryGfn}) rather than any invalidation. */
+        public boolean rangeChecked() {
+            return rangeChecked;
+        }
+
+        /** The lookup {@code hva_to_pfn_retry} makes for {@code gfn}. */
+        public FollowPfnRequest request(long gfn, int addressSpace) {
+            return FollowPfnRequest.write(gfn).withAddressSpace(addressSpace).withGuarded(guarded);
+        }
+
+        /** The retry check after a lookup that took {@code seq}. */
+        public boolean retry(MmuNotifier n, long gfn, long seq) {
+            return rangeChecked ? n.retryGfn(gfn, seq) : n.retry(seq);
+        }
+    }
+
     private final FollowPfn fp;
+    private final Rule rule;
     private final MmuNotifier notifier;
     private final Memslots memslots;
     private final PageGeometry geometry;
@@ -45,10 +108,20 @@ public final class PfnCache implements AutoCloseable {
     private PageReference ref;
     private PfnError lastError;
     private boolean closed;
+    private volatile long retries;
 
-    /** A cache over {@code fp}'s memslots and notifier for guest addresses of {@code addressSpace}. */
+    /**
+     * A cache over {@code fp}'s memslots and notifier for guest addresses of {@code addressSpace}, under
+     * {@link Rule#LINUX_6_13_GFN_RANGE}.
+     */
     public PfnCache(FollowPfn fp, int addressSpace) {
+        this(fp, addressSpace, Rule.LINUX_6_13_GFN_RANGE);
+    }
+
+    /** A cache under {@code rule}, fixed for its lifetime. */
+    public PfnCache(FollowPfn fp, int addressSpace, Rule rule) {
         this.fp = fp;
+        this.rule = java.util.Objects.requireNonNull(rule, "rule");
         this.notifier = fp.notifier();
         this.memslots = notifier.memslots();
         this.geometry = memslots.geometry();
@@ -96,7 +169,7 @@ public final class PfnCache implements AutoCloseable {
             if (!active) throw new IllegalStateException("PfnCache is not active");
             while (true) {
                 long gen = memslots.current(addressSpace).generation();
-                FollowPfnResult r = fp.follow(FollowPfnRequest.write(gfn).withAddressSpace(addressSpace));
+                FollowPfnResult r = fp.follow(rule.request(gfn, addressSpace));
                 PageReference old;
                 synchronized (lock) {
                     if (r.isError()) {
@@ -107,7 +180,7 @@ public final class PfnCache implements AutoCloseable {
                         if (old != null) fp.release(old, true, false);
                         return r.error();
                     }
-                    if (notifier.retryGfn(gfn, r.sequence()) || !active) {
+                    if (rule.retry(notifier, gfn, r.sequence()) || !active) {
                         old = null;
                     } else {
                         old = ref;
@@ -122,9 +195,11 @@ public final class PfnCache implements AutoCloseable {
                         return null;
                     }
                 }
-                // raced with an invalidation: drop what we took and follow again
+                // raced with an invalidation: drop what we took and follow again (KVM: cond_resched)
                 fp.releaseFaultinPage(r, true, false);
                 if (!active) return PfnError.FAULT;
+                retries++;
+                Thread.yield();
             }
         }
     }
@@ -158,6 +233,16 @@ public final class PfnCache implements AutoCloseable {
             if (hit) drop = invalidateLocked();
         }
         if (drop != null) fp.release(drop, true, false);
+    }
+
+    /** The rule fixed at construction. */
+    public Rule rule() {
+        return rule;
+    }
+
+    /** How many lookups {@link #refresh} has thrown away because the retry check said so (tests, diagnostics). */
+    public long retries() {
+        return retries;
     }
 
     /** The cached pfn (meaningful after {@link #check()} returned true). */

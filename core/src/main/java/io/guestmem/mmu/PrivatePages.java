@@ -16,7 +16,7 @@ import io.guestmem.memslot.Memslot;
  *       page in no view.</li>
  * </ul>
  * Called on every lookup before the library touches the page: must be quick, allocation-free and thread-safe,
- * and must never block on a lookup in progress.
+ * and must never block on a lookup in progress ({@link #resolvePrivate} excepted: it makes syscalls).
  */
 public interface PrivatePages {
 
@@ -31,6 +31,21 @@ public interface PrivatePages {
      * been deleted or moved since: the reference still names the page it was taken on).
      */
     void put(Memslot slot, long gfn, boolean guest);
+
+    /**
+     * Resolves a private page ({@link Mappability#GUEST}) for a FOLL_GUEST lookup that holds its {@link #tryGet}
+     * reference, through its guest_memfd's file and offset, as the kernel does ({@code kvm_gmem_get_pfn}: the
+     * folio at the slot's guest_memfd offset, allocated if absent), never through the hva and without making any
+     * host page table entry. Null when no file backs the private page: memory private by marking only (a
+     * mappability with no guest_memfd behind it), which the FOLL_GUEST RFC keeps in the host's page tables and
+     * follow_pfn then looks up through the hva as that RFC's GUP does.
+     *
+     * @throws io.guestmem.sys.SyscallException when the allocation fails (follow_pfn answers HWPOISON,
+     *         SIGPENDING or FAULT by its errno)
+     */
+    default GuestMemfdResolution resolvePrivate(Memslot slot, long gfn) {
+        return null;
+    }
 
     /** No private memory: every page is shared ({@link Mappability#ALL}) and no count is kept. */
     PrivatePages NONE = new PrivatePages() {

@@ -13,6 +13,7 @@ import io.guestmem.memslot.Memslots;
 import io.guestmem.mmu.DirtyLog;
 import io.guestmem.mmu.FollowPfn;
 import io.guestmem.mmu.FollowPfnCollaborators;
+import io.guestmem.mmu.FollowPfnOptions;
 import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.mmu.PoisonRegistry;
 import io.guestmem.sys.Errno;
@@ -50,8 +51,16 @@ public final class VmMemory implements AutoCloseable {
         this(null);
     }
 
-    /** Guest memory mirrored into {@code vm} (null: no VM). */
+    /** Guest memory mirrored into {@code vm} (null: no VM), follow_pfn with {@link FollowPfnOptions#defaults()}. */
     public VmMemory(KvmVm vm) {
+        this(vm, FollowPfnOptions.defaults());
+    }
+
+    /**
+     * Guest memory mirrored into {@code vm} (null: no VM), follow_pfn under {@code followPfnOptions} (the kernel
+     * rule and {@code allow_unsafe_mappings}, fixed for this VM as KVM fixes its module parameters at load).
+     */
+    public VmMemory(KvmVm vm, FollowPfnOptions followPfnOptions) {
         this.vm = vm;
         memslots = vm == null ? new Memslots() : new Memslots(vm.memslotsConfig());
         vmObserver = vm == null ? null : vm.memslotObserver();
@@ -65,7 +74,8 @@ public final class VmMemory implements AutoCloseable {
         DirtyLog dirty = this::markDirty;
         lock = new MemslotLock(notifier, dirty);
         // locked slots map base pages only, and write faults relax READ-locked stage-2 entries.
-        followPfn = new FollowPfn(notifier, new FollowPfnCollaborators(guestMemfdPages, poison, lock, lock, dirty));
+        followPfn = new FollowPfn(notifier, new FollowPfnCollaborators(guestMemfdPages, poison, lock, lock, dirty),
+                followPfnOptions);
     }
 
     private void markDirty(Memslot slot, long firstGfn, long npages) {

@@ -53,6 +53,60 @@ class DecisionTableTest {
         assertNull(FollowPfn.remappedDecision(false, false, false, false, false, true, Refcount.REFCOUNTED));
     }
 
+    /** The v9 patch's order: RO_FAULT jumps to out: before the reference, so a struct page there is not refcounted. */
+    @Test
+    void remappedPathV9Patch() {
+        Refcount none = Refcount.NO_PAGE, page = Refcount.REFCOUNTED, zero = Refcount.STRUCT_PAGE_NOT_REFCOUNTED;
+        // guarded, allowUnsafe, allowNonRefcounted, write, pteWritable, refcount
+        assertNull(FollowPfn.remappedDecisionV9Patch(false, false, false, false, true, page), "refcounted: no guard needed");
+        assertNull(FollowPfn.remappedDecisionV9Patch(true, false, false, true, true, none), "guarded, no page");
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(false, false, false, false, true, none), "unguarded, no page");
+        assertNull(FollowPfn.remappedDecisionV9Patch(false, true, false, false, true, none), "allow_unsafe_mappings");
+        // the write on a read-only pte of a refcountable struct page: -EFAULT, not RO_FAULT
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(true, false, false, true, false, page));
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(true, true, false, true, false, page));
+        assertEquals(PfnError.RO_FAULT, FollowPfn.remappedDecisionV9Patch(true, false, true, true, false, page));
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(false, false, true, true, false, page));
+        assertEquals(PfnError.RO_FAULT, FollowPfn.remappedDecisionV9Patch(false, true, true, true, false, page));
+        // no struct page: RO_FAULT when guarded (as 6.13), FAULT unguarded
+        assertEquals(PfnError.RO_FAULT, FollowPfn.remappedDecisionV9Patch(true, false, false, true, false, none));
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(false, false, false, true, false, none));
+        // a struct page get_page_unless_zero cannot take
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecisionV9Patch(true, false, false, false, true, zero));
+        assertNull(FollowPfn.remappedDecisionV9Patch(true, false, true, false, true, zero));
+        // the rule dispatcher: v9 has no FOLL_PIN, a pin is an unguarded use; 6.13 refuses it outright
+        assertNull(FollowPfn.remappedDecision(KernelRule.V9_PATCH, true, true, false, false, false, true, page));
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecision(KernelRule.V9_PATCH, true, true, false, false, false, true, none));
+        assertEquals(PfnError.FAULT, FollowPfn.remappedDecision(KernelRule.LINUX_6_13, true, true, false, false, false, true, page));
+        assertEquals(PfnError.RO_FAULT, FollowPfn.remappedDecision(KernelRule.LINUX_6_13, false, true, false, false, true, false,
+                RefcountedPage.linux613Rule(Kind.NORMAL, Path.REMAPPED)));
+        for (boolean[] c : allFlags(7)) {
+            assertEquals(FollowPfn.remappedDecision(c[0], c[1], c[2], c[3], c[4], c[5], c[6] ? page : none),
+                    FollowPfn.remappedDecision(KernelRule.LINUX_6_13, c[0], c[1], c[2], c[3], c[4], c[5], c[6] ? page : none),
+                    "LINUX_6_13 is the unchanged 6.13 decision");
+        }
+    }
+
+    private static java.util.List<boolean[]> allFlags(int n) {
+        java.util.List<boolean[]> out = new java.util.ArrayList<>();
+        for (int m = 0; m < 1 << n; m++) {
+            boolean[] b = new boolean[n];
+            for (int i = 0; i < n; i++) b[i] = (m >> i & 1) != 0;
+            out.add(b);
+        }
+        return out;
+    }
+
+    /** The private guest_memfd pfn is a success value, never a pfn, never an error. */
+    @Test
+    void guestMemfdPrivatePfnIsNeitherAPfnNorAnError() {
+        assertFalse(KvmPfn.isRealPfn(KvmPfn.GUEST_MEMFD_PRIVATE));
+        assertFalse(KvmPfn.isErrorOrNoslot(KvmPfn.GUEST_MEMFD_PRIVATE));
+        assertNull(PfnError.of(KvmPfn.GUEST_MEMFD_PRIVATE));
+        assertTrue(KvmPfn.describe(KvmPfn.GUEST_MEMFD_PRIVATE).contains("guest_memfd"));
+        assertTrue(PfnObservability.GUEST_MEMFD_PRIVATE.reason().contains("never host-mapped"));
+    }
+
     @Test
     void classificationFromKpageflags() {
         long zero = KPageFlag.maskOf(KPageFlag.ZERO_PAGE, KPageFlag.RESERVED, KPageFlag.REFERENCED); // as read here

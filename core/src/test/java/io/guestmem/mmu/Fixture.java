@@ -30,7 +30,12 @@ final class Fixture implements AutoCloseable {
 
     /** A second follow_pfn over the same memslots with {@code c}; its references are dropped and it is closed with the fixture. */
     FollowPfn followPfn(FollowPfnCollaborators c) {
-        FollowPfn other = new FollowPfn(notifier, c);
+        return followPfn(c, FollowPfnOptions.defaults());
+    }
+
+    /** As {@link #followPfn(FollowPfnCollaborators)}, built with {@code options}. */
+    FollowPfn followPfn(FollowPfnCollaborators c, FollowPfnOptions options) {
+        FollowPfn other = new FollowPfn(notifier, c, options);
         closers.push(() -> {
             for (PageReference r : other.references().unreleased()) r.release();
             other.close();

@@ -19,7 +19,6 @@ import io.guestmem.sys.Mman;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Test;
 
@@ -28,11 +27,6 @@ class FollowPfnTest {
     @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
-
-    @AfterEach
-    void resetUnsafeMappings() {
-        FollowPfn.setAllowUnsafeMappings(false);
-    }
 
     @Test
     void writeFaultOnAnonymousMemoryFaultsInThenIsFast() {

@@ -2,6 +2,7 @@ package io.guestmem.mmu;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -17,7 +18,6 @@ import io.guestmem.procfs.Vma;
 import io.guestmem.procfs.VmFlag;
 
 import java.lang.foreign.ValueLayout;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.AutoClose;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
@@ -27,11 +27,6 @@ class HugeAndPfnmapTest {
     @AutoClose // unmaps its regions and closes its readers after each test
     private final Fixture f = new Fixture();
     private static final long PAGE = Fixture.PAGE;
-
-    @AfterEach
-    void resetUnsafeMappings() {
-        FollowPfn.setAllowUnsafeMappings(false);
-    }
 
     @Test
     void transparentHugePage() {
@@ -149,8 +144,12 @@ class HugeAndPfnmapTest {
         assertFalse(f.present(ring.address()), "pagemap hides PFNMAP pages");
         Memslot s = f.slot(ring, 0);
         long g = s.baseGfn() + 1;
+        // Linux 6.13's rule, as KVM's module parameters fix it: allow_unsafe_mappings off, then on.
+        FollowPfn fp = f.followPfn(FollowPfnCollaborators.standalone(), FollowPfnOptions.of(KernelRule.LINUX_6_13));
+        FollowPfn unsafe = f.followPfn(FollowPfnCollaborators.standalone(),
+                FollowPfnOptions.of(KernelRule.LINUX_6_13).withAllowUnsafeMappings(true));
 
-        FollowPfnResult guarded = f.fp.follow(FollowPfnRequest.read(g).withLevel(true));
+        FollowPfnResult guarded = fp.follow(FollowPfnRequest.read(g).withLevel(true));
         System.out.println("PFNMAP: " + guarded);
         assertTrue(guarded.ok(), guarded::toString);
         assertEquals(Path.REMAPPED, guarded.path());
@@ -159,20 +158,73 @@ class HugeAndPfnmapTest {
         assertFalse(KvmPfn.isError(guarded.pfn()));
         assertNull(guarded.reference(), "never refcounted");
         assertFalse(guarded.writable(), "the ring is mapped read-only");
-        assertEquals(0, f.fp.references().size());
+        assertEquals(0, fp.references().size());
 
         FollowPfnRequest unguarded = FollowPfnRequest.read(g).withGuarded(false);
-        assertEquals(PfnError.FAULT, f.fp.follow(unguarded).error());
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.read(g).withPin(true)).error(), "pin refused");
-        assertEquals(PfnError.RO_FAULT, f.fp.follow(FollowPfnRequest.write(g)).error(), "read-only pte");
-        assertEquals(PfnError.FAULT, f.fp.follow(FollowPfnRequest.write(g).withGuarded(false)).error(),
+        assertEquals(PfnError.FAULT, fp.follow(unguarded).error());
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.read(g).withPin(true)).error(), "pin refused");
+        assertEquals(PfnError.RO_FAULT, fp.follow(FollowPfnRequest.write(g)).error(), "read-only pte");
+        assertEquals(PfnError.FAULT, fp.follow(FollowPfnRequest.write(g).withGuarded(false)).error(),
                 "v9: an unguarded non-refcounted pfn is FAULT even before RO_FAULT");
 
-        FollowPfn.setAllowUnsafeMappings(true);
-        assertTrue(f.fp.follow(unguarded).ok());
-        assertTrue(f.fp.follow(FollowPfnRequest.read(g).withPin(true)).ok());
-        FollowPfn.setAllowUnsafeMappings(false);
+        assertTrue(unsafe.follow(unguarded).ok());
+        assertTrue(unsafe.follow(FollowPfnRequest.read(g).withPin(true)).ok());
+        assertFalse(fp.follow(unguarded).ok(), "the other follow_pfn's allow_unsafe_mappings is its own");
         // noWait goes to the remapped path too (the VMA decides before FOLL_NOWAIT)
-        assertEquals(Path.REMAPPED, f.fp.follow(FollowPfnRequest.read(g).withNoWait(true)).path());
+        assertEquals(Path.REMAPPED, fp.follow(FollowPfnRequest.read(g).withNoWait(true)).path());
+    }
+
+    /**
+     * The v9 patch's {@code hva_to_pfn_remapped} on a real PFNMAP range whose ptes map struct pages (a perf
+     * ring: page-allocator pages, {@link RemappedPages}): a refcountable page is refcounted (a reference held,
+     * no guard needed), and a write fault on the read-only pte takes the RO_FAULT branch before the reference,
+     * so it ends as FAULT without allow_non_refcounted_struct_page, where 6.13 answers RO_FAULT.
+     */
+    @Test
+    void perfRingUnderTheV9Patch() {
+        io.guestmem.host.Pfnmap.unavailableReason().ifPresent(why -> {
+            System.out.println("SKIP perfRingUnderTheV9Patch: " + why);
+            org.junit.jupiter.api.Assumptions.abort(why);
+        });
+        HostRegion ring = f.own(HostRegion.perfRing(8).create());
+        Vma vma = Smaps.vmaOf(ring.address());
+        assertTrue(vma.has(VmFlag.PFNMAP), vma::toString);
+        assertEquals(RemappedPages.PERF_EVENT, vma.name(), "the ring's owner, as /proc/self/maps names it");
+        assertTrue(vma.perms().startsWith("r-"), "mapped read-only: " + vma.perms());
+        Memslot s = f.slot(ring, 0);
+        long g = s.baseGfn() + 1;
+        FollowPfn v9 = f.followPfn(FollowPfnCollaborators.standalone(), FollowPfnOptions.of(KernelRule.V9_PATCH));
+        FollowPfn v9Unsafe = f.followPfn(FollowPfnCollaborators.standalone(),
+                FollowPfnOptions.of(KernelRule.V9_PATCH).withAllowUnsafeMappings(true));
+        FollowPfn l613 = f.followPfn(FollowPfnCollaborators.standalone(), FollowPfnOptions.of(KernelRule.LINUX_6_13));
+        assertEquals(KernelRule.V9_PATCH, f.fp.options().rule(), "the patch is the default");
+
+        // reads: the struct page is refcounted (kvm_follow_refcounted_pfn), so no guard is needed
+        for (FollowPfnRequest rq : new FollowPfnRequest[] {FollowPfnRequest.read(g), FollowPfnRequest.read(g).withGuarded(false),
+                FollowPfnRequest.read(g).withPin(true)}) {
+            FollowPfnResult r = v9.follow(rq);
+            assertTrue(r.ok(), rq + " → " + r);
+            assertEquals(Path.REMAPPED, r.path());
+            assertEquals(KvmPfn.NOT_OBSERVABLE, r.pfn(), "the pfn stays unobservable");
+            assertNotNull(r.reference(), "v9 holds a reference on a refcountable struct page: " + r);
+            assertEquals(1, v9.references().count(g));
+            v9.releaseFaultinPage(r, true, false);
+            assertEquals(0, v9.references().size());
+        }
+        assertNull(l613.follow(FollowPfnRequest.read(g)).reference(), "6.13: remapped pfns are never refcounted");
+
+        // a write on the read-only pte: RO_FAULT branch first, before get_page_unless_zero
+        assertEquals(PfnError.FAULT, v9.follow(FollowPfnRequest.write(g)).error(),
+                "v9: the page was not refcounted on the RO_FAULT branch → -EFAULT");
+        assertEquals(PfnError.RO_FAULT, l613.follow(FollowPfnRequest.write(g)).error(), "6.13: RO_FAULT");
+        assertEquals(PfnError.RO_FAULT, v9.follow(FollowPfnRequest.write(g).withAllowNonRefcountedStructPage(true)).error(),
+                "allow_non_refcounted_struct_page lets RO_FAULT through when guarded");
+        assertEquals(PfnError.FAULT, v9.follow(FollowPfnRequest.write(g).withAllowNonRefcountedStructPage(true)
+                .withGuarded(false)).error(), "unguarded and not refcounted: -EFAULT");
+        assertEquals(PfnError.RO_FAULT, v9Unsafe.follow(FollowPfnRequest.write(g).withAllowNonRefcountedStructPage(true)
+                .withGuarded(false)).error(), "allow_unsafe_mappings lifts the guard");
+        assertEquals(PfnError.FAULT, v9Unsafe.follow(FollowPfnRequest.write(g)).error(),
+                "allow_unsafe_mappings does not lift allow_non_refcounted_struct_page");
+        assertEquals(0, v9.references().size() + v9Unsafe.references().size(), "errors hold nothing");
     }
 }
