@@ -18,12 +18,14 @@ import io.guestmem.mmu.GuestMemfdResolution.Residency;
 import io.guestmem.mmu.KvmPfn;
 import io.guestmem.mmu.Mappability;
 import io.guestmem.mmu.MappingLevel;
+import io.guestmem.mmu.MmuNotifier;
 import io.guestmem.mmu.PfnError;
 import io.guestmem.mmu.PfnObservability;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.procfs.PagemapEntry;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
+import java.util.function.Function;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -39,10 +41,7 @@ class FollGuestPrivateTest {
 
     @Test
     void standInPrivatePageIsResolvedThroughTheMemfd() {
-        try (GuestMemfdRegion region = GuestMemfdRegion.standIn(4 * P)) {
-            assertEquals(GuestMemfdBacking.MEMFD_STAND_IN, region.backing());
-            privateLookupNeverMapsTheHost(region);
-        }
+        privateLookupNeverMapsTheHost(n -> GuestMemfdRegion.standIn(4 * P, n), GuestMemfdBacking.MEMFD_STAND_IN);
     }
 
     @Test
@@ -51,10 +50,7 @@ class FollGuestPrivateTest {
         try (KvmVm kvm = KvmVm.open()) {
             assumeTrue(kvm.capabilities().guestMemfd() && kvm.capabilities().guestMemfdMmapShared(),
                     "this KVM has no guest_memfd with MMAP|INIT_SHARED");
-            try (GuestMemfdRegion region = GuestMemfdRegion.create(kvm, 4 * P)) {
-                assertEquals(GuestMemfdBacking.GUEST_MEMFD, region.backing());
-                privateLookupNeverMapsTheHost(region);
-            }
+            privateLookupNeverMapsTheHost(n -> GuestMemfdRegion.create(kvm, 4 * P, n), GuestMemfdBacking.GUEST_MEMFD);
         }
     }
 
@@ -67,8 +63,8 @@ class FollGuestPrivateTest {
         KvmAvailable.assume();
         try (KvmVm kvm = KvmVm.open()) {
             assumeTrue(kvm.capabilities().guestMemfd(), "this KVM has no guest_memfd");
-            try (GuestMemfdRegion region = GuestMemfdRegion.adopt(kvm.createGuestMemfd(4 * P, 0));
-                 VmMemory vm = new VmMemory()) {
+            try (VmMemory vm = new VmMemory();
+                 GuestMemfdRegion region = GuestMemfdRegion.adopt(kvm.createGuestMemfd(4 * P, 0), vm.notifier())) {
                 assertEquals(GuestMemfdBacking.GUEST_MEMFD_GUEST_ONLY, region.backing());
                 vm.addGuestMemfd(1, BASE, region);
                 FollowPfn fp = vm.followPfn();
@@ -86,8 +82,12 @@ class FollGuestPrivateTest {
         }
     }
 
-    private static void privateLookupNeverMapsTheHost(GuestMemfdRegion region) {
-        try (VmMemory vm = new VmMemory(); Pagemap pm = Pagemap.openSelf()) {
+    /** {@code regionBehind} makes the region behind the given notifier (the VmMemory's, as addGuestMemfd requires). */
+    private static void privateLookupNeverMapsTheHost(Function<MmuNotifier, GuestMemfdRegion> regionBehind,
+                                                      GuestMemfdBacking expected) {
+        try (VmMemory vm = new VmMemory(); Pagemap pm = Pagemap.openSelf();
+             GuestMemfdRegion region = regionBehind.apply(vm.notifier())) {
+            assertEquals(expected, region.backing());
             vm.addGuestMemfd(1, BASE, region);
             FollowPfn fp = vm.followPfn();
             long host = region.hostAddress();
