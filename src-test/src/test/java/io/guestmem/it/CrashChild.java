@@ -26,14 +26,21 @@ public final class CrashChild {
     public static void main(String[] args) throws Exception {
         String scenario = args[0];
         System.out.println("READY");
-        for (long iter = 1; ; iter++) {
-            if (scenario.startsWith("hugetlb-")) hugetlb(HugePagePools.sizes().stream()
-                    .filter(s -> s.label().equals(scenario.substring(8))).findFirst().orElseThrow());
-            else if (scenario.equals("vm")) vm();
-            else if (scenario.equals("demo")) demo();
-            else if (scenario.equals("leaky")) leaky(iter);
-            else throw new IllegalArgumentException(scenario);
-            System.out.println("ITER " + iter);
+        try {
+            for (long iter = 1; ; iter++) {
+                if (scenario.startsWith("hugetlb-")) hugetlb(HugePagePools.sizes().stream()
+                        .filter(s -> s.label().equals(scenario.substring(8))).findFirst().orElseThrow());
+                else if (scenario.equals("vm")) vm();
+                else if (scenario.equals("demo")) demo();
+                else if (scenario.equals("leaky")) leaky(iter);
+                else throw new IllegalArgumentException(scenario);
+                System.out.println("ITER " + iter);
+            }
+        } catch (Throwable t) {
+            // the parent discards stderr; this line is how a round that failed before its kill is reported
+            System.out.println("FAILED " + t);
+            System.out.flush();
+            System.exit(1);
         }
     }
 

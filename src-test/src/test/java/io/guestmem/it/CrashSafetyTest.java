@@ -112,11 +112,13 @@ class CrashSafetyTest {
         Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
         AtomicReference<String> phase = new AtomicReference<>("startup");
         AtomicReference<Long> firstIter = new AtomicReference<>();
+        AtomicReference<String> failure = new AtomicReference<>();
         Thread reader = Thread.ofVirtual().start(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream()))) {
                 for (String l; (l = r.readLine()) != null; ) {
                     if (l.startsWith("PHASE ")) phase.set(l.substring(6));
                     else if (l.startsWith("ITER ") && firstIter.get() == null) firstIter.set(System.nanoTime() - t0);
+                    else if (l.startsWith("FAILED ")) failure.set(l.substring(7));
                 }
             } catch (IOException ignored) {
                 // the child is gone
@@ -138,6 +140,8 @@ class CrashSafetyTest {
         p.destroyForcibly(); // SIGKILL
         if (!p.waitFor(30, TimeUnit.SECONDS)) throw new AssertionError(scenario + " child survived SIGKILL");
         reader.join(TimeUnit.SECONDS.toMillis(30));
+        // a child that failed on its own before the kill is still checked for leftovers; say what it hit
+        if (failure.get() != null) System.out.println("crash test: " + scenario + " child failed in " + phase.get() + ": " + failure.get());
         return point;
     }
 
