@@ -198,30 +198,24 @@ final class LongTermPinning {
         }
 
         private void rollback(Throwable primary) {
-            SyscallException first = null;
-            for (int i = rings.size() - 1; i >= 0; i--) {
-                IoUring r = rings.get(i);
-                SyscallException e;
-                // A ring whose registration failed has no table: EINVAL/ENXIO from unregister is expected there.
-                try {
-                    r.unregisterBuffers();
-                    e = null;
-                } catch (SyscallException u) {
-                    e = u.is(Errno.ENXIO) || u.is(Errno.EINVAL) ? null : u;
-                }
-                try {
-                    r.close();
-                } catch (SyscallException c) {
-                    if (e == null) e = c;
-                }
-                if (e != null) {
-                    if (primary != null) primary.addSuppressed(e);
-                    else if (first == null) first = e;
-                    else first.addSuppressed(e);
-                }
+            Rollback.inReverse(rings, Pin::unregister, primary);
+        }
+
+        /** Unregisters a ring's buffers and closes it. */
+        private static SyscallException unregister(IoUring r) {
+            SyscallException e = null;
+            // A ring whose registration failed has no table: EINVAL/ENXIO from unregister is expected there.
+            try {
+                r.unregisterBuffers();
+            } catch (SyscallException u) {
+                if (!u.is(Errno.ENXIO) && !u.is(Errno.EINVAL)) e = u;
             }
-            rings.clear();
-            if (first != null) throw first;
+            try {
+                r.close();
+            } catch (SyscallException c) {
+                if (e == null) e = c;
+            }
+            return e;
         }
     }
 }

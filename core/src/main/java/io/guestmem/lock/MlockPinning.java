@@ -169,21 +169,17 @@ final class MlockPinning {
         }
 
         private void rollback(Throwable primary) {
-            SyscallException first = null;
-            for (int i = locked.size() - 1; i >= 0; i--) {
-                HvaRange r = locked.get(i);
-                try {
-                    Mman.munlock(r.start(), r.length());
-                } catch (SyscallException u) {
-                    // ENOMEM: a hole in the range (what made mlock fail); the VMAs before it are unlocked anyway.
-                    if (u.is(Errno.ENOMEM)) continue;
-                    if (primary != null) primary.addSuppressed(u);
-                    else if (first == null) first = u;
-                    else first.addSuppressed(u);
-                }
+            Rollback.inReverse(locked, Pin::munlock, primary);
+        }
+
+        private static SyscallException munlock(HvaRange r) {
+            try {
+                Mman.munlock(r.start(), r.length());
+                return null;
+            } catch (SyscallException u) {
+                // ENOMEM: a hole in the range (what made mlock fail); the VMAs before it are unlocked anyway.
+                return u.is(Errno.ENOMEM) ? null : u;
             }
-            locked.clear();
-            if (first != null) throw first;
         }
     }
 }
