@@ -18,6 +18,7 @@ module io.guestmem.core {
     exports io.guestmem.lock;
     exports io.guestmem.memslot;
     exports io.guestmem.mmu;
+    exports io.guestmem.snapshot;
     exports io.guestmem.virtio;
     exports io.guestmem.vm;
 }

@@ -28,6 +28,7 @@ import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -1351,6 +1352,21 @@ public final class GuestMemory implements AutoCloseable {
      */
     public List<SharedRegion> sharedRegions() {
         return VhostUserTable.of(current());
+    }
+
+    /**
+     * Every slot of this memory's address space that has host memory, in gpa order, with its region (slots
+     * without host memory are left out: nothing of them can be read).
+     */
+    public List<RamSlot> ramSlots() {
+        SlotTable t = current();
+        List<RamSlot> out = new ArrayList<>();
+        for (SlotMapping m : t.mapping) {
+            if (m.view() == null || !m.region().isOpen()) continue;
+            out.add(new RamSlot(m.slot(), m.region(), m.slot().userspaceAddr() - m.region().address()));
+        }
+        out.sort(Comparator.comparingLong(r -> r.slot().baseGfn()));
+        return out;
     }
 
     // ------------------------------------------------------------------------------------------ lookup for benchmarks

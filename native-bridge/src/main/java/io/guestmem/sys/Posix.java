@@ -29,6 +29,8 @@ public final class Posix {
             FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_LONG, C_LONG));
     private static final MethodHandle PWRITE = Native.errnoCall("pwrite",
             FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_LONG, C_LONG));
+    private static final MethodHandle LSEEK = Native.errnoCall("lseek",
+            FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
     private static final MethodHandle IOCTL_PTR = Native.errnoCallVariadic("ioctl",
             FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), 2);
     private static final MethodHandle IOCTL_LONG = Native.errnoCallVariadic("ioctl",
@@ -104,6 +106,28 @@ public final class Posix {
                 if (e != Errno.EINTR.number)
                     throw new SyscallException(e, "pwrite(" + fd + ", " + count + ", " + Fmt.hex(offset) + ")");
             }
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+    }
+
+    /** {@code lseek} whence values: the next byte that holds data, the next hole (linux/fs.h). */
+    public static final int SEEK_DATA = 3, SEEK_HOLE = 4;
+
+    /**
+     * {@code lseek(fd, offset, whence)}: the resulting offset, or -1 when {@link #SEEK_DATA} finds no data at or
+     * after {@code offset} (ENXIO). shmem and hugetlbfs answer SEEK_DATA/SEEK_HOLE from their page cache and
+     * swap, so a file's data is found whether or not this process maps it.
+     */
+    public static long lseek(int fd, long offset, int whence) {
+        try {
+            MemorySegment st = Native.state();
+            long r = (long) LSEEK.invokeExact(st, fd, offset, whence);
+            if (r >= 0) return r;
+            int e = Native.errno(st);
+            if (e == Errno.ENXIO.number && whence == SEEK_DATA) return -1;
+            throw new SyscallException(e, "lseek(" + fd + ", " + Fmt.hex(offset) + ", "
+                    + (whence == SEEK_DATA ? "SEEK_DATA" : whence == SEEK_HOLE ? "SEEK_HOLE" : String.valueOf(whence)) + ")");
         } catch (Throwable t) {
             throw Native.rethrow(t);
         }
