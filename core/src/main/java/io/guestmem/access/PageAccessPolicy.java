@@ -21,6 +21,27 @@ public interface PageAccessPolicy {
         @Override public boolean governs(Memslot slot) { return false; }
     };
 
+    /**
+     * Both policies: a slot is governed when either governs it, and an access is allowed when each policy that
+     * governs the slot allows it ({@code first} asked first). {@link #ALLOW_ALL} as either is the other.
+     */
+    static PageAccessPolicy both(PageAccessPolicy first, PageAccessPolicy second) {
+        if (second == ALLOW_ALL) return first;
+        if (first == ALLOW_ALL) return second;
+        return new PageAccessPolicy() {
+            @Override
+            public boolean mayAccess(Memslot slot, long gfn, boolean write) {
+                return (!first.governs(slot) || first.mayAccess(slot, gfn, write))
+                        && (!second.governs(slot) || second.mayAccess(slot, gfn, write));
+            }
+
+            @Override
+            public boolean governs(Memslot slot) {
+                return first.governs(slot) || second.governs(slot);
+            }
+        };
+    }
+
     /** True if the host may read ({@code write} false) or write gfn {@code gfn} of {@code slot}. */
     boolean mayAccess(Memslot slot, long gfn, boolean write);
 

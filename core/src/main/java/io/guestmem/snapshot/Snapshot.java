@@ -30,12 +30,18 @@ public final class Snapshot implements AutoCloseable {
     private final FileChannel ch;
     private final SnapshotManifest manifest;
     private final List<Run> runs;
+    private final List<List<Run>> bySlot; // each slot's runs by first page
 
     private Snapshot(Path file, FileChannel ch, SnapshotManifest manifest, List<Run> runs) {
         this.file = file;
         this.ch = ch;
         this.manifest = manifest;
         this.runs = runs;
+        List<List<Run>> b = new ArrayList<>();
+        for (int i = 0; i < manifest.slots().size(); i++) b.add(new ArrayList<>());
+        for (Run r : runs) b.get(r.slotIndex()).add(r);
+        for (List<Run> l : b) l.sort(java.util.Comparator.comparingLong(Run::firstPage));
+        bySlot = b.stream().map(List::copyOf).toList();
     }
 
     /** Opens and checks {@code file}; the caller closes it. */
@@ -144,13 +150,18 @@ public final class Snapshot implements AutoCloseable {
         return runs;
     }
 
+    /** The records of slot {@code slotIndex} (manifest order), by first page. */
+    List<Run> runsOfSlot(int slotIndex) {
+        return bySlot.get(slotIndex);
+    }
+
     FileChannel channel() {
         return ch;
     }
 
     /** Reads every DATA record and checks its checksum; throws at the first mismatch. */
     public void verify() throws IOException {
-        ByteBuffer b = ByteBuffer.allocateDirect(CHUNK_BYTES);
+        ByteBuffer b = ByteBuffer.allocateDirect(Math.max(CHUNK_BYTES, (int) manifest.pageSize()));
         for (Run r : runs) {
             if (r.zero()) continue;
             SnapshotRestore.checkedRead(this, r, b, r.dataOffset(), (long) r.pages() * manifest.pageSize());

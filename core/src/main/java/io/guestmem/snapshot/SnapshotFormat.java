@@ -19,8 +19,11 @@ final class SnapshotFormat {
     static final int FLAG_INCREMENTAL = 1;
     static final int KIND_DATA = 1, KIND_ZERO = 2, KIND_END = 0x21444E45; // "END!"
     static final int MAX_BACKING_LABEL = 24;
-    /** A DATA record's pages are read, checksummed and written in chunks of this many bytes at most. */
-    static final int CHUNK_BYTES = 1 << 20;
+    /**
+     * A DATA record holds at most this many bytes of pages (or one page, if larger): what a lazy restore reads
+     * and checks to serve one fault, so small enough to keep that fast, large enough to keep records few.
+     */
+    static final int CHUNK_BYTES = 64 << 10;
 
     static ByteBuffer buffer(int bytes) {
         return ByteBuffer.allocate(bytes).order(ByteOrder.LITTLE_ENDIAN);

@@ -60,7 +60,7 @@ public final class SnapshotRestore {
     }
 
     /** A fresh region of the slot's recorded backing. */
-    private static HostRegion create(SnapshotSlot s) {
+    static HostRegion create(SnapshotSlot s) {
         Backing b = s.backing();
         if (b == null) throw new SnapshotLayoutException("slot " + s.slotId() + ": unknown backing '" + s.backingLabel() + "'");
         return switch (b) {

@@ -29,7 +29,7 @@
  *    0  4  kind: 1 DATA, 2 ZERO, 0x21444E45 END
  *    4  4  slot index in the manifest (END: 0xFFFFFFFF)
  *    8  8  first page, relative to the slot (END: the number of records before it)
- *   16  4  pages (a DATA record holds at most 1 MiB of pages)
+ *   16  4  pages (a DATA record holds at most 64 KiB of pages)
  *   20  4  CRC32C of the DATA record's pages (0 otherwise)
  *   24  4  reserved (0)
  *   28  4  CRC32C of bytes 0..27

@@ -3,6 +3,7 @@ package io.guestmem.vm;
 import io.guestmem.KvmException;
 import io.guestmem.access.GuestMemory;
 import io.guestmem.access.GuestMemoryException;
+import io.guestmem.access.PageAccessPolicy;
 import io.guestmem.gmem.GuestMemfdPages;
 import io.guestmem.gmem.GuestMemfdRegion;
 import io.guestmem.kvm.KvmVm;
@@ -61,6 +62,15 @@ public final class VmMemory implements AutoCloseable {
      * rule and {@code allow_unsafe_mappings}, fixed for this VM as KVM fixes its module parameters at load).
      */
     public VmMemory(KvmVm vm, FollowPfnOptions followPfnOptions) {
+        this(vm, followPfnOptions, PageAccessPolicy.ALLOW_ALL);
+    }
+
+    /**
+     * As {@link #VmMemory(KvmVm, FollowPfnOptions)}, with {@code hostAccess} asked by the accessors too, after
+     * the guest_memfd rules, about the slots it governs (a lazy restore's: a page not yet restored is brought
+     * in before the access touches it).
+     */
+    public VmMemory(KvmVm vm, FollowPfnOptions followPfnOptions, PageAccessPolicy hostAccess) {
         this.vm = vm;
         memslots = vm == null ? new Memslots() : new Memslots(vm.memslotsConfig());
         vmObserver = vm == null ? null : vm.memslotObserver();
@@ -69,7 +79,7 @@ public final class VmMemory implements AutoCloseable {
         // Each part gets the others it needs when it is built (nothing is plugged in later):
         // private memory: one state machine for follow_pfn, its references and the accessors' policy;
         guestMemfdPages = new GuestMemfdPages(memslots);
-        memory = new GuestMemory(memslots, 0, guestMemfdPages);
+        memory = new GuestMemory(memslots, 0, PageAccessPolicy.both(guestMemfdPages, hostAccess));
         // dirty: both sources (dirty releases, unlock of a READ_WRITE-locked logging slot) feed the VMM's bitmap;
         DirtyLog dirty = this::markDirty;
         lock = new MemslotLock(notifier, dirty);
