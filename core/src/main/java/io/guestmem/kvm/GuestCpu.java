@@ -36,6 +36,13 @@ public interface GuestCpu {
     /** Writes {@link #pageValue pageValue(gpa >> 12, tag)} at offset 0 of each of {@code npages} 4 KiB pages from {@code startGpa}. */
     GuestProgram writeGfnToEveryPage(long codeGpa, long startGpa, long npages, int tag);
 
+    /**
+     * For each of {@code npages} 4 KiB pages from {@code startGpa}: counts the pages whose u64 at offset 0 is not
+     * {@link #pageValue pageValue(gfn, oldTag)}, writes {@code pageValue(gfn, newTag)} there, and reports the
+     * count ({@link #reported}): a restored or migrated guest checks every page it had and writes new values.
+     */
+    GuestProgram checkAndRewriteEveryPage(long codeGpa, long startGpa, long npages, int oldTag, int newTag);
+
     /** Stores one byte at {@code gpa} (at a read-only slot: an MMIO write exit, memory unchanged). */
     GuestProgram storeByte(long codeGpa, long gpa, int value);
 

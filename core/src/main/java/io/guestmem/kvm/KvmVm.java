@@ -166,11 +166,11 @@ public final class KvmVm implements AutoCloseable {
     /**
      * The end a created or moved slot's guest-physical range may reach in this VM, as the architecture's
      * {@code kvm_arch_prepare_memory_region} checks it: arm64 the VM's IPA size ({@link Arm64Kvm#ipaBits} of
-     * its type; EFAULT beyond), x86 {@code 1 << MAXPHYADDR} ({@link X86Kvm#hostPhysBits}; EINVAL beyond). -1
+     * its type; EFAULT beyond), x86 {@code kvm_mmu_max_gfn()}, measured ({@link X86Kvm#guestPhysBits}; EINVAL beyond). -1
      * (no limit) where the bits cannot be read.
      */
     public long guestPhysLimit() {
-        int bits = Arch.CURRENT.isX86() ? X86Kvm.hostPhysBits() : Arm64Kvm.ipaBits(vmType);
+        int bits = Arch.CURRENT.isX86() ? X86Kvm.guestPhysBits(kvm) : Arm64Kvm.ipaBits(vmType);
         return bits > 0 && bits < 64 ? 1L << bits : -1;
     }
 

@@ -63,6 +63,31 @@ class GuestsTest {
     }
 
     @Test
+    void guestChecksEveryPageAndRewritesIt() {
+        GuestCpu g = GuestCpu.current();
+        long base = 0x200000, pages = 32;
+        try (KvmVm vm = KvmVm.open(); GuestRam ram = GuestRam.anonymous(BOOT);
+             GuestRam data = GuestRam.anonymous(pages * GuestCpu.GUEST_PAGE)) {
+            Vcpu cpu = boot(vm, ram);
+            vm.memslotObserver().beforeCommit(new MemslotChange(Kind.CREATE, null,
+                    new Memslot(0, 1, base / PAGE, data.size / PAGE, data.addr, 0, -1, 0)));
+            int t1 = 0x11, t2 = 0x22;
+            for (long i = 0; i < pages; i++) data.putU64(i * GuestCpu.GUEST_PAGE, GuestCpu.pageValue((base >>> 12) + i, t1));
+            // three pages the guest must catch: a wrong gfn, a wrong tag, a zero page
+            data.putU64(3 * GuestCpu.GUEST_PAGE, GuestCpu.pageValue(base >>> 12, t1));
+            data.putU64(17 * GuestCpu.GUEST_PAGE, GuestCpu.pageValue((base >>> 12) + 17, t2));
+            data.putU64(31 * GuestCpu.GUEST_PAGE, 0);
+            List<VcpuExit> exits = run(cpu, ram, g.checkAndRewriteEveryPage(CODE, base, pages, t1, t2));
+            assertEquals(3L, g.reported(exits).orElseThrow(() -> new AssertionError("no report in " + exits)),
+                    g.arch() + ": the three pages that differ");
+            for (long i = 0; i < pages; i++)
+                assertEquals(GuestCpu.pageValue((base >>> 12) + i, t2), data.u64(i * GuestCpu.GUEST_PAGE), "page " + i);
+            List<VcpuExit> again = run(cpu, ram, g.checkAndRewriteEveryPage(CODE, base, pages, t2, t1));
+            assertEquals(0L, g.reported(again).orElseThrow(), "every page as the guest left it");
+        }
+    }
+
+    @Test
     void writeToReadOnlySlotExitsAsMmioAndLeavesMemory() {
         GuestCpu g = GuestCpu.current();
         try (KvmVm vm = KvmVm.open(); GuestRam ram = GuestRam.anonymous(BOOT); GuestRam ro = GuestRam.anonymous(4 * PAGE)) {

@@ -47,6 +47,48 @@ class KvmMemslotsTest {
     }
 
     /**
+     * The guest-physical bound is KVM's own (x86: {@code kvm_mmu_max_gfn()}, which userspace cannot compute; arm64:
+     * the IPA size): a slot ending exactly at it is accepted by the writer and by KVM, the page just past it is refused
+     * by both with the same errno, and on x86 the bound is at least cpuinfo's physical width.
+     */
+    @Test
+    void theGuestPhysicalBoundIsKvmsOwn() {
+        try (KvmVm vm = KvmVm.open()) {
+            long limit = vm.guestPhysLimit();
+            Assumptions.assumeTrue(limit > 0, "no guest-physical bound measured");
+            Memslots slots = new Memslots(vm.memslotsConfig());
+            slots.addObserver(vm.memslotObserver());
+            long hva = 0x100000L;                       // KVM and the writer check only alignment and access_ok
+            slots.setMemslot(0, 1, 0, limit - 2 * PAGE, 2 * PAGE, hva, -1, 0);
+            assertTrue(vm.mirroredSlots().containsKey(1), "KVM holds the slot that ends at " + Long.toHexString(limit));
+            KvmException past = assertThrows(KvmException.class,
+                    () -> slots.setMemslot(0, 2, 0, limit, PAGE, hva, -1, 0));
+            assertEquals(vm.memslotsConfig().gpaLimitErrno(), past.errno());
+            SyscallException kvmSays = assertThrows(SyscallException.class,
+                    () -> vm.vmFd().setUserMemoryRegion(2, 0, limit, PAGE, hva));
+            assertEquals(past.errno().number, kvmSays.errno(), "KVM's own answer one page past the bound");
+            if (io.guestmem.sys.Arch.CURRENT.isX86()) {
+                int cpuinfo = cpuinfoPhysBits();
+                assertTrue(cpuinfo == 0 || limit >= 1L << cpuinfo, "KVM's bound " + Long.toHexString(limit)
+                        + " is below cpuinfo's " + cpuinfo + " bits");
+            }
+            System.out.println("guest-physical bound, measured: 0x" + Long.toHexString(limit));
+        }
+    }
+
+    private static int cpuinfoPhysBits() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/cpuinfo"))) {
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("^address sizes\\s*:\\s*(\\d+) bits physical").matcher(line);
+                if (m.find()) return Integer.parseInt(m.group(1));
+            }
+        } catch (java.io.IOException e) {
+            return 0;
+        }
+        return 0;
+    }
+
+    /**
      * kvm_gmem_bind's refusals (another VM's guest_memfd, a range past the file's end, two bindings of one file
      * overlapping): the writer answers them itself from the VM's guest_memfd table, with KVM's EINVAL, and the
      * same request straight through the VM fd shows that KVM answers EINVAL too.

@@ -1,6 +1,8 @@
 package io.guestmem.kvmapi;
 
+import io.guestmem.sys.ErrnoException;
 import io.guestmem.sys.Ioc;
+import io.guestmem.sys.Posix;
 
 import static io.guestmem.kvmapi.KvmLayouts.offset;
 import static java.lang.foreign.MemoryLayout.sequenceLayout;
@@ -177,22 +179,42 @@ public final class X86Kvm {
 
     /**
      * The guest-physical bound KVM's x86 {@code kvm_arch_prepare_memory_region} puts on a created or moved
-     * slot: its last gfn must not pass {@code kvm_mmu_max_gfn()}, {@code (1 << (shadow_phys_bits -
-     * PAGE_SHIFT)) - 1} with TDP, else EINVAL. So a slot may end at {@code 1 << physBits}. The bits are the
-     * host's MAXPHYADDR as /proc/cpuinfo reports it ("address sizes : 46 bits physical"); 0 when unreadable.
-     * (KVM takes the raw CPUID 0x80000008 value, which exceeds this one only where memory encryption keys
-     * reduce the reported width.)
+     * slot: its last gfn must not pass {@code kvm_mmu_max_gfn()}, else EINVAL, so a slot may end at
+     * {@code 1 << bits}. The kernel takes the bits from {@code tdp_enabled ? shadow_phys_bits : 52}, where
+     * {@code shadow_phys_bits} is the raw CPUID 0x80000008 width: userspace can read neither (cpuinfo's
+     * "address sizes" is the width after memory-encryption keys took their bits, and a 48-bit cpuinfo host
+     * was seen accepting slots past 2^48). So the bound is measured: in a scratch VM, the highest {@code bits}
+     * in [32, 52] for which KVM accepts a one-page slot ending at {@code 1 << bits}. Measured once per
+     * process; 0 when no VM can be created.
      */
-    public static int hostPhysBits() {
-        try (java.io.BufferedReader r = java.nio.file.Files.newBufferedReader(java.nio.file.Path.of("/proc/cpuinfo"))) {
-            for (String line; (line = r.readLine()) != null; ) {
-                if (!line.startsWith("address sizes")) continue;
-                java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+) bits physical").matcher(line);
-                if (m.find()) return Integer.parseInt(m.group(1));
+    public static int guestPhysBits(KvmDevice kvm) {
+        int bits = guestPhysBits;
+        if (bits < 0) {
+            synchronized (X86Kvm.class) {
+                if ((bits = guestPhysBits) < 0) guestPhysBits = bits = measureGuestPhysBits(kvm);
             }
-        } catch (java.io.IOException e) {
-            // no cpuinfo: unknown
         }
-        return 0;
+        return bits;
+    }
+
+    private static volatile int guestPhysBits = -1;
+
+    private static int measureGuestPhysBits(KvmDevice kvm) {
+        long page = Posix.PAGE_SIZE;
+        try (VmFd scratch = kvm.createVm(0)) {
+            for (int bits = 52; bits >= 32; bits--) {
+                try {
+                    // KVM only checks the hva's alignment and access_ok here; nothing is mapped or touched.
+                    scratch.setUserMemoryRegion(0, 0, (1L << bits) - page, page, page);
+                } catch (ErrnoException e) {
+                    continue;
+                }
+                scratch.setUserMemoryRegion(0, 0, 0, 0, 0);
+                return bits;
+            }
+            return 0;
+        } catch (ErrnoException e) {
+            return 0;
+        }
     }
 }

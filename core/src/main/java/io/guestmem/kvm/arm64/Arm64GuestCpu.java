@@ -34,6 +34,11 @@ public final class Arm64GuestCpu implements GuestCpu {
     }
 
     @Override
+    public GuestProgram checkAndRewriteEveryPage(long codeGpa, long startGpa, long npages, int oldTag, int newTag) {
+        return Arm64GuestPrograms.checkAndRewriteEveryPage(codeGpa, startGpa, npages, oldTag, newTag);
+    }
+
+    @Override
     public GuestProgram storeByte(long codeGpa, long gpa, int value) {
         return Arm64GuestPrograms.storeByte(codeGpa, gpa, value);
     }

@@ -63,6 +63,20 @@ public final class Arm64GuestPrograms {
     static final int LDR_W1_X0 = 0xB9400001;
     /** STR W1, [X2] (unsigned offset 0, 32-bit; no writeback, so the abort is decodable: ESR ISV=1): 0xB9000000 | Rn=2 <<5 | Rt=1. */
     static final int STR_W1_X2 = 0xB9000041;
+    /** ORR X5, X2, X3 (shifted register, LSL #0): 0xAA000000 | Rm=3 <<16 | Rn=2 <<5 | Rd=5. */
+    static final int ORR_X5_X2_X3 = 0xAA030045;
+    /** ORR X3, X4, X3 (shifted register, LSL #0): 0xAA000000 | Rm=3 <<16 | Rn=4 <<5 | Rd=3. */
+    static final int ORR_X3_X4_X3 = 0xAA030083;
+    /** LDR X7, [X0] (unsigned offset 0, 64-bit): 0xF9400000 | Rn=0 <<5 | Rt=7. */
+    static final int LDR_X7_X0 = 0xF9400007;
+    /** CMP X7, X5 = SUBS XZR, X7, X5 (shifted register): 0xEB000000 | Rm=5 <<16 | Rn=7 <<5 | Rd=31. */
+    static final int CMP_X7_X5 = 0xEB0500FF;
+    /** CINC X6, X6, NE = CSINC X6, X6, X6, EQ: 0x9A800400 | Rm=6 <<16 | cond EQ=0000 <<12 | Rn=6 <<5 | Rd=6. */
+    static final int CINC_X6_X6_NE = 0x9A8604C6;
+    /** B.NE back 9 instructions: 0x54000000 | imm19=-9 (0x7FFF7) <<5 | cond NE=0001. */
+    static final int BNE_MINUS_9 = 0x54FFFEE1;
+    /** STR W6, [X2] (unsigned offset 0, 32-bit): 0xB9000000 | Rn=2 <<5 | Rt=6. */
+    static final int STR_W6_X2 = 0xB9000046;
     /** HVC #0: 0xD4000002 (imm16=0 in bits 20:5). */
     static final int HVC_0 = 0xD4000002;
     /** B . (branch to itself, imm26=0): 0x14000000; never reached once SYSTEM_OFF stops the vCPU. */
@@ -99,6 +113,41 @@ public final class Arm64GuestPrograms {
                         ADD_X0_X0_4096,              // add  x0, x0, #1, lsl #12
                         SUBS_X1_X1_1,                // subs x1, x1, #1
                         BNE_MINUS_5},                // b.ne loop
+                systemOff()));
+    }
+
+    /**
+     * For each of {@code npages} 4 KiB pages from {@code startGpa}, compare the u64 at offset 0 with
+     * {@code (oldTag << 32) | gfn}, count the pages that differ, store {@code (newTag << 32) | gfn} there; then
+     * store the count (u32) to {@link #REPORT_GPA} (an MMIO write exit) and SYSTEM_OFF. The x86 guest's check.
+     */
+    public static Arm64Program checkAndRewriteEveryPage(long loadGpa, long startGpa, long npages, int oldTag, int newTag) {
+        if (npages < 1 || npages > 0xffffffffL) throw new IllegalArgumentException("npages " + npages);
+        if (startGpa % GUEST_PAGE != 0) throw new IllegalArgumentException("start gpa must be 4 KiB-aligned");
+        if (startGpa < 0 || startGpa + npages * GUEST_PAGE > 1L << 44)
+            throw new IllegalArgumentException("the gfn is stored as 32 bits: stay below 16 TiB");
+        return new Arm64Program("check and rewrite " + npages + " pages from " + Long.toHexString(startGpa), loadGpa, concat(
+                mov64(0, startGpa),                  // x0 = startGpa
+                mov64(1, npages),                    // x1 = npages
+                new int[] {
+                        movz(2, oldTag, 2),          // movz x2, #oldTag[15:0], lsl #32
+                        movk(2, oldTag >>> 16, 3),   // movk x2, #oldTag[31:16], lsl #48: x2 = oldTag << 32
+                        movz(4, newTag, 2),          // movz x4, #newTag[15:0], lsl #32
+                        movk(4, newTag >>> 16, 3),   // movk x4, #newTag[31:16], lsl #48: x4 = newTag << 32
+                        movz(6, 0, 0),               // movz x6, #0           the count
+                        // loop:
+                        LSR_X3_X0_12,                // lsr  x3, x0, #12      the gfn
+                        ORR_X5_X2_X3,                // orr  x5, x2, x3       the value expected
+                        LDR_X7_X0,                   // ldr  x7, [x0]         the value there
+                        CMP_X7_X5,                   // cmp  x7, x5
+                        CINC_X6_X6_NE,               // cinc x6, x6, ne
+                        ORR_X3_X4_X3,                // orr  x3, x4, x3       the new value
+                        STR_X3_X0,                   // str  x3, [x0]
+                        ADD_X0_X0_4096,              // add  x0, x0, #1, lsl #12
+                        SUBS_X1_X1_1,                // subs x1, x1, #1
+                        BNE_MINUS_9},                // b.ne loop
+                mov64(2, REPORT_GPA),                // x2 = REPORT_GPA
+                new int[] {STR_W6_X2},               // str w6, [x2]   -> KVM_EXIT_MMIO write of the count
                 systemOff()));
     }
 

@@ -51,6 +51,12 @@ public final class X86GuestCpu implements GuestCpu {
     }
 
     @Override
+    public GuestProgram checkAndRewriteEveryPage(long codeGpa, long startGpa, long npages, int oldTag, int newTag) {
+        return new Flat32Guest(X86GuestPrograms.checkAndRewriteEveryPage(codeGpa + CODE_OFFSET, startGpa, npages, oldTag,
+                newTag, REPORT_PORT), codeGpa);
+    }
+
+    @Override
     public GuestProgram storeByte(long codeGpa, long gpa, int value) {
         return new Flat32Guest(X86GuestPrograms.storeByteFlat32(codeGpa + CODE_OFFSET, gpa, value), codeGpa);
     }

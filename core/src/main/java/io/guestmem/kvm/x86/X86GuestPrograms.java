@@ -80,6 +80,48 @@ public final class X86GuestPrograms {
     }
 
     /**
+     * Flat 32-bit: for each of {@code npages} 4 KiB pages from {@code startGpa}, compare the u64 at offset 0 with
+     * {@link #pageValue pageValue(gfn, oldTag)} and count the pages that differ, write
+     * {@code pageValue(gfn, newTag)} there, and at the end {@code out} the count (4 bytes) to {@code port}, then
+     * {@code hlt}. A restored or migrated guest proves every page it had: count 0. Exits: IO(OUT, port), HLT.
+     */
+    public static X86Program checkAndRewriteEveryPage(long loadGpa, long startGpa, long npages, int oldTag, int newTag,
+            int port) {
+        if (npages < 1 || npages > 0xffffffffL) throw new IllegalArgumentException("npages " + npages);
+        if (startGpa % GUEST_PAGE != 0) throw new IllegalArgumentException("start gpa must be page-aligned");
+        checkFlat(startGpa, npages * GUEST_PAGE);
+        long n = npages;
+        byte[] code = {
+                (byte) 0xBE, b(startGpa, 0), b(startGpa, 1), b(startGpa, 2), b(startGpa, 3), // mov esi, startGpa (B8+6)
+                (byte) 0xB9, b(n, 0), b(n, 1), b(n, 2), b(n, 3),                             // mov ecx, npages   (B8+1)
+                (byte) 0xBA, b(oldTag, 0), b(oldTag, 1), b(oldTag, 2), b(oldTag, 3),         // mov edx, oldTag   (B8+2)
+                (byte) 0xBB, b(newTag, 0), b(newTag, 1), b(newTag, 2), b(newTag, 3),         // mov ebx, newTag   (B8+3)
+                0x31, (byte) 0xFF,                         // xor edi, edi        (31 /r: mod=11 reg=EDI rm=EDI): the count
+                // loop:
+                (byte) 0x89, (byte) 0xF0,                  // mov eax, esi        (89 /r: mod=11 reg=ESI rm=EAX)
+                (byte) 0xC1, (byte) 0xE8, 0x0C,            // shr eax, 12         (C1 /5 ib): the gfn
+                0x39, 0x06,                                // cmp [esi], eax      (39 /r: mod=00 reg=EAX rm=[ESI])
+                0x75, 0x05,                                // jne bad             (75 cb: over the next 5 bytes)
+                0x39, 0x56, 0x04,                          // cmp [esi+4], edx    (39 /r: mod=01 reg=EDX rm=[ESI]+disp8)
+                0x74, 0x01,                                // je ok               (74 cb: over the inc)
+                // bad:
+                0x47,                                      // inc edi             (40+r, 32-bit mode)
+                // ok:
+                (byte) 0x89, 0x06,                         // mov [esi], eax      (89 /r: mod=00 reg=EAX rm=[ESI])
+                (byte) 0x89, 0x5E, 0x04,                   // mov [esi+4], ebx    (89 /r: mod=01 reg=EBX rm=[ESI]+disp8)
+                (byte) 0x81, (byte) 0xC6, 0x00, 0x10, 0x00, 0x00, // add esi, 0x1000 (81 /0 id: mod=11 rm=ESI)
+                0x49,                                      // dec ecx             (48+r, 32-bit mode)
+                0x75, (byte) 0xE3,                         // jnz loop            (75 cb: -29 = back over 27+2 bytes)
+                (byte) 0x89, (byte) 0xF8,                  // mov eax, edi        (89 /r: mod=11 reg=EDI rm=EAX)
+                (byte) 0xBA, lo(port), hi(port), 0, 0,     // mov edx, port       (B8+2 id)
+                (byte) 0xEF,                               // out dx, eax         (EF, 32-bit operand)
+                (byte) 0xF4,                               // hlt
+        };
+        return new X86Program("check and rewrite " + npages + " pages from " + Long.toHexString(startGpa),
+                X86Mode.FLAT32, loadGpa, code);
+    }
+
+    /**
      * Flat 32-bit: read the u32 at {@code gpa} and {@code out} it (4 bytes) to {@code port}, then {@code hlt}.
      * Shows the host what the guest sees at an address. Exits: IO(OUT, port, 4 bytes), HLT.
      */
