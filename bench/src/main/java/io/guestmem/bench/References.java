@@ -95,10 +95,10 @@ final class References {
         try {
             if (!onPath("gcc")) throw new Unavailable("gcc is not on PATH");
             say("building the C limit (gcc -O2)");
-            if (run(List.of("gcc", "-O2", "-Wall", "-o", bin.toString(), src.toString()), root, 300).rc != 0)
+            if (run(List.of("gcc", "-O2", "-Wall", "-pthread", "-o", bin.toString(), src.toString()), root, 300).rc != 0)
                 throw new Unavailable("gcc failed (see " + root.relativize(log) + ")");
             for (List<String> a : List.of(List.of("1", iterations()), List.of("512", iterations()),
-                    List.of("--pagemap", "1024", quick ? "2" : "5"))) {
+                    List.of("--pagemap", "1024", quick ? "2" : "5"), List.of("--uffd", "64", quick ? "2" : "5"))) {
                 List<String> cmd = new ArrayList<>();
                 cmd.add(bin.toString());
                 cmd.addAll(a);

@@ -155,7 +155,7 @@ final class Report {
             b.append("\n| source | bench | pages | slots | ns/op | THP-mapped |\n|---|---|---|---:|---:|---:|\n");
             for (References.Line l : refs.lines) {
                 b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
-                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? "1 GiB" : l.slots())
+                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB") : l.slots())
                         .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
                         .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
             }
@@ -263,6 +263,17 @@ final class Report {
             t.add(info("PagemapBench.perPagePread " + backing + " vs C per-page pread", row("PagemapBench.perPagePread", "backing", backing),
                     refs.ns(References.LIMIT, "pagemap_per_page", backing, 0)));
         }
+        // lazy restore: the handler's fault service against C answering the same faults with nothing but
+        // UFFDIO_COPY (best vs best), and restore to complete memory, lazy with prefetch vs eager
+        Row lazy = byBest(row("LazyRestoreBench.lazyFaults"));
+        t.add(within("lazy restore fault service per 4 KiB page vs C UFFDIO_COPY of 64 KiB blocks, best vs best", lazy,
+                refs.ns(References.LIMIT, "uffd_copy_64k", "4k", 0), "C limit", 2.0));
+        t.add(info("lazy restore fault service vs C UFFDIO_COPY page by page (4 KiB blocks), best vs best", lazy,
+                refs.ns(References.LIMIT, "uffd_copy_4k", "4k", 0)));
+        Row eager = byMedian(row("LazyRestoreBench.eager"));
+        t.add(within("lazy restore with prefetch, to complete, vs eager restore, per page (medians)",
+                byMedian(row("LazyRestoreBench.lazyPrefetchComplete")), eager == null ? Double.NaN : eager.ns(),
+                "LazyRestoreBench.eager", 1.5));
         return t;
     }
 
