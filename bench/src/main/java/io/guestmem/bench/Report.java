@@ -274,6 +274,10 @@ final class Report {
         t.add(within("lazy restore with prefetch, to complete, vs eager restore, per page (medians)",
                 byMedian(row("LazyRestoreBench.lazyPrefetchComplete")), eager == null ? Double.NaN : eager.ns(),
                 "LazyRestoreBench.eager", 1.5));
+        Row eagerGuest = byMedian(row("RestoreToGuestBench.toFirstReport", "restore", "eager"));
+        t.add(faster("snapshot to a real guest's first report (64 MiB): lazy vs eager restore (medians)",
+                byMedian(row("RestoreToGuestBench.toFirstReport", "restore", "lazy")),
+                eagerGuest == null ? Double.NaN : eagerGuest.ns(), "RestoreToGuestBench eager", 2.0));
         return t;
     }
 
