@@ -109,6 +109,45 @@ class LazyRestoreTest {
         }
     }
 
+    /**
+     * A hugetlb slot of the PMD size: a kernel fault anywhere in a huge page brings the whole huge page (hugetlb
+     * has no zero page and no partial fill), with the snapshot's bytes where they were recorded and zeros
+     * elsewhere, and the restored region is hugetlb again.
+     */
+    @Test
+    void aHugetlbSlotIsServedAHugePageAtATime() throws Exception {
+        long pmd = io.guestmem.host.HugePagePools.thpSize();
+        io.guestmem.host.HugePageSize size = io.guestmem.host.HugePagePools.sizes().stream()
+                .filter(h -> h.bytes() == pmd).findFirst().orElse(null);
+        org.junit.jupiter.api.Assumptions.assumeTrue(size != null, "this kernel offers no hugetlb pool of the PMD size " + pmd);
+        Path file = dir.resolve("huge.snap");
+        Random rnd = new Random(7);
+        byte[] first = new byte[(int) P], last = new byte[(int) P];
+        rnd.nextBytes(first);
+        rnd.nextBytes(last);
+        long lastGpa = 2 * pmd - P;
+        try (io.guestmem.host.HugePagePools.Reservation res = io.guestmem.host.HugePagePools.raise(size, 2)) {
+            try (VmMemory vm = new VmMemory(); HostRegion h = HostRegion.hugetlb(2 * pmd, size).create()) {
+                vm.memory().addRam(0, 0, h);
+                vm.memory().write(P, first);
+                vm.memory().write(lastGpa, last);
+                SnapshotWriter.write(vm.memory(), file);
+            }
+            try (Snapshot s = Snapshot.open(file); LazyRestore lazy = LazyRestore.start(List.of(s), null, false)) {
+                assertTrue(lazy.regions().get(0).backing().isHugetlb(), "restored as " + lazy.regions().get(0).backing());
+                GuestMemory gm = lazy.memory().memory();
+                assertArrayEquals(first, kernelRead(gm, P, (int) P), "a recorded page, through a kernel fault");
+                assertArrayEquals(new byte[(int) P], kernelRead(gm, 0, (int) P), "its neighbour in the same huge page: zeros");
+                assertEquals(1, lazy.stats().faultsServed(), "one fault served the first huge page: " + lazy.stats());
+                assertArrayEquals(last, kernelRead(gm, lastGpa, (int) P), "the last page of the second huge page");
+                LazyRestoreStats st = lazy.stats();
+                System.out.println("lazy restore of hugetlb " + size + ": " + st);
+                assertEquals(2, st.faultsServed(), st.toString());
+                assertEquals(0, st.failures(), st.toString());
+            }
+        }
+    }
+
     @Test
     void thePrefetcherBringsEverythingAndTheRangesAreLetGo() throws Exception {
         byte[][] keep = new byte[40][];
