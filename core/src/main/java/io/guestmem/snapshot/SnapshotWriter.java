@@ -8,13 +8,16 @@ import io.guestmem.access.RamSlot;
 import io.guestmem.host.HostRegion;
 import io.guestmem.procfs.Pagemap;
 import io.guestmem.procfs.PagemapScan;
+import io.guestmem.sys.Errno;
 import io.guestmem.sys.Posix;
+import io.guestmem.sys.SyscallException;
+import io.guestmem.sys.UnlinkedFile;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -32,15 +35,18 @@ import java.util.zip.CRC32C;
  * accessors (so private guest_memfd pages are refused, never faulted into the host); a page that reads all
  * zero is recorded, not written.
  *
- * <p>The file is written under a temporary name next to the target, fsync'ed, renamed over the target and
- * the directory fsync'ed: a crash at any point leaves either no file or a complete earlier one under the
- * final name, never half a snapshot. On any failure the temporary file is removed.
+ * <p>The file is written as an unnamed file in the target's directory ({@code O_TMPFILE}), fsync'ed, then
+ * given its final name ({@code linkat}; over an existing snapshot, linked under a temporary name and renamed)
+ * and the directory fsync'ed: a crash at any point leaves either no file or a complete one under the final
+ * name, never half a snapshot, and nothing else: an unnamed file dies with the process that wrote it. On any
+ * failure nothing new is left in the directory.
  *
  * <p>The guest should be stopped (or its writes tracked, for an incremental snapshot after this one): pages
  * written while the writer walks are saved at whichever value the walk read.
  */
 public final class SnapshotWriter {
     private static final SecureRandom IDS = new SecureRandom();
+    private static final String TMP = ".tmp-";
 
     private SnapshotWriter() {}
 
@@ -79,9 +85,13 @@ public final class SnapshotWriter {
                     + ", memory " + slots);
 
         Path dir = target.toAbsolutePath().getParent();
-        Path tmp = dir.resolve("." + target.getFileName() + ".tmp-" + ProcessHandle.current().pid() + "-" + Long.toHexString(id));
+        sweepStaleTemporaries(dir, target);
+        String tmpName = "." + target.getFileName() + TMP + ProcessHandle.current().pid() + "-" + Long.toHexString(id);
+        UnlinkedFile unnamed = unnamedIn(dir);
+        Path tmp = unnamed != null ? null : dir.resolve(tmpName);
         long untouched = 0;
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+        try (FileChannel ch = unnamed != null ? FileChannel.open(unnamed.procPath(), StandardOpenOption.WRITE)
+                : FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
              Arena arena = Arena.ofConfined()) {
             long pos = HEADER_BYTES + (long) SLOT_BYTES * slots.size();
             ch.position(pos);
@@ -104,26 +114,81 @@ public final class SnapshotWriter {
             write(ch, header(manifest, mcrc));
             write(ch, m);
             ch.force(true);
+            if (unnamed != null) tmp = publish(unnamed, target, dir.resolve(tmpName));
         } catch (IOException | RuntimeException | Error e) {
             try {
-                Files.deleteIfExists(tmp);
+                if (tmp != null) Files.deleteIfExists(tmp);
             } catch (IOException suppressed) {
                 e.addSuppressed(suppressed);
             }
             throw e;
+        } finally {
+            if (unnamed != null) unnamed.close(); // never linked: the kernel frees it here
         }
-        try {
-            Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
+        if (tmp != null) {
+            try {
+                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (IOException | RuntimeException e) {
+                Files.deleteIfExists(tmp);
+                throw e;
+            }
         }
         try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true); // the rename itself reaches the disk
+            d.force(true); // the link or rename itself reaches the disk
         }
         long bytes = Files.size(target);
         return new SnapshotInfo(target, manifest, manifest.dataPages(), manifest.zeroPages(), untouched, bytes,
                 (System.nanoTime() - t0) / 1e6);
+    }
+
+    /**
+     * An unnamed file in {@code dir} ({@code O_TMPFILE}), or null where the filesystem has none (then a named
+     * temporary file is the fallback, and a crash can leave it, until a later write to the same target sweeps it).
+     */
+    private static UnlinkedFile unnamedIn(Path dir) {
+        try {
+            return UnlinkedFile.create(dir);
+        } catch (SyscallException e) {
+            if (e.errno() == Errno.EOPNOTSUPP.number || e.errno() == Errno.EISDIR.number) return null;
+            throw e;
+        }
+    }
+
+    /**
+     * Gives the complete file its final name. A new name is one {@code linkat}: atomic, and nothing is left
+     * named if the process dies before it. Replacing an existing snapshot needs a rename (link cannot replace):
+     * the file is linked under {@code tmp} and the caller renames it over the target, so only a death in the
+     * two system calls between leaves a temporary name, which the next write to that target sweeps. Returns
+     * the name the caller still has to rename, or null when the file is in place.
+     */
+    private static Path publish(UnlinkedFile file, Path target, Path tmp) {
+        try {
+            file.linkTo(target);
+            return null;
+        } catch (SyscallException e) {
+            if (e.errno() != Errno.EEXIST.number) throw e;
+        }
+        file.linkTo(tmp);
+        return tmp;
+    }
+
+    /** Removes the temporary names a writer of {@code target} left when it died between link and rename. */
+    private static void sweepStaleTemporaries(Path dir, Path target) throws IOException {
+        String prefix = "." + target.getFileName() + TMP;
+        try (DirectoryStream<Path> s = Files.newDirectoryStream(dir, p -> p.getFileName().toString().startsWith(prefix))) {
+            for (Path p : s) {
+                String rest = p.getFileName().toString().substring(prefix.length());
+                int dash = rest.indexOf('-');
+                long pid;
+                try {
+                    pid = Long.parseLong(dash < 0 ? rest : rest.substring(0, dash));
+                } catch (NumberFormatException e) {
+                    continue; // not a name this writer makes
+                }
+                if (ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) continue;
+                Files.deleteIfExists(p);
+            }
+        }
     }
 
     /** The runs {first page, pages} of a slot that hold anything, slot-relative, ascending. */

@@ -153,6 +153,35 @@ class SnapshotTest {
         assertFalse(Files.list(dir).anyMatch(p -> p.getFileName().toString().contains(".tmp-")), "no temporary file left");
     }
 
+    /**
+     * The file is published whole: a new name is one link of an unnamed (O_TMPFILE) file, an existing snapshot
+     * is replaced by a rename, and a temporary name a writer that died between those two calls left is swept by
+     * the next write to that target (one of a live process is not).
+     */
+    @Test
+    void aSnapshotReplacesAnEarlierOneWholeAndSweepsADeadWritersTemporary() throws Exception {
+        VmMemory vm = layout();
+        scribble(vm.memory(), 3, 8);
+        Path target = dir.resolve("s.snap");
+        long first = SnapshotWriter.write(vm.memory(), target).manifest().id();
+        Process gone = new ProcessBuilder("true").start();
+        gone.waitFor();
+        Path dead = Files.writeString(dir.resolve(".s.snap.tmp-" + gone.pid() + "-1"), "left by a writer killed between link and rename");
+        Path live = Files.writeString(dir.resolve(".s.snap.tmp-" + ProcessHandle.current().pid() + "-2"), "a live writer's");
+        scribble(vm.memory(), 4, 8);
+        long second = SnapshotWriter.write(vm.memory(), target).manifest().id();
+        assertNotEquals(first, second);
+        try (Snapshot s = Snapshot.open(target)) {
+            assertEquals(second, s.manifest().id(), "the name holds the new snapshot, whole");
+        }
+        assertFalse(Files.exists(dead), "a dead writer's temporary is swept");
+        assertTrue(Files.exists(live), "a live writer's is not");
+        Files.delete(live);
+        try (var l = Files.list(dir)) {
+            assertEquals(List.of(target), l.toList(), "nothing else in the directory");
+        }
+    }
+
     @Test
     void anIncrementHoldsOnlyThePagesWrittenSinceItsBase() throws Exception {
         VmMemory vm = layout();

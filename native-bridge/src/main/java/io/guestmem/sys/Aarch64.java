@@ -17,6 +17,7 @@ public record Aarch64() implements Arch {
     @Override public long sysIoUringSetup() { return 425; }
     @Override public long sysIoUringRegister() { return 427; }
     @Override public long sysMovePages() { return 239; }
+    @Override public int oTmpfile() { return 0x404000; } // 020040000 octal
     /**
      * 2^55: above TASK_SIZE (at most 2^52 with 52-bit VAs); untagged_addr sign-extends bit 55 (TBI ignores the
      * top byte), which turns it into a kernel address rather than aliasing a user one as 2^60 does.

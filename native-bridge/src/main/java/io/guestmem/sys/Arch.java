@@ -44,6 +44,12 @@ public sealed interface Arch permits X86_64, Aarch64 {
     long sysMovePages();
 
     /**
+     * {@code O_TMPFILE}: {@code __O_TMPFILE | O_DIRECTORY}, where {@code O_DIRECTORY} differs (x86-64
+     * {@code 0200000}, the generic {@code 040000} on arm64).
+     */
+    int oTmpfile();
+
+    /**
      * An address above every user address space that the kernel's address untagging leaves above it, so
      * {@code pagemap_read} reports nothing there: where a bisection for mm->task_size may start.
      */

@@ -46,9 +46,14 @@ public final class Posix {
     public static final long PAGE_SIZE = sysconf(SC_PAGESIZE);
 
     public static int open(String path, int flags) {
+        return open(path, flags, 0);
+    }
+
+    /** {@code open(path, flags | O_CLOEXEC, mode)}: the mode of a file it creates. */
+    public static int open(String path, int flags, int mode) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = Native.state();
-            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), flags | O_CLOEXEC, 0);
+            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), flags | O_CLOEXEC, mode);
             if (fd < 0) throw new SyscallException(Native.errno(st), "open(" + path + ", " + Fmt.hex(flags) + ")");
             return fd;
         } catch (Throwable t) {

@@ -17,6 +17,7 @@ public record X86_64() implements Arch {
     @Override public long sysIoUringSetup() { return 425; }
     @Override public long sysIoUringRegister() { return 427; }
     @Override public long sysMovePages() { return 279; }
+    @Override public int oTmpfile() { return 0x410000; } // 020200000 octal
     /**
      * 2^56: above TASK_SIZE even with 5-level paging ((2^56) - PAGE); LAM_U57 untagging clears bits 57-62
      * only, so this address stays where it is.
