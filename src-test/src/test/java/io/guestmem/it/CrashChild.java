@@ -1,5 +1,6 @@
 package io.guestmem.it;
 
+import io.guestmem.access.GuestMemory;
 import io.guestmem.cli.Main;
 import io.guestmem.host.Backing;
 import io.guestmem.host.HostRegion;
@@ -9,20 +10,29 @@ import io.guestmem.host.Prefault;
 import io.guestmem.kvm.KvmGuestMemfd;
 import io.guestmem.kvm.KvmVm;
 import io.guestmem.lock.LockMode;
+import io.guestmem.snapshot.RestoredMemory;
+import io.guestmem.snapshot.Snapshot;
+import io.guestmem.snapshot.SnapshotRestore;
+import io.guestmem.snapshot.SnapshotWriter;
 import io.guestmem.vm.VmMemory;
 import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.List;
 
 /**
  * Runs one of the library's setup paths in a loop until it is killed ({@link CrashSafetyTest} sends
  * SIGKILL at a random instant). Prints {@code PHASE <name>} before each step, so the parent knows where
  * the kill landed, and {@code ITER <n>} after each whole round. Scenarios: {@code hugetlb-<label>} (raise
  * the pool, a prefaulted hugetlb mapping and a hugetlb memfd), {@code vm} (a KVM VM, a RAM memslot
- * locked, a guest_memfd mapped), {@code demo} (the CLI's demo, all backings),
+ * locked, a guest_memfd mapped), {@code demo} (the CLI's demo, all backings), {@code snapshot} (a full
+ * snapshot, an increment on it and an eager restore of the two, in {@link #SNAPSHOT_DIR}),
  * {@code leaky} (the control: a raise with no crash safety).
  */
 public final class CrashChild {
+    /** Where the snapshot scenario writes; the parent checks it after each kill. */
+    static final Path SNAPSHOT_DIR = Path.of(System.getProperty("java.io.tmpdir"), "guestmem-crash-snapshots");
     public static void main(String[] args) throws Exception {
         String scenario = args[0];
         System.out.println("READY");
@@ -32,6 +42,7 @@ public final class CrashChild {
                         .filter(s -> s.label().equals(scenario.substring(8))).findFirst().orElseThrow());
                 else if (scenario.equals("vm")) vm();
                 else if (scenario.equals("demo")) demo();
+                else if (scenario.equals("snapshot")) snapshot();
                 else if (scenario.equals("leaky")) leaky(iter);
                 else throw new IllegalArgumentException(scenario);
                 System.out.println("ITER " + iter);
@@ -108,6 +119,35 @@ public final class CrashChild {
             java.nio.file.Files.writeString(knob, Long.toString(v + 1));
         }
         Thread.sleep(50);
+    }
+
+    private static void snapshot() throws Exception {
+        long mib = 1 << 20;
+        phase("snapshot-memory");
+        try (VmMemory vm = new VmMemory(); HostRegion a = HostRegion.anonymous(4 * mib).create();
+             HostRegion m = HostRegion.memfd(4 * mib).create()) {
+            GuestMemory gm = vm.memory();
+            gm.addRam(0, 0, a);
+            gm.addRam(1, 64 * mib, m);
+            long page = gm.memslots().geometry().pageSize();
+            for (long off = 0; off < 4 * mib; off += 3 * page) {
+                gm.writeU64(off, off + 1);
+                gm.writeU64(64 * mib + off, off + 2);
+            }
+            gm.pagesToSend(null); // the base covers what is written so far
+            Path full = SNAPSHOT_DIR.resolve("full.snap"), inc = SNAPSHOT_DIR.resolve("inc.snap");
+            phase("snapshot-write");
+            SnapshotWriter.write(gm, full);
+            for (long off = page; off < 4 * mib; off += 7 * page) gm.writeU64(off, ~off);
+            phase("snapshot-increment");
+            try (Snapshot base = Snapshot.open(full)) {
+                SnapshotWriter.writeIncremental(gm, base, gm.pagesToSend(null), inc);
+                phase("snapshot-restore");
+                try (Snapshot i = Snapshot.open(inc); RestoredMemory back = SnapshotRestore.eager(List.of(base, i), null)) {
+                    phase("snapshot-restored");
+                }
+            }
+        }
     }
 
     private static void demo() {

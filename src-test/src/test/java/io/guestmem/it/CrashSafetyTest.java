@@ -24,10 +24,11 @@ import org.junit.jupiter.api.Test;
 /**
  * Nothing the library changes outside its process outlives it: child JVMs run the library's setup paths
  * ({@link CrashChild}: hugetlb regions of each size the kernel offers, a KVM VM with a locked memslot and
- * a guest_memfd, the CLI's demo) and are killed with SIGKILL at random instants, many times; after each
+ * a guest_memfd, the CLI's demo, snapshot files written and restored) and are killed with SIGKILL at random instants, many times; after each
  * kill the system is compared with before: every hugetlb pool's persistent, free, reserved and surplus
- * pages and its overcommit limit, files the library names (/dev/shm, the temp dir), and pool guardian
- * processes. Every other run the test JVM holds a raise of its own on the same pools across the kill, so
+ * pages and its overcommit limit, files the library names (/dev/shm, the temp dir), pool guardian
+ * processes, and in the snapshot writer's directory any temporary or any file under a final name that does not
+ * verify whole. Every other run the test JVM holds a raise of its own on the same pools across the kill, so
  * the comparison also proves that a dying process takes back its own raise and not another's. Bounded by
  * a time budget (many more runs on a fast machine, at least two per scenario everywhere).
  */
@@ -45,6 +46,9 @@ class CrashSafetyTest {
         if (Files.exists(Path.of("/dev/kvm"))) scenarios.add("vm");
         else System.out.println("crash test: no /dev/kvm, the vm scenario is skipped");
         scenarios.add("demo");
+        scenarios.add("snapshot");
+        Files.createDirectories(CrashChild.SNAPSHOT_DIR);
+        clear(CrashChild.SNAPSHOT_DIR);
         Random rnd = new Random();
         long seed = rnd.nextLong();
         rnd.setSeed(seed);
@@ -67,6 +71,7 @@ class CrashSafetyTest {
                     runs.merge(sc, 1, Integer::sum);
                     points.merge(sc + ":" + point, 1, Integer::sum);
                     List<String> left = differences(before, 10_000);
+                    if (sc.equals("snapshot")) left.addAll(snapshotLeftovers(CrashChild.SNAPSHOT_DIR));
                     if (!left.isEmpty()) leftovers.add(sc + " killed at " + point + (own != null ? " (with a raise of our own)" : "") + ": " + left);
                 } finally {
                     if (own != null) own.close();
@@ -80,7 +85,10 @@ class CrashSafetyTest {
         ReliabilityReport.put("crash safety", "child JVMs killed with SIGKILL at random instants (" + String.join(", ", scenarios) + ")", total);
         ReliabilityReport.put("crash safety", "distinct kill points hit (scenario:phase)", points.size());
         ReliabilityReport.put("crash safety", "kill points (scenario:phase=kills)", points);
-        ReliabilityReport.put("crash safety", "leftovers after a kill (pools, surplus, overcommit, files, guardians)", leftovers.size());
+        ReliabilityReport.put("crash safety", "leftovers after a kill (pools, surplus, overcommit, files, guardians, "
+                + "half or temporary snapshot files)", leftovers.size());
+        clear(CrashChild.SNAPSHOT_DIR);
+        Files.delete(CrashChild.SNAPSHOT_DIR);
         assertEquals(List.of(), leftovers);
     }
 
@@ -100,6 +108,49 @@ class CrashSafetyTest {
         assertEquals(1, left.size(), left.toString());
         assertEquals(true, left.getFirst().startsWith("pool " + s.label()), left.toString());
         assertEquals(List.of(), differences(before, 2_000));
+    }
+
+    /**
+     * What a killed snapshot writer left in its directory that it should not have: any name but the two final
+     * ones (a temporary), or a file under a final name that does not open and verify whole. Clears the directory
+     * for the next run.
+     */
+    static List<String> snapshotLeftovers(Path dir) throws IOException {
+        List<String> bad = new ArrayList<>();
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.sorted().toList()) {
+                String n = p.getFileName().toString();
+                if (!n.equals("full.snap") && !n.equals("inc.snap")) {
+                    bad.add("snapshot temporary left: " + n);
+                    continue;
+                }
+                try (io.guestmem.snapshot.Snapshot snap = io.guestmem.snapshot.Snapshot.open(p)) {
+                    snap.verify();
+                } catch (IOException | RuntimeException e) {
+                    bad.add("half a snapshot under its final name: " + n + ": " + e);
+                }
+            }
+        }
+        clear(dir);
+        return bad;
+    }
+
+    private static void clear(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            for (Path p : s.toList()) Files.delete(p);
+        }
+    }
+
+    /** The snapshot check's control: what a writer without O_TMPFILE and link could leave is reported. */
+    @Test
+    void theSnapshotCheckSeesATemporaryAndAHalfFile(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Files.writeString(dir.resolve(".full.snap.tmp-1-2"), "a named temporary a killed writer left");
+        Files.write(dir.resolve("inc.snap"), "GMSNAPv1 and then nothing".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        List<String> bad = snapshotLeftovers(dir);
+        System.out.println("snapshot check control: " + bad);
+        assertEquals(2, bad.size(), bad.toString());
+        assertEquals(true, bad.get(0).startsWith("snapshot temporary left"), bad.toString());
+        assertEquals(true, bad.get(1).startsWith("half a snapshot under its final name: inc.snap"), bad.toString());
     }
 
     /** One child killed at a random instant; returns the phase it was in (or "startup"). */
