@@ -46,9 +46,12 @@ import java.util.stream.Stream;
  * SIGKILL. Why not {@code PR_SET_PDEATHSIG} or a pidfd in a helper thread: they live in the dying
  * process. The clean-exit path is {@link Reservation#close()}: the same guardian subtracts exactly what
  * the raise added, and the guardian's ledger for that knob is back to 0.
+ * The one death this does not cover is the guardian's own by a signal sent to it alone (it runs in its own
+ * session, so a kill of the JVM's process group or session does not reach it): then its ledger is lost with it.
  * <p>Other process-wide state the library or the demo changes (rlimits, mlock, KVM VMs, memfds,
- * guest_memfds, mappings) belongs to the process and goes with it; the crash test
- * ({@code CrashSafetyTest}) kills child JVMs in each setup path and checks the system against that.
+ * guest_memfds, mappings) belongs to the process and goes with it; snapshot files are published only whole
+ * (an unnamed {@code O_TMPFILE} file linked into its name, freed by the kernel if the writer dies first). The
+ * crash test ({@code CrashSafetyTest}) kills child JVMs in each setup path and checks the system against that.
  */
 public final class HugePagePools {
     private HugePagePools() {}
