@@ -9,6 +9,12 @@ import io.guestmem.sys.Errno;
  * converting ({@link Mappability#NONE}), or the region has no host mapping at all (a guest_memfd without
  * INIT_SHARED, whose pages raise SIGBUS on any host touch). {@code EFAULT}, as a host fault on such a page
  * would fail in the kernel ({@code kvm_gmem_fault} answers SIGBUS).
+ *
+ * <p>This is the refusal of the region's own accessors, which address the file by offset. Through
+ * {@link io.guestmem.access.GuestMemory}, which addresses guest physical memory, the same refusal is a
+ * {@link io.guestmem.access.PrivateMemoryException}: it carries what a guest-address access needs (gpa, slot,
+ * bytes done before the refused page, as every {@code GuestMemoryException} does) and is raised by the access
+ * policy before the region is touched, so no call ever sees both.
  */
 public final class HostAccessRefusedException extends KvmException {
     private final long offset;
