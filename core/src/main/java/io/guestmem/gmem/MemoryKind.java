@@ -29,8 +29,13 @@ public enum MemoryKind {
 
     /** The VMA name of a memfd_secret mapping starts so ({@code /secretmem (deleted)}; older kernels bracket it). */
     private static final String SECRETMEM_NAME = "/secretmem", SECRETMEM_NAME_BRACKETED = "[secretmem";
-    /** The VMA name of a mapping of a KVM guest_memfd. */
-    private static final String GUEST_MEMFD_NAME = "anon_inode:[kvm-gmem]";
+    /**
+     * The VMA name of a mapping of a KVM guest_memfd: an anonymous inode's name, or, since "KVM: guest_memfd: Use
+     * guest mem inodes instead of anonymous inodes" (https://lore.kernel.org/all/20250827175247.83322-7-shivankg@amd.com/)
+     * gave guest_memfd its own pseudo filesystem, that file's path, {@code /[kvm-gmem] (deleted)} (seen on
+     * Debian's 7.3 arm64 kernel).
+     */
+    private static final String GUEST_MEMFD_NAME = "anon_inode:[kvm-gmem]", GUEST_MEMFD_INODE_NAME = "/[kvm-gmem]";
 
     /**
      * What a VMA's name alone says: {@link #SECRET_MEM} or {@link #GUEST_MEMFD}; empty for any other name
@@ -39,7 +44,8 @@ public enum MemoryKind {
     public static Optional<MemoryKind> ofName(String vmaName) {
         if (vmaName == null) return Optional.empty();
         if (vmaName.startsWith(SECRETMEM_NAME) || vmaName.startsWith(SECRETMEM_NAME_BRACKETED)) return Optional.of(SECRET_MEM);
-        if (vmaName.equals(GUEST_MEMFD_NAME)) return Optional.of(GUEST_MEMFD);
+        if (vmaName.equals(GUEST_MEMFD_NAME) || vmaName.equals(GUEST_MEMFD_INODE_NAME)
+                || vmaName.startsWith(GUEST_MEMFD_INODE_NAME + " ")) return Optional.of(GUEST_MEMFD);
         return Optional.empty();
     }
 

@@ -16,7 +16,8 @@ import java.util.List;
  * place until they are unregistered, and unpins them when the process dies (the rings go with it).
  *
  * <h2>Accounting</h2>
- * The kernel charges these pins itself ({@code io_account_mem}): VmPin ({@code mm->pinned_vm}) always, and,
+ * The kernel charges these pins itself ({@code io_account_mem}): VmPin ({@code mm->pinned_vm}) always through
+ * 6.18 (Debian's 7.3 leaves VmPin alone for a process with CAP_IPC_LOCK: {@link VmPinAccounting}), and,
  * without CAP_IPC_LOCK, the user's {@code locked_vm} against RLIMIT_MEMLOCK, refused with ENOMEM before
  * anything is pinned. That is this pin's {@code try_rlimit_memlock}: there is no check of the library's own
  * before it, so the ENOMEM a caller sees over the limit is the kernel's, surfaced as {@link KvmException}

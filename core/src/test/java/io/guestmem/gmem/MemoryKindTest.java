@@ -48,6 +48,9 @@ class MemoryKindTest {
         assertEquals(Optional.of(MemoryKind.SECRET_MEM), MemoryKind.ofName("/secretmem (deleted)"));
         assertEquals(Optional.of(MemoryKind.SECRET_MEM), MemoryKind.ofName("[secretmem]"));
         assertEquals(Optional.of(MemoryKind.GUEST_MEMFD), MemoryKind.ofName("anon_inode:[kvm-gmem]"));
+        // its own inode since "KVM: guest_memfd: Use guest mem inodes instead of anonymous inodes" (Debian 7.3)
+        assertEquals(Optional.of(MemoryKind.GUEST_MEMFD), MemoryKind.ofName("/[kvm-gmem] (deleted)"));
+        assertEquals(Optional.empty(), MemoryKind.ofName("/[kvm-gmem]x"));
         assertEquals(Optional.empty(), MemoryKind.ofName("anon_inode:[perf_event]"));
         assertEquals(Optional.empty(), MemoryKind.ofName("/memfd:guestmem (deleted)"));
         assertEquals(Optional.empty(), MemoryKind.ofName(""));

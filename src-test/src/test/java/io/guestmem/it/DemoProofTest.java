@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.guestmem.lock.VmPinAccounting;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.guestmem.cli.Main;
@@ -93,14 +94,17 @@ class DemoProofTest {
         assertTrue(m.get("lockedSlot").isTextual(), m.toString());
         // The locked slot is guest-written memory, mapped writable: pinned long-term, so VmPin grows, not VmLck.
         assertEquals("LONGTERM_PIN", m.get("pinKind").asText(), m.toString());
-        assertTrue(m.get("vmPinAfterBytes").asLong() > m.get("vmPinBeforeBytes").asLong(), m.toString());
+        // (where this kernel shows a pin of this process in VmPin at all: VmPinAccounting)
+        if (VmPinAccounting.showsLongTermPins())
+            assertTrue(m.get("vmPinAfterBytes").asLong() > m.get("vmPinBeforeBytes").asLong(), m.toString());
         int lockedSlots = 0;
         for (JsonNode s : d.get("slots")) {
             if (s.get("locked").asBoolean()) {
                 lockedSlots++;
                 assertEquals(m.get("pinKind").asText(), s.get("pinKind").asText(), s.toString());
-                assertEquals(m.get("vmPinAfterBytes").asLong() - m.get("vmPinBeforeBytes").asLong(),
-                        s.get("pinnedBytes").asLong(), "VmPin grew by exactly the locked slot: " + s);
+                assertEquals(VmPinAccounting.shownBytes(s.get("pinnedBytes").asLong()),
+                        m.get("vmPinAfterBytes").asLong() - m.get("vmPinBeforeBytes").asLong(),
+                        "VmPin grew by exactly the locked slot (as this kernel shows pins): " + s);
             } else {
                 assertTrue(s.get("pinKind").isNull(), s.toString());
             }
