@@ -40,6 +40,12 @@ public final class KvmGuestMemfd implements AutoCloseable, GuestMemfdFile {
         return fd;
     }
 
+    /** Created with {@code GUEST_MEMFD_FLAG_MMAP}. */
+    @Override
+    public boolean hostMappable() {
+        return (flags & KvmIoctls.GUEST_MEMFD_FLAG_MMAP) != 0;
+    }
+
     @Override
     public long size() {
         return size;

@@ -10,6 +10,8 @@ import io.guestmem.kvmapi.VmFd;
 import io.guestmem.kvmapi.Arm64Kvm;
 import io.guestmem.kvmapi.X86Kvm;
 import io.guestmem.memslot.GuestMemfdTable;
+import io.guestmem.host.HostRegion;
+import io.guestmem.sys.ErrnoException;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotChange;
 import io.guestmem.memslot.MemslotObserver;
@@ -67,7 +69,7 @@ public final class KvmVm implements AutoCloseable {
     private final List<Vcpu> vcpus = new ArrayList<>();
     private final List<KvmGuestMemfd> guestMemfds = new ArrayList<>();
     /** This VM's open guest_memfds by fd, for the memslot writer's {@code kvm_gmem_bind} checks. */
-    private final GuestMemfdTable gmemTable = new GuestMemfdTable();
+    private final GuestMemfdTable gmemTable;
     private final long vmType;
     /** The slots KVM currently has from us, by KVM slot number ({@link Memslot#kvmSlot}). */
     private final Map<Integer, Memslot> slots = new TreeMap<>();
@@ -82,6 +84,41 @@ public final class KvmVm implements AutoCloseable {
         this.region2 = options.useRegion2() && caps.userMemory2();
         this.dirtyRingBytes = options.dirtyRingBytes();
         this.vmType = options.vmType();
+        this.gmemTable = caps.guestMemfd() && region2
+                ? new GuestMemfdTable(gmemOverlapErrno(kvm, vmType, caps.guestMemfdMmapShared()), !Arch.CURRENT.isX86())
+                : new GuestMemfdTable();
+    }
+
+    private static final java.util.concurrent.ConcurrentHashMap<Long, Errno> GMEM_OVERLAP = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /**
+     * What this KVM's {@code kvm_gmem_bind} answers a binding that overlaps another of the same file, measured once
+     * per VM type in a scratch VM: EINVAL through 6.18, EEXIST on Debian's 7.3. (The overlap check is the writer's
+     * own; only the code it answers with is the machine's.) EINVAL when the scratch binding cannot be made.
+     */
+    static Errno gmemOverlapErrno(KvmDevice kvm, long vmType, boolean mmapShared) {
+        return GMEM_OVERLAP.computeIfAbsent(vmType, t -> {
+            long page = Posix.PAGE_SIZE;
+            long flags = mmapShared ? KvmIoctls.GUEST_MEMFD_FLAG_MMAP | KvmIoctls.GUEST_MEMFD_FLAG_INIT_SHARED : 0;
+            try (VmFd scratch = kvm.createVm(t); HostRegion hva = HostRegion.anonymous(page).create()) {
+                int fd = scratch.createGuestMemfd(page, flags);
+                try {
+                    // KVM checks the hva's alignment and access_ok for a guest_memfd slot; nothing is touched
+                    scratch.setUserMemoryRegion2(0, Memslot.GUEST_MEMFD, 0, page, hva.address(), 0, fd);
+                    try {
+                        scratch.setUserMemoryRegion2(1, Memslot.GUEST_MEMFD, 1L << 20, page, hva.address(), 0, fd);
+                        return Errno.EINVAL; // accepted: no overlap check to measure; keep 6.18's code
+                    } catch (ErrnoException e) {
+                        Errno answered = Errno.of(e.errnoNumber());
+                        return answered != null ? answered : Errno.EINVAL;
+                    }
+                } finally {
+                    Posix.close(fd);
+                }
+            } catch (ErrnoException e) {
+                return Errno.EINVAL;
+            }
+        });
     }
 
     public static KvmVm open() {

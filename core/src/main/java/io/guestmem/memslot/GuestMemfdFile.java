@@ -12,4 +12,12 @@ public interface GuestMemfdFile {
 
     /** The file's size in bytes. */
     long size();
+
+    /**
+     * Whether the file was created host-mappable ({@code GUEST_MEMFD_FLAG_MMAP}): {@code kvm_gmem_bind} then
+     * marks its slots {@code KVM_MEMSLOT_GMEM_ONLY}, which arm64 requires of every guest_memfd slot.
+     */
+    default boolean hostMappable() {
+        return false;
+    }
 }

@@ -1,5 +1,6 @@
 package io.guestmem.memslot;
 
+import io.guestmem.sys.Errno;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -15,6 +16,38 @@ import java.util.concurrent.ConcurrentHashMap;
  */
 public final class GuestMemfdTable {
     private final Map<Integer, GuestMemfdFile> byFd = new ConcurrentHashMap<>();
+    private final Errno overlapErrno;
+    private final boolean mappableOnly;
+
+    /** The rules of KVM through 6.18 on x86: overlapping bindings are EINVAL, any guest_memfd may back a slot. */
+    public GuestMemfdTable() {
+        this(Errno.EINVAL, false);
+    }
+
+    /**
+     * @param overlapErrno what {@code kvm_gmem_bind} answers a binding that overlaps another of the same file:
+     *                     EINVAL through 6.18 (its overlap check jumps to the EINVAL exit), EEXIST on Debian's 7.3
+     *                     (measured by the VM, {@code io.guestmem.kvm.KvmVm})
+     * @param mappableOnly arm64's rule since "KVM: arm64: Enable support for guest_memfd backed memory"
+     *                     (https://lore.kernel.org/all/20250723104714.1674617-20-tabba@google.com/): a guest_memfd slot
+     *                     must be gmem-only, i.e. its file host-mappable ({@link GuestMemfdFile#hostMappable}), else
+     *                     {@code kvm_arch_prepare_memory_region} refuses it with EINVAL, after the bind and the
+     *                     guest-physical limit
+     */
+    public GuestMemfdTable(Errno overlapErrno, boolean mappableOnly) {
+        this.overlapErrno = java.util.Objects.requireNonNull(overlapErrno);
+        this.mappableOnly = mappableOnly;
+    }
+
+    /** What an overlapping binding costs on this VM's KVM. */
+    public Errno overlapErrno() {
+        return overlapErrno;
+    }
+
+    /** Whether every guest_memfd slot must be backed by a host-mappable file (arm64). */
+    public boolean mappableOnly() {
+        return mappableOnly;
+    }
 
     /** Adds a guest_memfd of this VM. */
     public void register(GuestMemfdFile f) {

@@ -33,7 +33,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *   and MOVE overlapping another slot of the address space: EEXIST. Then {@code kvm_gmem_bind} for a
  *   GUEST_MEMFD slot: a negative or closed fd is EBADF; with the VM's {@link GuestMemfdTable} in the
  *   configuration, an fd that is no guest_memfd of this VM, a range outside the file, and a range
- *   overlapping another binding of the same file are EINVAL (without a table: the writer's own bindings by
+ *   overlapping another binding of the same file are EINVAL (EEXIST where the VM's KVM says so; without a table: the writer's own bindings by
  *   fd number). Last the architecture's {@code kvm_arch_prepare_memory_region}: a created or moved slot
  *   ending past the configured guest-physical limit costs the configured errno.</li>
  * <li>Every {@link MemslotObserver} sees the change, in registration order; a throw vetoes it: the observers
@@ -364,6 +364,12 @@ public final class Memslots {
             throw new KvmException(config.gpaLimitErrno(), op, "gpa range ends past the VM's guest-physical limit "
                     + Fmt.hex(config.gpaLimit()));
         }
+        // arm64's: only gmem-only guest_memfd slots (a host-mappable file), there being no private memory to back
+        if (binding != null && config.guestMemfds() != null && config.guestMemfds().mappableOnly()
+                && !(binding.file() instanceof GuestMemfdFile f && f.hostMappable())) {
+            throw new KvmException(Errno.EINVAL, op, "this architecture's KVM backs a slot only with a host-mappable "
+                    + "guest_memfd (GUEST_MEMFD_FLAG_MMAP); fd " + gmemFd + " is not");
+        }
         Memslot updated = new Memslot(as, id, baseGfn, npages, hva, flags, gmem ? gmemFd : -1, gmem ? gmemOffset : 0);
         return new Plan(new MemslotChange(kind, old, updated), binding);
     }
@@ -396,7 +402,7 @@ public final class Memslots {
             // a closed file's bindings went with it (kvm_gmem_release); a new file may reuse its fd number
             boolean live = table == null || !(other.file() instanceof GuestMemfdFile f) || table.contains(f, other.fd());
             if (live && other.overlaps(b)) {
-                throw new KvmException(Errno.EINVAL, op, "guest_memfd pages " + Fmt.hex(b.start()) + "+"
+                throw new KvmException(table != null ? table.overlapErrno() : Errno.EINVAL, op, "guest_memfd pages " + Fmt.hex(b.start()) + "+"
                         + Fmt.hex(b.npages()) + " overlap another slot's binding of the same file");
             }
         }
