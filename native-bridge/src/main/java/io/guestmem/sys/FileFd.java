@@ -29,7 +29,12 @@ public final class FileFd implements AutoCloseable {
 
     /** {@code open(path, flags | O_CLOEXEC)} of an existing file ({@link Posix#O_RDONLY}, {@code O_WRONLY}, {@code O_RDWR}, ...). */
     public static FileFd open(String path, int flags) {
-        return new FileFd(Posix.open(path, flags), path);
+        return open(path, flags, 0);
+    }
+
+    /** {@code open(path, flags | O_CLOEXEC, mode)}: {@code mode} for a file it creates. */
+    public static FileFd open(String path, int flags, int mode) {
+        return new FileFd(Posix.open(path, flags, mode), path);
     }
 
     /** The two ends of a pipe; closing it closes both. */

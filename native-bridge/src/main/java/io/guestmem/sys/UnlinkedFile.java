@@ -22,19 +22,18 @@ public final class UnlinkedFile implements AutoCloseable {
     private static final MethodHandle LINKAT = Native.errnoCall("linkat",
             FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT, C_POINTER, C_INT));
 
-    private final int fd;
+    private final FileFd file;
     private final Path dir;
-    private volatile boolean closed;
 
-    private UnlinkedFile(int fd, Path dir) {
-        this.fd = fd;
+    private UnlinkedFile(FileFd file, Path dir) {
+        this.file = file;
         this.dir = dir;
     }
 
     /** A new unnamed file in {@code dir}, read-write, mode 0600. */
     public static UnlinkedFile create(Path dir) {
         Path d = dir.toAbsolutePath();
-        return new UnlinkedFile(Posix.open(d.toString(), Arch.CURRENT.oTmpfile() | Posix.O_RDWR, 0600), d);
+        return new UnlinkedFile(FileFd.open(d.toString(), Arch.CURRENT.oTmpfile() | Posix.O_RDWR, 0600), d);
     }
 
     /**
@@ -62,21 +61,19 @@ public final class UnlinkedFile implements AutoCloseable {
         }
     }
 
+    /** The descriptor; after {@link #close} IllegalStateException. */
     public int fd() {
-        if (closed) throw UseAfterClose.of(this, "fd()");
-        return fd;
+        return file.fd();
     }
 
     /** Closes the descriptor: a file never linked is gone with it. Idempotent. */
     @Override
-    public synchronized void close() {
-        if (closed) return;
-        closed = true;
-        Posix.close(fd);
+    public void close() {
+        file.close();
     }
 
     @Override
     public String toString() {
-        return "unnamed file fd " + fd + " in " + dir;
+        return "unnamed file " + file + " in " + dir;
     }
 }
