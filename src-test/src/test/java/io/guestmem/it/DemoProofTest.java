@@ -61,7 +61,17 @@ class DemoProofTest {
             assertTrue(byBacking.containsKey(b), "the demo maps a " + b + " slot: " + byBacking.keySet());
         // pfnmap where the kernel has a VM_PFNMAP mapping for it (smaps VmFlags); otherwise the demo says why.
         var noPfnmap = io.guestmem.host.Pfnmap.unavailableReason();
-        assertEquals(noPfnmap.isEmpty(), byBacking.containsKey("pfnmap"), "pfnmap slot iff the kernel has one: " + noPfnmap);
+        // arm64's KVM refuses a slot over a cacheable PFNMAP mapping (the perf ring is normal memory) unless the
+        // CPU manages caches for it, since "KVM: arm64: Block cacheable PFNMAP mapping" (Debian 7.3 under TCG:
+        // EINVAL); the demo then says so in a note, and that is the one way it may leave a possible slot out.
+        String kvmRefusal = null;
+        for (JsonNode n : d.get("notes")) if (n.asText().startsWith("pfnmap: slot refused:")) kvmRefusal = n.asText();
+        if (noPfnmap.isEmpty() && !byBacking.containsKey("pfnmap") && kvmRefusal != null && !io.guestmem.sys.Arch.CURRENT.isX86()) {
+            System.out.println("SKIP (part): arm64 KVM refused the cacheable PFNMAP slot: " + kvmRefusal);
+        } else {
+            assertEquals(noPfnmap.isEmpty(), byBacking.containsKey("pfnmap"), "pfnmap slot iff the kernel has one: " + noPfnmap
+                    + (kvmRefusal != null ? "; " + kvmRefusal : ""));
+        }
         JsonNode thp = byBacking.get("thp");
         // Level labels are the machine's: the PMD is 2M on x86-64 and 4K arm64, 32M on 16K arm64, where a 2M
         // hugetlb page is contiguous-PTE and so maps at the base-page level.
