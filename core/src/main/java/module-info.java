@@ -17,6 +17,7 @@ module io.guestmem.core {
     exports io.guestmem.kvm.x86;
     exports io.guestmem.lock;
     exports io.guestmem.memslot;
+    exports io.guestmem.migration;
     exports io.guestmem.mmu;
     exports io.guestmem.snapshot;
     exports io.guestmem.virtio;

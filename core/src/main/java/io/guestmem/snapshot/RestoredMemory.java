@@ -14,7 +14,8 @@ public final class RestoredMemory implements AutoCloseable {
     private final List<HostRegion> regions;
     private final RestoreStats stats;
 
-    RestoredMemory(VmMemory memory, List<HostRegion> regions, RestoreStats stats) {
+    /** Memory built of fresh {@code regions} (which it now owns) by a restore here or a migration's destination. */
+    public RestoredMemory(VmMemory memory, List<HostRegion> regions, RestoreStats stats) {
         this.memory = memory;
         this.regions = List.copyOf(regions);
         this.stats = stats;

@@ -59,8 +59,11 @@ public final class SnapshotRestore {
         }
     }
 
-    /** A fresh region of the slot's recorded backing. */
-    static HostRegion create(SnapshotSlot s) {
+    /**
+     * A fresh region of the slot's recorded backing (what a restore, or a migration's destination, maps);
+     * {@link SnapshotLayoutException} for a backing no restore can create on its own.
+     */
+    public static HostRegion create(SnapshotSlot s) {
         Backing b = s.backing();
         if (b == null) throw new SnapshotLayoutException("slot " + s.slotId() + ": unknown backing '" + s.backingLabel() + "'");
         return switch (b) {

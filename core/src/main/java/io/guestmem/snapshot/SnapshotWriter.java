@@ -191,8 +191,12 @@ public final class SnapshotWriter {
         }
     }
 
-    /** The runs {first page, pages} of a slot that hold anything, slot-relative, ascending. */
-    static List<long[]> present(RamSlot r, long pageSize) {
+    /**
+     * The runs {first page, pages} of a slot that hold anything, slot-relative, ascending: the kernel's answer
+     * (PAGEMAP_SCAN for private memory, SEEK_DATA/SEEK_HOLE for a file), what a snapshot or a migration's first
+     * round sends.
+     */
+    public static List<long[]> present(RamSlot r, long pageSize) {
         HostRegion region = r.region();
         long len = r.slot().npages() * pageSize;
         List<long[]> out = new ArrayList<>();
@@ -222,8 +226,8 @@ public final class SnapshotWriter {
         return merge(out);
     }
 
-    /** The dirty runs of a slot from a pagesToSend answer. */
-    static List<long[]> dirtyRuns(RamSlot r, List<DirtyPages> dirty) {
+    /** The dirty runs {first page, pages} of a slot from a pagesToSend answer, slot-relative, ascending. */
+    public static List<long[]> dirtyRuns(RamSlot r, List<DirtyPages> dirty) {
         List<long[]> out = new ArrayList<>();
         if (dirty == null) return out;
         for (DirtyPages d : dirty) {

@@ -1,0 +1,265 @@
+package io.guestmem.migration;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+import io.guestmem.access.GuestMemory;
+import io.guestmem.host.HostRegion;
+import io.guestmem.kvm.GuestCpu;
+import io.guestmem.kvm.GuestProgram;
+import io.guestmem.kvm.KvmAvailable;
+import io.guestmem.kvm.KvmDirtyLog;
+import io.guestmem.kvm.KvmVm;
+import io.guestmem.kvm.Vcpu;
+import io.guestmem.kvm.VcpuExit;
+import io.guestmem.memslot.Memslot;
+import io.guestmem.memslot.Memslots;
+import io.guestmem.vm.VmMemory;
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ByteChannel;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Live migration of a real KVM guest's memory to another process: the guest rewrites every page of an anonymous
+ * and a memfd slot, pass after pass, while the pre-copy rounds go out (the pages it dirties come from KVM's dirty
+ * log); then it is paused, the last pages and every page's checksum are sent, and in the destination process a new
+ * VM's guest checks that every page holds what the source's guest left. Plus the failures: a corrupt record, a
+ * peer that goes away on either side.
+ */
+class LiveMigrationTest {
+    static final long BOOT = 0x40000, CODE = 0x1000, TAG_GPA = 0x30000, DATA = 2 << 20;
+    static final long[] DATA_GPAS = {0x200000, 0x800000};
+    @TempDir Path dir;
+
+    static long guestPages() {
+        return DATA / GuestCpu.GUEST_PAGE;
+    }
+
+    /** Two connected unix stream sockets. */
+    private SocketChannel[] pair() throws IOException {
+        Path sock = dir.resolve("pair-" + System.nanoTime() + ".sock");
+        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            server.bind(UnixDomainSocketAddress.of(sock));
+            SocketChannel a = SocketChannel.open(StandardProtocolFamily.UNIX);
+            a.connect(UnixDomainSocketAddress.of(sock));
+            return new SocketChannel[] {a, server.accept()};
+        }
+    }
+
+    /**
+     * VMAs of exactly {@code size} bytes: the destination's regions (guard pages are VMAs of their own), which a
+     * count of all mappings cannot tell from the JVM's own (thread stacks, arenas) that come and go meanwhile.
+     */
+    private static long mappingsOf(long size) throws IOException {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> {
+            String[] range = l.substring(0, l.indexOf(' ')).split("-");
+            return Long.parseUnsignedLong(range[1], 16) - Long.parseUnsignedLong(range[0], 16) == size;
+        }).count();
+    }
+
+    @Test
+    void aRunningGuestMovesToAnotherProcessAndFindsEveryPageAsItLeftIt() throws Exception {
+        KvmAvailable.assume();
+        GuestCpu g = GuestCpu.current();
+        Path sock = dir.resolve("migrate.sock");
+        try (KvmVm vm = KvmVm.open(); VmMemory mem = new VmMemory(vm);
+             HostRegion boot = HostRegion.anonymous(BOOT).create();
+             HostRegion anon = HostRegion.anonymous(DATA).create();
+             HostRegion memfd = HostRegion.memfd(DATA).create();
+             ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            g.prepareVm(vm);
+            GuestMemory gm = mem.memory();
+            Map<Integer, KvmDirtyLog> logs = new HashMap<>();
+            Memslot[] slots = {gm.addRam(0, 0, boot, 0, BOOT, Memslot.LOG_DIRTY_PAGES),
+                    gm.addRam(1, DATA_GPAS[0], anon, 0, DATA, Memslot.LOG_DIRTY_PAGES),
+                    gm.addRam(2, DATA_GPAS[1], memfd, 0, DATA, Memslot.LOG_DIRTY_PAGES)};
+            for (Memslot s : slots) logs.put(s.id(), KvmDirtyLog.of(vm, s));
+            Vcpu cpu = vm.createVcpu(0);
+
+            // The guest: pass after pass, every page of both slots gets pageValue(gfn, pass), until paused.
+            AtomicBoolean stop = new AtomicBoolean();
+            AtomicInteger passes = new AtomicInteger();
+            AtomicReference<Throwable> guestFailure = new AtomicReference<>();
+            Thread guest = Thread.ofPlatform().name("guest").start(() -> {
+                try {
+                    for (int pass = 1; !stop.get(); pass++) {
+                        for (long gpa : DATA_GPAS) {
+                            GuestProgram p = g.writeGfnToEveryPage(CODE, gpa, guestPages(), pass);
+                            for (GuestProgram.Chunk c : p.image()) gm.write(c.gpa(), c.bytes());
+                            List<VcpuExit> exits = g.runToCompletion(cpu, p, 64);
+                            if (!exits.isEmpty()) throw new AssertionError("guest exits " + exits);
+                        }
+                        passes.set(pass);
+                    }
+                } catch (Throwable t) {
+                    guestFailure.set(t);
+                }
+            });
+            while (passes.get() == 0 && guest.isAlive()) Thread.sleep(1);
+
+            server.bind(UnixDomainSocketAddress.of(sock));
+            Process child = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                    MigrationDestinationChild.class.getName(), sock.toString()).redirectErrorStream(true).start();
+            CompletableFuture<String> childOut = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return new String(child.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+                } catch (IOException e) {
+                    return e.toString();
+                }
+            });
+            int[] lastPass = new int[1];
+            MigrationStats stats;
+            try (SocketChannel ch = server.accept()) {
+                stats = MigrationSource.send(gm, ch, s -> logs.get(s.id()).collect(), () -> {
+                    stop.set(true);
+                    try {
+                        guest.join(TimeUnit.SECONDS.toMillis(60));
+                    } catch (InterruptedException e) {
+                        throw new IllegalStateException(e);
+                    }
+                    // device state travels with the memory: the tag the guest last wrote, in a page it never touches
+                    lastPass[0] = passes.get();
+                    gm.writeU64(TAG_GPA, lastPass[0]);
+                }, MigrationSource.Options.defaults());
+            }
+            assertFalse(guest.isAlive(), "the guest was paused");
+            assertNull(guestFailure.get());
+            assertTrue(child.waitFor(120, TimeUnit.SECONDS), "the destination finished");
+            String out = childOut.get(10, TimeUnit.SECONDS);
+            System.out.println("live migration: " + stats);
+            System.out.println("destination: " + out.trim());
+            assertEquals(0, child.exitValue(), out);
+            assertTrue(stats.verified(), "every page's checksum agreed at the switch: " + stats);
+            assertEquals(3 * 0 + (BOOT + 2 * DATA) / gm.memslots().geometry().pageSize(), stats.checked());
+            assertTrue(stats.rounds() >= 2, "the guest wrote during pre-copy, so there was more than the full round: " + stats);
+            assertTrue(stats.pagesPerRound().get(1) > 0, "round 1 sent what the guest dirtied during round 0: " + stats);
+            String result = out.lines().filter(l -> l.startsWith("RESULT ")).findFirst().orElseThrow(() -> new AssertionError(out));
+            assertTrue(result.contains(" wrong=0 "), "the guest on the destination found every page as left: " + result);
+            assertTrue(result.contains(" tag=" + lastPass[0]), result);
+            assertTrue(result.contains(" agree=" + stats.checked() + " checked=" + stats.checked()), result);
+            for (KvmDirtyLog l : logs.values()) l.close();
+        }
+    }
+
+    /** A record whose body was changed on the way is refused at its offset, and the destination releases everything. */
+    @Test
+    void aCorruptRecordIsRefusedAtItsOffsetAndNothingStaysMapped() throws Exception {
+        try (GuestMemory src = new GuestMemory(new Memslots()); HostRegion r = HostRegion.anonymous(1 << 20).create()) {
+            src.addRam(0, 0, r);
+            for (long off = 0; off < (1 << 20); off += 8192) src.writeU64(off, off | 1);
+            SocketChannel[] p = pair();
+            long header = 16 + 64 + 4, flipAt = header + 32 + 10;
+            ByteChannel corrupting = new ByteChannel() {
+                long written;
+
+                @Override
+                public int write(ByteBuffer b) throws IOException {
+                    ByteBuffer copy = ByteBuffer.allocate(b.remaining());
+                    copy.put(b.duplicate()).flip();
+                    if (flipAt >= written && flipAt < written + copy.limit()) {
+                        int i = (int) (flipAt - written);
+                        copy.put(i, (byte) (copy.get(i) ^ 0x40));
+                    }
+                    int n = p[0].write(copy);
+                    b.position(b.position() + n);
+                    written += n;
+                    return n;
+                }
+
+                @Override
+                public int read(ByteBuffer b) throws IOException {
+                    return p[0].read(b);
+                }
+
+                @Override
+                public boolean isOpen() {
+                    return p[0].isOpen();
+                }
+
+                @Override
+                public void close() throws IOException {
+                    p[0].close();
+                }
+            };
+            CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
+                try {
+                    MigrationSource.send(src, corrupting, null, () -> {}, MigrationSource.Options.defaults());
+                    return null;
+                } catch (Throwable t) {
+                    return t;
+                } finally {
+                    try {
+                        corrupting.close();
+                    } catch (IOException ignored) {
+                        // closing anyway
+                    }
+                }
+            });
+            long before = mappingsOf(1 << 20);
+            MigrationException e;
+            try (SocketChannel in = p[1]) {
+                e = assertThrows(MigrationException.class, () -> MigrationDestination.receive(in, null));
+            }
+            System.out.println("corrupt record: " + e.getMessage());
+            assertEquals(header + 32, e.offset(), "the body of the first record");
+            assertTrue(e.getMessage().contains("checksum mismatch"), e.getMessage());
+            assertEquals(before, mappingsOf(1 << 20), "the destination's regions were released");
+            Throwable s = source.get(30, TimeUnit.SECONDS);
+            assertInstanceOf(IOException.class, s, "the source learns the peer went away: " + s);
+            assertEquals(1L, src.readU64(0), "the source's memory is untouched");
+        }
+    }
+
+    /** A source that goes away after the first round leaves the destination with nothing mapped and a typed error. */
+    @Test
+    void aPeerThatDisconnectsMidMigrationLeavesNothingBehind() throws Exception {
+        try (GuestMemory src = new GuestMemory(new Memslots()); HostRegion r = HostRegion.memfd(1 << 20).create()) {
+            src.addRam(0, 0, r);
+            for (long off = 0; off < (1 << 20); off += 4096) src.writeU64(off, off + 7);
+            SocketChannel[] p = pair();
+            // the source's pause kills the connection: the destination has the full round and then EOF
+            CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
+                try {
+                    MigrationSource.send(src, p[0], null, () -> {
+                        try {
+                            p[0].close();
+                        } catch (IOException ignored) {
+                            // the point of the test
+                        }
+                    }, MigrationSource.Options.defaults());
+                    return null;
+                } catch (Throwable t) {
+                    return t;
+                }
+            });
+            long before = mappingsOf(1 << 20);
+            MigrationException e;
+            try (SocketChannel in = p[1]) {
+                e = assertThrows(MigrationException.class, () -> MigrationDestination.receive(in, null));
+            }
+            System.out.println("disconnected: " + e.getMessage());
+            assertTrue(e.getMessage().contains("closed the stream"), e.getMessage());
+            assertEquals(before, mappingsOf(1 << 20), "the destination released what it built");
+            Throwable s = source.get(30, TimeUnit.SECONDS);
+            assertInstanceOf(IOException.class, s, "the source fails with an I/O error, not a hang: " + s);
+            assertEquals(7L, src.readU64(0), "the source's memory is as it was");
+        }
+    }
+}
