@@ -48,8 +48,12 @@ class LazyRestoreGuestTest {
     }
 
     Path snapshotOfAGuest() throws Exception {
+        return snapshotOfAGuest(dir.resolve("guest.snap"));
+    }
+
+    /** A snapshot of a guest that wrote {@link #pageValue}(gfn, T1) into every page of the anon and the memfd slot. */
+    static Path snapshotOfAGuest(Path file) throws Exception {
         GuestCpu g = GuestCpu.current();
-        Path file = dir.resolve("guest.snap");
         try (KvmVm vm = KvmVm.open(); VmMemory mem = new VmMemory(vm);
              HostRegion boot = HostRegion.anonymous(BOOT).create();
              HostRegion anon = HostRegion.anonymous(DATA).create();

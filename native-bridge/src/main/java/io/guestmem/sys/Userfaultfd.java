@@ -143,6 +143,15 @@ public final class Userfaultfd implements AutoCloseable {
         return new Userfaultfd((int) r);
     }
 
+    /**
+     * A userfaultfd another process created and passed over a unix socket (SCM_RIGHTS), already past its
+     * UFFDIO_API handshake: its ioctls act on the creator's memory. Closing this closes only the descriptor.
+     */
+    public static Userfaultfd adopt(int fd) {
+        if (fd < 0) throw new IllegalArgumentException("not a descriptor: " + fd);
+        return new Userfaultfd(fd);
+    }
+
     public int fd() {
         checkOpen("fd()");
         return fd;
