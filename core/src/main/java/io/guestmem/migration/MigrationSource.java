@@ -6,6 +6,7 @@ import io.guestmem.access.DirtyPages;
 import io.guestmem.access.GuestMemory;
 import io.guestmem.access.RamSlot;
 import io.guestmem.memslot.Memslot;
+import io.guestmem.snapshot.LazyRegions;
 import io.guestmem.snapshot.SnapshotSlot;
 import io.guestmem.snapshot.SnapshotWriter;
 import java.io.IOException;
@@ -38,6 +39,11 @@ import java.util.zip.CRC32C;
  * </ol>
  * The reason is in {@link MigrationStats#stopReason}.
  *
+ * <p>With {@link Options#postCopy} the pause is shorter: the last dirty set is not sent, only marked (with every
+ * page's checksum at the switch), and the destination's guest runs at once and pulls those pages on demand
+ * ({@link PostCopy}); {@code send} returns when the destination has them all. The source's memory must not
+ * change until then (the guest stays paused): it holds the only copy of those pages.
+ *
  * <p>The source only reads its memory: a failure (the peer gone, an I/O error) leaves it as it was and running,
  * apart from the pause the caller resumes; dirty bits collected before the failure are lost to a later
  * migration, which must start again with a full round.
@@ -49,16 +55,26 @@ public final class MigrationSource {
      * @param maxRounds        pre-copy rounds after the full one, at the most
      * @param downtimeBudgetMs what the last round (with the guest paused) may take, estimated at the measured rate
      * @param minShrink        a round whose dirty set is more than this fraction of the previous one's ends pre-copy
+     * @param postCopy         after pre-copy, switch at once and let the destination pull the last dirty pages on
+     *                         demand (its guest runs meanwhile) instead of sending them with the guest paused
      */
-    public record Options(int maxRounds, double downtimeBudgetMs, double minShrink) {
+    public record Options(int maxRounds, double downtimeBudgetMs, double minShrink, boolean postCopy) {
         public Options {
             if (maxRounds < 0 || downtimeBudgetMs < 0 || minShrink <= 0) throw new IllegalArgumentException(
                     "maxRounds " + maxRounds + ", downtimeBudgetMs " + downtimeBudgetMs + ", minShrink " + minShrink);
         }
 
-        /** 10 rounds, a 20 ms budget, and a round must at least shrink the dirty set by a tenth. */
+        public Options(int maxRounds, double downtimeBudgetMs, double minShrink) {
+            this(maxRounds, downtimeBudgetMs, minShrink, false);
+        }
+
+        /** 10 rounds, a 20 ms budget, and a round must at least shrink the dirty set by a tenth; no post-copy. */
         public static Options defaults() {
-            return new Options(10, 20, 0.9);
+            return new Options(10, 20, 0.9, false);
+        }
+
+        public Options withPostCopy(boolean on) {
+            return new Options(maxRounds, downtimeBudgetMs, minShrink, on);
         }
     }
 
@@ -80,6 +96,7 @@ public final class MigrationSource {
             slots.add(new SnapshotSlot(r.slot().id(), r.slot().addressSpace(), r.slot().baseGfn() * pageSize,
                     r.slot().npages() * pageSize, r.region().pageSize(), r.slot().flags(), r.region().backing().label(), 0, 0));
         }
+        if (options.postCopy()) LazyRegions.checkRegistrable(slots); // the destination serves faults through userfaultfd
         MigrationWire wire = new MigrationWire(ch);
         wire.writeHeader(new MigrationWire.Header(pageSize, slots));
         Function<Memslot, long[]> external = tracker != null ? tracker : s -> null;
@@ -120,6 +137,7 @@ public final class MigrationSource {
             // the set that ended pre-copy and what was written since, once each (dirtyRuns merges overlapping runs)
             List<DirtyPages> last = new ArrayList<>(dirty);
             last.addAll(memory.pagesToSend(external));
+            if (options.postCopy()) return postCopy(memory, wire, out, ram, last, perRound, round, reason, t0, tPause);
             out.sendDirty(ram, last);
             perRound.add(out.endRound(round));
             double downtime = (System.nanoTime() - tPause) / 1e6;
@@ -129,7 +147,53 @@ public final class MigrationSource {
             MigrationWire.Head r = wire.readHead();
             if (r.kind() != RESULT) throw new MigrationException(wire.offset() - HEAD_BYTES, "expected RESULT, got kind " + r.kind());
             return new MigrationStats(round, perRound, out.pages, wire.bytesWritten(), downtime,
-                    (System.nanoTime() - t0) / 1e6, r.a(), r.b(), reason);
+                    (System.nanoTime() - t0) / 1e6, r.a(), r.b(), reason, 0);
+        }
+    }
+
+    /**
+     * The switch of a post-copy migration, with the guest paused: every page's checksum, then per slot the pages
+     * the destination must not take from pre-copy ({@code last}), then SWITCH; the destination's guest runs from
+     * then on. Then the pages it asks for, until its RESULT: the source's memory must stay as it is meanwhile (the
+     * guest paused), for it is the only copy of those pages.
+     */
+    private static MigrationStats postCopy(GuestMemory memory, MigrationWire wire, Sender out, List<RamSlot> ram,
+                                           List<DirtyPages> last, List<Long> perRound, int round, String reason,
+                                           long t0, long tPause) throws IOException {
+        for (int i = 0; i < ram.size(); i++) out.verify(i, ram.get(i));
+        long missing = 0;
+        for (int i = 0; i < ram.size(); i++) {
+            long n = ram.get(i).slot().npages();
+            ByteBuffer bits = ByteBuffer.allocate(Math.toIntExact((n + 63) / 64 * 8)).order(ByteOrder.LITTLE_ENDIAN);
+            for (long[] run : SnapshotWriter.dirtyRuns(ram.get(i), last)) {
+                for (long p = run[0]; p < run[0] + run[1]; p++) {
+                    int word = (int) (p >>> 6) * 8;
+                    if ((bits.getLong(word) & (1L << p)) == 0) missing++;
+                    bits.putLong(word, bits.getLong(word) | (1L << p));
+                }
+            }
+            wire.writeRecord(POSTCOPY, i, n, 0, bits);
+        }
+        wire.writeRecord(SWITCH, NO_SLOT, round, missing, null);
+        double downtime = (System.nanoTime() - tPause) / 1e6;
+        long requests = 0;
+        while (true) {
+            long at = wire.offset();
+            MigrationWire.Head r = wire.readHead();
+            if (r.kind() == RESULT) {
+                perRound.add(out.roundPages);
+                return new MigrationStats(round, perRound, out.pages, wire.bytesWritten(), downtime,
+                        (System.nanoTime() - t0) / 1e6, r.a(), r.b(), reason + "; post-copy of " + missing
+                        + " pages, " + requests + " requests", out.roundPages);
+            }
+            if (r.kind() != REQUEST) throw new MigrationException(at, "expected REQUEST or RESULT, got kind " + r.kind());
+            if (r.slot() < 0 || r.slot() >= ram.size()) throw new MigrationException(at + 4, "slot index " + r.slot());
+            RamSlot s = ram.get(r.slot());
+            if (r.a() < 0 || r.b() <= 0 || r.a() + r.b() > s.slot().npages())
+                throw new MigrationException(at + 8, "pages " + r.a() + "+" + r.b() + " outside slot " + s.slot().id()
+                        + " of " + s.slot().npages());
+            out.send(r.slot(), s, r.a(), r.b(), false);
+            requests++;
         }
     }
 

@@ -15,9 +15,11 @@ import java.util.List;
  * @param agree         pages whose checksum agreed on both sides at the switch
  * @param checked       pages checked (every page of every slot)
  * @param stopReason    why pre-copy stopped (the convergence rule's answer)
+ * @param postCopyPages pages the destination pulled after the switch (0 without post-copy)
  */
 public record MigrationStats(int rounds, List<Long> pagesPerRound, long pagesSent, long bytesSent, double downtimeMs,
-                             double totalMs, long agree, long checked, String stopReason) {
+                             double totalMs, long agree, long checked, String stopReason,
+                             long postCopyPages) {
     public MigrationStats {
         pagesPerRound = List.copyOf(pagesPerRound);
     }

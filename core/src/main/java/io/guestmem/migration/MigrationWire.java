@@ -18,7 +18,8 @@ import java.util.zip.CRC32C;
 final class MigrationWire {
     static final byte[] MAGIC = "GMMIGv1\0".getBytes(StandardCharsets.US_ASCII);
     static final int SLOT_BYTES = 64, LABEL_BYTES = 24, HEAD_BYTES = 32, NO_SLOT = -1;
-    static final int DATA = 1, ZERO = 2, ROUND_END = 3, VERIFY = 4, DONE = 5, RESULT = 6;
+    static final int DATA = 1, ZERO = 2, ROUND_END = 3, VERIFY = 4, DONE = 5, RESULT = 6, POSTCOPY = 7, SWITCH = 8,
+            REQUEST = 9;
     /** The most a DATA record holds, as a snapshot's: 64 KiB of pages. */
     static final long MAX_DATA_BYTES = 64 << 10;
 

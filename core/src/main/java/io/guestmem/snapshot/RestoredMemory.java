@@ -13,12 +13,19 @@ public final class RestoredMemory implements AutoCloseable {
     private final VmMemory memory;
     private final List<HostRegion> regions;
     private final RestoreStats stats;
+    private final AutoCloseable server;
 
     /** Memory built of fresh {@code regions} (which it now owns) by a restore here or a migration's destination. */
     public RestoredMemory(VmMemory memory, List<HostRegion> regions, RestoreStats stats) {
+        this(memory, regions, stats, null);
+    }
+
+    /** As above, with {@code server} (what still serves the memory's pages, or null) closed first. */
+    public RestoredMemory(VmMemory memory, List<HostRegion> regions, RestoreStats stats, AutoCloseable server) {
         this.memory = memory;
         this.regions = List.copyOf(regions);
         this.stats = stats;
+        this.server = server;
     }
 
     public VmMemory memory() {
@@ -33,10 +40,11 @@ public final class RestoredMemory implements AutoCloseable {
         return stats;
     }
 
-    /** Closes the memory and every region (all of them, even when one fails; the first failure is thrown). */
+    /** Closes the server, the memory and every region (all of them, even when one fails; the first failure is thrown). */
     @Override
     public void close() {
         List<AutoCloseable> all = new ArrayList<>();
+        if (server != null) all.add(server);
         all.add(memory);
         all.addAll(regions.reversed());
         RuntimeException first = null;

@@ -1,6 +1,7 @@
 package io.guestmem.snapshot;
 
 import io.guestmem.sys.Errno;
+import io.guestmem.sys.Memfd;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.SyscallException;
 import io.guestmem.sys.Userfaultfd;
@@ -22,7 +23,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Per range, what the kernel offers: private memory (anon, THP, private hugetlb) takes MISSING faults,
  * answered by {@code UFFDIO_COPY} of the bytes, or {@code UFFDIO_ZEROPAGE} for a block with no data (hugetlb has
  * no zeropage: a copy of zeros). fd-backed memory (memfd, hugetlb memfd) takes MISSING and MINOR faults: the page
- * cache is filled through the file ({@code pwrite}) and the fault answered by {@code UFFDIO_CONTINUE}; the
+ * cache is filled through the file ({@code pwrite}, or {@code fallocate} for a block with no data) and the fault
+ * answered by {@code UFFDIO_CONTINUE}; the
  * prefetcher only fills the page cache, so a later touch is a MINOR fault, a mapping without a copy. The ioctls
  * act on the memory of the process that created the userfaultfd, whichever process holds this server.
  *
@@ -48,6 +50,11 @@ public final class UffdPageServer implements AutoCloseable {
                         boolean hugetlb) {
         /** The block size of this range: 64 KiB, or its huge page when larger, never more than the range. */
         public long block() {
+            return blockSize(len, hostPageSize);
+        }
+
+        /** The block size of a range of {@code len} bytes with pages of {@code hostPageSize}. */
+        public static long blockSize(long len, long hostPageSize) {
             return Math.min(len, Math.max(BLOCK, hostPageSize));
         }
 
@@ -323,7 +330,11 @@ public final class UffdPageServer implements AutoCloseable {
     private void place(Range r, long addr, long len, boolean data, MemorySegment bytes, Who who) {
         long src = bytes.address();
         if (r.fd() >= 0) {
-            Posix.pwrite(r.fd(), bytes, len, r.fdOffset() + (addr - r.hva()));
+            long off = r.fdOffset() + (addr - r.hva());
+            // a block with no data: allocate what the file lacks (zeros) and keep what it holds, for a block may
+            // be partly in place already (a post-copy destination's memory, filled during pre-copy)
+            if (data) Posix.pwrite(r.fd(), bytes, len, off);
+            else Memfd.fallocate(r.fd(), Memfd.FALLOC_FL_KEEP_SIZE, off, len);
             if (who == Who.PREFETCH) return; // in the page cache: a touch is a MINOR fault, answered then
             resolve(addr, len, pageSize, (at, n) -> uffd.continueRange(at, n, 0));
             return;

@@ -75,6 +75,19 @@ class LiveMigrationTest {
 
     @Test
     void aRunningGuestMovesToAnotherProcessAndFindsEveryPageAsItLeftIt() throws Exception {
+        migrateARunningGuest(MigrationSource.Options.defaults());
+    }
+
+    /**
+     * Post-copy: pre-copy until the rule stops it, then the switch with the last dirty pages still at the source;
+     * the destination's guest runs at once and its faults (through KVM's GUP) pull them.
+     */
+    @Test
+    void postCopyRunsTheGuestOnTheDestinationWhileItsLastPagesArrive() throws Exception {
+        migrateARunningGuest(MigrationSource.Options.defaults().withPostCopy(true));
+    }
+
+    private void migrateARunningGuest(MigrationSource.Options options) throws Exception {
         KvmAvailable.assume();
         GuestCpu g = GuestCpu.current();
         Path sock = dir.resolve("migrate.sock");
@@ -137,7 +150,7 @@ class LiveMigrationTest {
                     // device state travels with the memory: the tag the guest last wrote, in a page it never touches
                     lastPass[0] = passes.get();
                     gm.writeU64(TAG_GPA, lastPass[0]);
-                }, MigrationSource.Options.defaults());
+                }, options);
             }
             assertFalse(guest.isAlive(), "the guest was paused");
             assertNull(guestFailure.get());
@@ -154,7 +167,86 @@ class LiveMigrationTest {
             assertTrue(result.contains(" wrong=0 "), "the guest on the destination found every page as left: " + result);
             assertTrue(result.contains(" tag=" + lastPass[0]), result);
             assertTrue(result.contains(" agree=" + stats.checked() + " checked=" + stats.checked()), result);
+            if (options.postCopy()) {
+                assertTrue(stats.postCopyPages() > 0, "the guest's last writes were left to post-copy: " + stats);
+                assertTrue(result.contains(" postCopyPages=" + stats.postCopyPages() + " "), result);
+                assertTrue(result.contains(" failures=0"), result);
+            }
             for (KvmDirtyLog l : logs.values()) l.close();
+        }
+    }
+
+    /**
+     * Post-copy with a source that goes away after two of the destination's requests: the pages that cannot
+     * arrive are poisoned, the accessor that needs one gets an error (not a hang), and closing releases all.
+     */
+    @Test
+    void aSourceLostDuringPostCopyFailsTheAccessesThatNeedItsPages() throws Exception {
+        long size = 3 << 20; // not the size of a thread's stack
+        try (GuestMemory src = new GuestMemory(new Memslots()); HostRegion a = HostRegion.anonymous(size).create();
+             HostRegion m = HostRegion.memfd(size).create()) {
+            src.addRam(0, 0, a, 0, size, Memslot.LOG_DIRTY_PAGES);
+            src.addRam(1, size, m, 0, size, Memslot.LOG_DIRTY_PAGES);
+            for (long off = 0; off < 2 * size; off += 4096) src.writeU64(off, off + 1);
+            SocketChannel[] p = pair();
+            ByteChannel dying = new ByteChannel() { // the source's end: gone after reading two requests
+                long read;
+
+                @Override
+                public int read(ByteBuffer b) throws IOException {
+                    if (read >= 2 * 32) {
+                        p[0].close();
+                        throw new IOException("the source process died");
+                    }
+                    int n = p[0].read(b);
+                    read += Math.max(n, 0);
+                    return n;
+                }
+
+                @Override
+                public int write(ByteBuffer b) throws IOException {
+                    return p[0].write(b);
+                }
+
+                @Override
+                public boolean isOpen() {
+                    return p[0].isOpen();
+                }
+
+                @Override
+                public void close() throws IOException {
+                    p[0].close();
+                }
+            };
+            CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
+                try {
+                    MigrationSource.send(src, dying, null, () -> { // the guest's last writes: every page, once more
+                        for (long off = 0; off < 2 * size; off += 4096) src.writeU64(off, off + 2);
+                    }, MigrationSource.Options.defaults().withPostCopy(true));
+                    return null;
+                } catch (Throwable t) {
+                    return t;
+                }
+            });
+            long before = mappingsOf(size);
+            try (SocketChannel in = p[1]) {
+                MigrationDestination.Received got = MigrationDestination.receive(in, null);
+                PostCopy post = got.postCopy();
+                assertNotNull(post, "a post-copy migration returns at the switch");
+                try (var restored = got.memory()) {
+                    GuestMemory dst = restored.memory().memory();
+                    io.guestmem.snapshot.LazyRestoreException e = assertTimeoutPreemptively(java.time.Duration.ofSeconds(30),
+                            () -> assertThrows(io.guestmem.snapshot.LazyRestoreException.class, () -> dst.readU64(2 * size - 4096)));
+                    System.out.println("post-copy, source lost: " + e.getMessage());
+                    assertFalse(post.awaitComplete(java.time.Duration.ofSeconds(30)), "the migration did not complete");
+                    assertNotNull(post.failure());
+                    assertTrue(post.stats().failures() > 0, "blocks were poisoned: " + post.stats());
+                }
+            }
+            assertEquals(before, mappingsOf(size), "the destination released what it built");
+            Throwable s = source.get(30, TimeUnit.SECONDS);
+            assertInstanceOf(IOException.class, s, "the source fails with an I/O error, not a hang: " + s);
+            assertEquals(2L, src.readU64(0), "the source's memory is as it left it");
         }
     }
 

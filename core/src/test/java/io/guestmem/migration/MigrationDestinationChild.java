@@ -10,13 +10,15 @@ import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 
 /**
  * The destination process of {@link LiveMigrationTest}: connects to the source's socket, receives the memory
  * into a new KVM VM, then runs the guest there: for each data slot it checks every page for the value the
  * source's guest left (the tag the source wrote at {@link LiveMigrationTest#TAG_GPA}) and writes a new one.
- * Prints one line {@code RESULT rounds=.. pages=.. agree=.. checked=.. wrong=.. guestPages=..}.
+ * Prints one line {@code RESULT rounds=.. pages=.. agree=.. checked=.. wrong=.. guestPages=..} (with post-copy,
+ * once every page has arrived, and the page server's counts).
  */
 public final class MigrationDestinationChild {
     public static void main(String[] args) throws Exception {
@@ -25,6 +27,8 @@ public final class MigrationDestinationChild {
             g.prepareVm(vm);
             ch.connect(UnixDomainSocketAddress.of(Path.of(args[0])));
             MigrationDestination.Received got = MigrationDestination.receive(ch, vm);
+            // post-copy: the guest runs at once, its faults on the pages still at the source served meanwhile
+            PostCopy post = got.postCopy();
             try (io.guestmem.snapshot.RestoredMemory restored = got.memory()) {
                 VmMemory mem = restored.memory();
                 int tag = (int) mem.memory().readU64(LiveMigrationTest.TAG_GPA);
@@ -38,8 +42,17 @@ public final class MigrationDestinationChild {
                     checked += LiveMigrationTest.guestPages();
                 }
                 MigrationStats s = got.stats();
+                String served = "";
+                if (post != null) {
+                    if (!post.awaitComplete(Duration.ofSeconds(60)))
+                        throw new IllegalStateException("post-copy did not complete", post.failure());
+                    s = post.result();
+                    served = " postCopyPages=" + s.postCopyPages() + " faults=" + post.stats().faultsServed()
+                            + " accessor=" + post.stats().accessorServed() + " pulled=" + post.stats().prefetched()
+                            + " failures=" + post.stats().failures();
+                }
                 System.out.println("RESULT rounds=" + s.rounds() + " pages=" + s.pagesSent() + " agree=" + s.agree()
-                        + " checked=" + s.checked() + " wrong=" + wrong + " guestPages=" + checked + " tag=" + tag);
+                        + " checked=" + s.checked() + " wrong=" + wrong + " guestPages=" + checked + " tag=" + tag + served);
             }
         }
     }
