@@ -278,6 +278,14 @@ final class Report {
         t.add(faster("snapshot to a real guest's first report (64 MiB): lazy vs eager restore (medians)",
                 byMedian(row("RestoreToGuestBench.toFirstReport", "restore", "lazy")),
                 eagerGuest == null ? Double.NaN : eagerGuest.ns(), "RestoreToGuestBench eager", 2.0));
+        // pre-copy: one round per tracker against the same pages sent with no tracking (medians of single shots)
+        Row untracked = byMedian(row("PreCopyBench.round", "tracker", "none"));
+        for (String tracker : List.of("kvm-log", "kvm-ring", "uffd-wp", "vmm")) {
+            Row r = byMedian(row("PreCopyBench.round", "tracker", tracker));
+            t.add(info("PreCopyBench.round " + tracker + ": collect, re-arm and send 8 MiB of dirty pages, per 4 KiB"
+                    + (r == null ? "" : " (" + BenchRunner.fmt(4096e9 / r.ns() / (1 << 20)) + " MiB/s)")
+                    + " vs the same pages sent untracked", r, untracked == null ? Double.NaN : untracked.ns()));
+        }
         return t;
     }
 
