@@ -49,6 +49,8 @@ public final class PostCopy implements AutoCloseable {
     private volatile MigrationStats result;
     private volatile Throwable failure;
     private volatile boolean closed;
+    /** One request (or the RESULT) on the stream at a time; not the monitor close() holds. */
+    private final Object stream = new Object();
 
     private PostCopy(MigrationWire wire, ByteChannel ch, MigrationWire.Header h, int[][] crcs, long agreeAtSwitch,
                      List<long[]> runs, LazyRegions lazy, RestorePolicy policy, MigrationStats atSwitch, long t0) {
@@ -137,7 +139,7 @@ public final class PostCopy implements AutoCloseable {
 
         @Override
         public long fill(int slot, long firstPage, long pages, MemorySegment out) throws IOException {
-            synchronized (PostCopy.this) {
+            synchronized (stream) {
                 if (broken != null) throw new MigrationException(wire.offset(), "the stream from the source failed before: "
                         + broken.getMessage(), broken);
                 try {
@@ -188,7 +190,7 @@ public final class PostCopy implements AutoCloseable {
                 return;
             }
             policy.complete();
-            synchronized (this) {
+            synchronized (stream) {
                 wire.writeRecord(RESULT, NO_SLOT, agree.get(), total, null);
             }
             MigrationStats s = atSwitch;

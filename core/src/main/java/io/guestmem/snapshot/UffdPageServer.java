@@ -313,7 +313,7 @@ public final class UffdPageServer implements AutoCloseable {
             failures.incrementAndGet();
             lastFailure = e;
             if (from == NEW && bs.hasData[b]) dataServed.incrementAndGet(); // nothing more will come for it
-            if (canPoison) {
+            if (canPoison && !stop) { // once stopping, the owner may have closed the userfaultfd already
                 try {
                     resolve(addr, len, pageSize, (at, n) -> uffd.poison(at, n, 0));
                 } catch (SyscallException pe) {
