@@ -13,12 +13,21 @@ import io.guestmem.sys.Fmt;
 import io.guestmem.sys.Mman;
 import io.guestmem.sys.Posix;
 import io.guestmem.sys.Rlimit;
+import io.guestmem.mmu.FollowPfnRequest;
+import io.guestmem.mmu.FollowPfnResult;
+import io.guestmem.snapshot.SnapshotInfo;
+import io.guestmem.snapshot.SnapshotWriter;
+import io.guestmem.vm.VmMemory;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.TreeSet;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /**
- * A 1 TiB guest on a host with far less memory: one memslot of 1 TiB at gpa 4 GiB over a no-reserve anonymous
+ * A 1 TiB guest on a host with far less memory (reads, writes, dirty pages, follow_pfn and a snapshot, each
+ * costing what was touched): one memslot of 1 TiB at gpa 4 GiB over a no-reserve anonymous
  * region (a reserved one is refused under the default overcommit heuristic, which rejects any one charge larger
  * than RAM + swap: see NoReserveTest). The slot machinery must take a slot that big: KVM_MEM_MAX_NR_PAGES is
  * 2^31 - 1 pages (8 TiB - 4 KiB on 4K pages), the fast path's bucket table stays small (the slot is aligned to
@@ -37,7 +46,7 @@ class SparseGuestTest {
     }
 
     @Test
-    void aTebibyteGuestInOneSlotAtFourGiB() {
+    void aTebibyteGuestInOneSlotAtFourGiB(@TempDir Path dir) throws IOException {
         Overcommit oc = Overcommit.now();
         if (!oc.honorsNoReserve())
             skip("vm.overcommit_memory=2: the kernel ignores MAP_NORESERVE and would charge the whole 1 TiB against "
@@ -50,7 +59,8 @@ class SparseGuestTest {
 
         HostRegion ram = HostRegion.anonymous(TiB).create();
         long spanStart = ram.address() - ram.guardBytes(), spanEnd = ram.address() + ram.size() + ram.guardBytes();
-        GuestMemory gm = new GuestMemory(new Memslots());
+        VmMemory vm = new VmMemory();
+        GuestMemory gm = vm.memory();
         try {
             // Base pages whatever the THP setting, so that each page written costs exactly one page.
             Mman.madvise(ram.address(), ram.size(), Mman.MADV_NOHUGEPAGE);
@@ -100,8 +110,31 @@ class SparseGuestTest {
 
             // The kernel's view: the 1 TiB guest costs the pages written (the reads only touched those).
             assertEquals(pages.size() * P, Smaps.vmaOf(ram.address()).rss(), "Rss of the 1 TiB region");
+
+            // follow_pfn over the touched pages: each gfn's hva, and the pfn the kernel's pagemap has for it
+            try (Pagemap pm = Pagemap.openSelf()) {
+                for (long gfn : pages) {
+                    FollowPfnResult r = vm.followPfn().follow(FollowPfnRequest.read(gfn));
+                    assertTrue(r.ok(), "follow_pfn of gfn " + Fmt.hex(gfn) + ": " + r);
+                    long hva = ram.address() + ((gfn << shift) - BASE);
+                    assertEquals(hva, r.hva());
+                    if (pm.pfnVisible()) assertEquals(pm.pfnOf(pm.read(hva, 1)[0]), r.pfn(), "gfn " + Fmt.hex(gfn));
+                    vm.followPfn().releaseFaultinPage(r, false, false);
+                }
+                assertEquals(java.util.List.of(), vm.followPfn().leakReports());
+            }
+
+            // a snapshot of the 1 TiB guest: the touched pages, nothing else, and a file of about their size
+            long t0 = System.nanoTime();
+            SnapshotInfo info = SnapshotWriter.write(gm, dir.resolve("tib.snap"));
+            System.out.println("snapshot of the 1 TiB guest: " + info.pagesSaved() + " pages, " + info.bytesWritten()
+                    + " bytes, " + info.untouchedPages() + " untouched, " + String.format("%.1f ms", (System.nanoTime() - t0) / 1e6));
+            assertEquals(pages.size(), info.pagesSaved() + info.zeroPages(), "the pages written, and only those");
+            assertEquals(slot.npages() - pages.size(), info.untouchedPages());
+            assertTrue(info.bytesWritten() < pages.size() * P + (1 << 20), "the file holds the data, not 1 TiB: " + info);
+            assertEquals(pages.size() * P, Smaps.vmaOf(ram.address()).rss(), "taking the snapshot touched nothing more");
         } finally {
-            gm.close();
+            vm.close();
             ram.close();
         }
         assertTrue(Maps.overlapping(0, spanStart, spanEnd).isEmpty(), "the 1 TiB mapping is gone from /proc/self/maps");
