@@ -43,6 +43,15 @@ public final class MigrationDestination {
     public record Received(RestoredMemory memory, MigrationStats stats, PostCopy postCopy) {}
 
     public static Received receive(ByteChannel ch, KvmVm vm) throws IOException {
+        return receive(ch, vm, true);
+    }
+
+    /**
+     * As {@link #receive(ByteChannel, KvmVm)}; without {@code pullInBackground} a post-copy brings pages only when
+     * the guest or an accessor touches them, until {@link PostCopy#pullRest} (to see the guest's own faults served,
+     * or to let it run first on a slow link).
+     */
+    public static Received receive(ByteChannel ch, KvmVm vm, boolean pullInBackground) throws IOException {
         long t0 = System.nanoTime();
         MigrationWire wire = new MigrationWire(ch);
         MigrationWire.Header h = wire.readHeader();
@@ -68,7 +77,7 @@ public final class MigrationDestination {
             if (end == SWITCH) {
                 MigrationStats atSwitch = rounds.stats(wire, t0);
                 PostCopy post = PostCopy.begin(wire, ch, h, memory.memory(), regions, rounds.crcs, rounds.missing,
-                        policy, atSwitch, t0);
+                        policy, atSwitch, t0, pullInBackground);
                 RestoredMemory done = new RestoredMemory(memory, regions, new RestoreStats(0, rounds.pages, 0,
                         wire.offset(), (System.nanoTime() - t0) / 1e6), post);
                 return new Received(done, atSwitch, post);

@@ -53,7 +53,8 @@ public final class PostCopy implements AutoCloseable {
     private final Object stream = new Object();
 
     private PostCopy(MigrationWire wire, ByteChannel ch, MigrationWire.Header h, int[][] crcs, long agreeAtSwitch,
-                     List<long[]> runs, LazyRegions lazy, RestorePolicy policy, MigrationStats atSwitch, long t0) {
+                     List<long[]> runs, LazyRegions lazy, RestorePolicy policy, MigrationStats atSwitch, long t0,
+                     boolean pull) {
         this.wire = wire;
         this.ch = ch;
         this.h = h;
@@ -67,7 +68,7 @@ public final class PostCopy implements AutoCloseable {
         for (int[] c : crcs) n += c.length;
         total = n;
         agree.set(agreeAtSwitch);
-        server = UffdPageServer.start(lazy.uffd(), pageSize, lazy.ranges(), new Peer(runs), true, lazy.canPoison(),
+        server = UffdPageServer.start(lazy.uffd(), pageSize, lazy.ranges(), new Peer(runs), pull, lazy.canPoison(),
                 "guestmem-postcopy");
         policy.attach((slot, gfn, write) -> {
             if (server.complete() && server.lastFailure() == null) policy.complete();
@@ -82,7 +83,7 @@ public final class PostCopy implements AutoCloseable {
      */
     static PostCopy begin(MigrationWire wire, ByteChannel ch, MigrationWire.Header h, GuestMemory memory,
                           List<HostRegion> regions, int[][] crcs, long[][] missing, RestorePolicy policy,
-                          MigrationStats atSwitch, long t0) {
+                          MigrationStats atSwitch, long t0, boolean pull) {
         long pageSize = h.pageSize();
         List<long[]> runs = new ArrayList<>();   // {slot index, first page, pages}: whole blocks with a missing page
         long agree = 0;
@@ -116,7 +117,7 @@ public final class PostCopy implements AutoCloseable {
         }
         LazyRegions lazy = LazyRegions.register(pageSize, h.slots(), regions);
         try {
-            return new PostCopy(wire, ch, h, crcs, agree, runs, lazy, policy, atSwitch, t0);
+            return new PostCopy(wire, ch, h, crcs, agree, runs, lazy, policy, atSwitch, t0, pull);
         } catch (RuntimeException | Error e) {
             lazy.uffd().close();
             throw e;
@@ -201,6 +202,15 @@ public final class PostCopy implements AutoCloseable {
         } catch (IOException | RuntimeException | InterruptedException e) {
             failure = e;
         }
+    }
+
+    /**
+     * Starts pulling in the background what nothing has asked for yet, when the migration was received without
+     * ({@link MigrationDestination#receive(ByteChannel, io.guestmem.kvm.KvmVm, boolean)}); until then only faults
+     * and accessors bring pages, and the migration cannot complete.
+     */
+    public void pullRest() {
+        server.prefetchRest();
     }
 
     /**

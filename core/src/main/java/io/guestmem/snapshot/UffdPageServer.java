@@ -88,6 +88,7 @@ public final class UffdPageServer implements AutoCloseable {
     private final boolean canPoison;
     private final long[] prefetchOrder; // (range index << 40) | block, the source's order
     private int prefetchNext;
+    private volatile boolean prefetching;
     private final long totalDataBlocks;
     private final ThreadLocal<ByteBuffer> buffers;
     private final Thread handler;
@@ -165,7 +166,8 @@ public final class UffdPageServer implements AutoCloseable {
             }
         }
         totalDataBlocks = data;
-        prefetchOrder = prefetch ? order.stream().mapToLong(Long::longValue).toArray() : new long[0];
+        prefetchOrder = order.stream().mapToLong(Long::longValue).toArray();
+        prefetching = prefetch;
         handler = Thread.ofPlatform().daemon().name(name).start(this::serveLoop);
     }
 
@@ -174,6 +176,11 @@ public final class UffdPageServer implements AutoCloseable {
         Blocks bs = bySlotId[slotId];
         int b = (int) ((gfn - bs.range.baseGfn()) * pageSize / bs.block);
         if (bs.state.get(b) != SERVED) serve(bs, b, Who.ACCESS);
+    }
+
+    /** From now on the background prefetcher brings what has not been asked for (a no-op when it already does). */
+    public void prefetchRest() {
+        prefetching = true;
     }
 
     /** Whether every data block has arrived and the ranges are unregistered. */
@@ -249,7 +256,7 @@ public final class UffdPageServer implements AutoCloseable {
     }
 
     private boolean prefetchOne() {
-        while (prefetchNext < prefetchOrder.length) {
+        while (prefetching && prefetchNext < prefetchOrder.length) {
             long k = prefetchOrder[prefetchNext++];
             Blocks bs = blocks[(int) (k >>> 40)];
             int b = (int) (k & ((1L << 40) - 1));

@@ -171,6 +171,8 @@ class LiveMigrationTest {
                 assertTrue(stats.postCopyPages() > 0, "the guest's last writes were left to post-copy: " + stats);
                 assertTrue(result.contains(" postCopyPages=" + stats.postCopyPages() + " "), result);
                 assertTrue(result.contains(" failures=0"), result);
+                long faults = Long.parseLong(result.replaceAll(".* faults=(\\d+).*", "$1"));
+                assertTrue(faults > 0, "the destination guest's own faults (KVM's GUP) brought pages: " + result);
             }
             for (KvmDirtyLog l : logs.values()) l.close();
         }

@@ -26,7 +26,9 @@ public final class MigrationDestinationChild {
         try (KvmVm vm = KvmVm.open(); SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
             g.prepareVm(vm);
             ch.connect(UnixDomainSocketAddress.of(Path.of(args[0])));
-            MigrationDestination.Received got = MigrationDestination.receive(ch, vm);
+            // post-copy: nothing pulled in the background until the guest has run, so its faults are what bring
+            // the pages it needs (through KVM's GUP); then the rest
+            MigrationDestination.Received got = MigrationDestination.receive(ch, vm, false);
             // post-copy: the guest runs at once, its faults on the pages still at the source served meanwhile
             PostCopy post = got.postCopy();
             try (io.guestmem.snapshot.RestoredMemory restored = got.memory()) {
@@ -44,6 +46,7 @@ public final class MigrationDestinationChild {
                 MigrationStats s = got.stats();
                 String served = "";
                 if (post != null) {
+                    post.pullRest();
                     if (!post.awaitComplete(Duration.ofSeconds(60)))
                         throw new IllegalStateException("post-copy did not complete", post.failure());
                     s = post.result();
