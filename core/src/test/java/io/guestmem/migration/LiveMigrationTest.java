@@ -230,7 +230,6 @@ class LiveMigrationTest {
                     return t;
                 }
             });
-            long before = mappingsOf(size);
             try (SocketChannel in = p[1]) {
                 MigrationDestination.Received got = MigrationDestination.receive(in, null);
                 PostCopy post = got.postCopy();
@@ -245,7 +244,7 @@ class LiveMigrationTest {
                     assertTrue(post.stats().failures() > 0, "blocks were poisoned: " + post.stats());
                 }
             }
-            assertEquals(before, mappingsOf(size), "the destination released what it built");
+            // what the destination released is the leak guard's to check, precisely: MigrationLeakTest
             Throwable s = source.get(30, TimeUnit.SECONDS);
             assertInstanceOf(IOException.class, s, "the source fails with an I/O error, not a hang: " + s);
             assertEquals(2L, src.readU64(0), "the source's memory is as it left it");
