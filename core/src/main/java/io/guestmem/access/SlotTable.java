@@ -45,8 +45,8 @@ import java.util.function.IntFunction;
  * to grow: a full build allocates up to twice the buckets its slots need (at most {@link #MAX_BUCKETS}), and
  * {@code all} only ever grows (a successor's span is this span renewed, extended to a new slot's view). A
  * change is built whole (O(slots)) only when it does not fit: a slot outside the buckets or below the span,
- * a slot aligned more finely than the buckets while they are not capped, the first slot the fast path can
- * serve, or the slot count fallen to a quarter of the last full build's; every such build at least doubles
+ * a slot aligned more finely than the buckets while they are not capped, a table without buckets (no plain
+ * slot at its whole build), or the slot count fallen to a quarter of the last full build's; every such build at least doubles
  * what fits or halves what is wasted, so the cost is amortized over the changes that needed it.
  *
  * <p>{@link GuestMemory#close()} publishes a {@linkplain #closed closed} table: no slot, no bucket, so every
@@ -211,8 +211,10 @@ final class SlotTable {
         fastDirtys = prev.fastDirtys.clone();
         boolean[] copied = new boolean[readOffs.length];
         if (old != null && old.read != null) unserve(old, copied);
-        boolean serves = now != null && now.read != null;
-        span = prev.span == null ? null : prev.span.renewed(serves ? now.mapping.view() : null);
+        boolean serves = now != null && now.read != null && wholeBuckets(now);
+        // the span is renewed (grow-only); the first slot served makes one over its own view
+        span = prev.span != null ? prev.span.renewed(serves ? now.mapping.view() : null)
+                : serves ? HostSpan.covering(List.of(now.mapping.view())) : null;
         all = span == null ? MemorySegment.NULL : span.segment();
         if (serves) serve(now, span.address(), copied);
     }
@@ -226,12 +228,17 @@ final class SlotTable {
         Entry old = entryOrNull(id), now = mapping == null ? null : new Entry(mapping, shift, policy);
         boolean whole = next.isEmpty() || next.size() < builtFor / 4;
         if (!whole && now != null && now.read != null) {
-            whole = span == null || now.read.address() < span.address()
+            whole = buckets == 0 || (span != null && now.read.address() < span.address())
                     || now.base < fastBase || now.base + now.size - fastBase > (long) buckets << fastShift
                     || (!fastCapped && Long.numberOfTrailingZeros(now.base | now.size) < fastShift);
         }
         if (whole) return new SlotTable(next, j -> j == id ? mapping : mappingOrNull(j), policy, false);
         return new SlotTable(this, next, id, old, now);
+    }
+
+    /** True if some bucket lies wholly inside {@code e} (which lies inside the buckets). */
+    private boolean wholeBuckets(Entry e) {
+        return (e.base - fastBase + fastMask) >>> fastShift < (e.base + e.size - fastBase) >>> fastShift;
     }
 
     /** Writes the buckets wholly inside {@code e} (a slot the fast path may serve); true if there was one. */
