@@ -3,8 +3,53 @@
 // Prints one JSON line per measurement: {"bench", "slots", "nsPerOp"}.
 use std::hint::black_box;
 use std::time::Instant;
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
+use std::sync::Arc;
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+// `--memslots N [REPS]`: memslot updates, the rows of guestmem's MemslotUpdateBench. N regions built one
+// insert_region at a time (build_all, ns for the whole build), then region N/2 removed and inserted again
+// (insert_remove, ns per change) and region N/2-1 moved up and back, each move a remove_region plus an
+// insert_region of the same size elsewhere (move, ns per move). Regions are mmapped (NORESERVE) before the clock runs.
+fn memslots(n: u64, reps: usize) {
+    let (slot, gap) = (2u64 << 20, 1u64 << 20);
+    let region = |i: u64| Arc::new(GuestRegionMmap::new(MmapRegion::<()>::new(slot as usize).unwrap(), GuestAddress(i * (slot + gap))).unwrap());
+    let regions: Vec<_> = (0..n).map(region).collect();
+    let mut best = f64::MAX;
+    let mut mem = GuestMemoryMmap::<()>::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut m = GuestMemoryMmap::<()>::new();
+        for r in &regions { m = m.insert_region(r.clone()).unwrap(); }
+        best = best.min(t.elapsed().as_nanos() as f64);
+        mem = m;
+    }
+    println!("{{\"bench\":\"build_all\",\"slots\":{},\"nsPerOp\":{:.0}}}", n, best);
+    let mid = n / 2;
+    let (mb, size) = (GuestAddress(mid * (slot + gap)), slot);
+    let (mem_wo, mid_region) = mem.remove_region(mb, size).unwrap();
+    let mut best = f64::MAX;
+    for _ in 0..5 { let t = Instant::now();
+        for _ in 0..reps { let m = mem_wo.insert_region(mid_region.clone()).unwrap(); black_box(m.remove_region(mb, size).unwrap()); }
+        best = best.min(t.elapsed().as_nanos() as f64 / (2 * reps) as f64); }
+    println!("{{\"bench\":\"insert_remove\",\"slots\":{},\"nsPerOp\":{:.1}}}", n, best);
+    let k = mid.saturating_sub(1);
+    let (home, away) = (GuestAddress(k * (slot + gap)), GuestAddress((n + 1) * (slot + gap)));
+    let moved = region(n + 1);
+    let home_region = regions[k as usize].clone();
+    let mut best = f64::MAX;
+    for _ in 0..5 { let t = Instant::now();
+        for _ in 0..reps {
+            let (m, _) = mem.remove_region(home, size).unwrap(); let m = m.insert_region(moved.clone()).unwrap();
+            let (m, _) = m.remove_region(away, size).unwrap(); black_box(m.insert_region(home_region.clone()).unwrap());
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / (2 * reps) as f64); }
+    println!("{{\"bench\":\"move\",\"slots\":{},\"nsPerOp\":{:.1}}}", n, best);
+}
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--memslots") {
+        let n: u64 = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(512);
+        let reps: usize = std::env::args().nth(3).map(|s| s.parse().unwrap()).unwrap_or(200);
+        return memslots(n, reps);
+    }
     let slots: u64 = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(512);
     let (slot, gap) = (2u64 << 20, 1u64 << 20);
     let ranges: Vec<(GuestAddress, usize)> = (0..slots).map(|i| (GuestAddress(i * (slot + gap)), slot as usize)).collect();

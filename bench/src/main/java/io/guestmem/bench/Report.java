@@ -191,6 +191,31 @@ final class Report {
                     row("GfnLookupBench.gfnToHva", "slots", slots, "pattern", "random"), floor == null ? Double.NaN : floor.ns()));
         }
         t.add(noAlloc("gfnToHva allocation (512 random, per invocation)", row("GfnLookupBench.gfnToHva", "slots", "512", "pattern", "random")));
+        // issue 22: KVM's 32764 slots
+        Row g32k = row("GfnLookupBench.gfnToHvaLoop", "slots", "32764", "pattern", "random");
+        t.add(within("gfnToHvaLoop random, 32764 slots vs 512 slots", g32k, g512 == null ? Double.NaN : g512.ns(),
+                "GfnLookupBench.gfnToHvaLoop 512", 1.5));
+        t.add(noAlloc("gfnToHva allocation (32764 random, per invocation)", row("GfnLookupBench.gfnToHva", "slots", "32764", "pattern", "random")));
+        for (String op : List.of("createDelete", "moveAndBack")) {
+            Row u = row("MemslotUpdateBench." + op, "slots", "32764", "follower", "none");
+            t.add(below("MemslotUpdateBench." + op + " 32764 slots, ns per memslot change", u, 50_000));
+            t.add(info("MemslotUpdateBench." + op + " 32764 slots with a GuestMemory following, per change, vs the writer alone",
+                    row("MemslotUpdateBench." + op, "slots", "32764", "follower", "guestMemory"), u == null ? Double.NaN : u.ns()));
+        }
+        Row build = row("MemslotUpdateBench.buildAll", "slots", "32764", "follower", "none");
+        t.add(below("MemslotUpdateBench.buildAll 32764 slots one change at a time (single shot)", build, 1e9));
+        for (String slots : List.of("512", "32764")) {
+            long n = Long.parseLong(slots);
+            t.add(info("MemslotUpdateBench.createDelete " + slots + " slots vs vm-memory insert_region/remove_region, per change",
+                    row("MemslotUpdateBench.createDelete", "slots", slots, "follower", "none"),
+                    refs.ns(References.VM_MEMORY, "insert_remove", null, n)));
+            t.add(info("MemslotUpdateBench.moveAndBack " + slots + " slots vs vm-memory remove_region + insert_region, per move",
+                    row("MemslotUpdateBench.moveAndBack", "slots", slots, "follower", "none"),
+                    refs.ns(References.VM_MEMORY, "move", null, n)));
+            t.add(info("MemslotUpdateBench.buildAll " + slots + " slots vs vm-memory insert_region x " + slots,
+                    row("MemslotUpdateBench.buildAll", "slots", slots, "follower", "none"),
+                    refs.ns(References.VM_MEMORY, "build_all", null, n)));
+        }
         // follow_pfn
         Row hit = row("FollowPfnBench.cachedHit");
         t.add(below("FollowPfn cachedHit", hit, 10.0));

@@ -88,11 +88,11 @@ final class ChunkWalk {
             long reported = op == null ? 0 : done;
             int i = mode == Mode.MARK ? t.ramIndex(g, reported, opName)
                     : t.checkedIndex(policy, g, reported, mode == Mode.WRITE, opName);
-            long o = g - t.base[i];
-            long n = Math.min(len - done, (mode == Mode.MARK ? t.size[i] : t.chunkEnd(i, o)) - o);
+            long o = g - t.base(i);
+            long n = Math.min(len - done, (mode == Mode.MARK ? t.size(i) : t.chunkEnd(i, o)) - o);
             long did = n;
             if (op != null) {
-                did = op.access(ctx, i, t.any[i], o, n, done);
+                did = op.access(ctx, i, t.any(i), o, n, done);
                 if (mode != Mode.READ && did > 0) t.markWritten(i, o, did);
             }
             done += did;

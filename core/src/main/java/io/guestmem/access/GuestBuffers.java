@@ -166,7 +166,7 @@ public final class GuestBuffers implements Iterable<GuestBuffers.Segment> {
 
     public Segment segment(int i) {
         Objects.checkIndex(i, count);
-        return new Segment(gpa[i], table.mapping[slotIndex[i]].slot().id(), memory[i]);
+        return new Segment(gpa[i], table.mapping(slotIndex[i]).slot().id(), memory[i]);
     }
 
     /** The gpa of segment {@code i}'s first byte. */

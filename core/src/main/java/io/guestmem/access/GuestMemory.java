@@ -173,7 +173,6 @@ public final class GuestMemory implements AutoCloseable {
     private final PageGeometry geometry;
     private final MemslotObserver observer = new Observer();
     private final List<HostRegion> regions = new ArrayList<>();       // guarded by this
-    private Map<Integer, SlotMapping> mappings = new HashMap<>();      // guarded by this
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private final PageAccessPolicy policy;                            // given at construction
     private final List<HostRegion> closingRegions = new ArrayList<>(); // guarded by this: no new views from these
@@ -325,7 +324,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, len, false);
         if (b >= 0) {
             try {
-                MemorySegment.copy(l.all, ValueLayout.JAVA_BYTE, gpa + l.readOff[b], dst, off, len);
+                MemorySegment.copy(l.all, ValueLayout.JAVA_BYTE, gpa + l.readOff(b), dst, off, len);
                 return;
             } catch (IllegalStateException e) {
                 retired(l, e); // the table changed under us: go again on the new one
@@ -362,7 +361,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, len, true);
         if (b >= 0) {
             try {
-                MemorySegment.copy(src, off, l.all, ValueLayout.JAVA_BYTE, gpa + l.writeOff[b], len);
+                MemorySegment.copy(src, off, l.all, ValueLayout.JAVA_BYTE, gpa + l.writeOff(b), len);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 write(gpa, src, off, len);
@@ -444,7 +443,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 1, false);
         if (b >= 0) {
             try {
-                return Byte.toUnsignedInt(l.all.get(ValueLayout.JAVA_BYTE, gpa + l.readOff[b]));
+                return Byte.toUnsignedInt(l.all.get(ValueLayout.JAVA_BYTE, gpa + l.readOff(b)));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU8(gpa);
@@ -459,7 +458,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 2, false);
         if (b >= 0) {
             try {
-                return Short.toUnsignedInt(l.all.get(U16, gpa + l.readOff[b]));
+                return Short.toUnsignedInt(l.all.get(U16, gpa + l.readOff(b)));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU16(gpa);
@@ -474,7 +473,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 4, false);
         if (b >= 0) {
             try {
-                return l.all.get(U32, gpa + l.readOff[b]);
+                return l.all.get(U32, gpa + l.readOff(b));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU32(gpa);
@@ -489,7 +488,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 8, false);
         if (b >= 0) {
             try {
-                return l.all.get(U64, gpa + l.readOff[b]);
+                return l.all.get(U64, gpa + l.readOff(b));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU64(gpa);
@@ -504,7 +503,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 1, true);
         if (b >= 0) {
             try {
-                l.all.set(ValueLayout.JAVA_BYTE, gpa + l.writeOff[b], (byte) value);
+                l.all.set(ValueLayout.JAVA_BYTE, gpa + l.writeOff(b), (byte) value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU8(gpa, value);
@@ -522,7 +521,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 2, true);
         if (b >= 0) {
             try {
-                l.all.set(U16, gpa + l.writeOff[b], (short) value);
+                l.all.set(U16, gpa + l.writeOff(b), (short) value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU16(gpa, value);
@@ -540,7 +539,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 4, true);
         if (b >= 0) {
             try {
-                l.all.set(U32, gpa + l.writeOff[b], value);
+                l.all.set(U32, gpa + l.writeOff(b), value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU32(gpa, value);
@@ -558,7 +557,7 @@ public final class GuestMemory implements AutoCloseable {
         final int b = l.bucket(gpa, 8, true);
         if (b >= 0) {
             try {
-                l.all.set(U64, gpa + l.writeOff[b], value);
+                l.all.set(U64, gpa + l.writeOff(b), value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU64(gpa, value);
@@ -580,7 +579,7 @@ public final class GuestMemory implements AutoCloseable {
         for (int k = 0; k < n; k++) {
             long g = gpa + k;
             int i = l.checkedIndex(policy, g, k, false, op);
-            v |= Byte.toUnsignedLong(l.any[i].get(ValueLayout.JAVA_BYTE, g - l.base[i])) << (8 * k);
+            v |= Byte.toUnsignedLong(l.any(i).get(ValueLayout.JAVA_BYTE, g - l.base(i))) << (8 * k);
         }
         return v;
     }
@@ -595,9 +594,9 @@ public final class GuestMemory implements AutoCloseable {
         for (int k = 0; k < n; k++) {
             long g = gpa + k;
             int i = l.checkedIndex(policy, g, k, true, op);
-            long o = g - l.base[i];
-            l.any[i].set(ValueLayout.JAVA_BYTE, o, (byte) (value >>> (8 * k)));
-            l.dirty[i].mark(o >>> l.shift);
+            long o = g - l.base(i);
+            l.any(i).set(ValueLayout.JAVA_BYTE, o, (byte) (value >>> (8 * k)));
+            l.dirty(i).mark(o >>> l.shift);
         }
     }
 
@@ -891,20 +890,20 @@ public final class GuestMemory implements AutoCloseable {
     /** The slice of {@code [gpa, gpa + len)} ({@code len >= 1}) in one slot of {@code l}, checked as {@link #slice} says. */
     private GuestSlice slotSlice(SlotTable l, long gpa, long len, String op) {
         int i = l.checkedIndex(policy, gpa, 0, false, op);
-        long o = gpa - l.base[i];
-        Memslot s = l.mapping[i].slot();
-        if (len > l.size[i] - o) {
-            long end = l.base[i] + l.size[i];
+        long o = gpa - l.base(i);
+        Memslot s = l.mapping(i).slot();
+        if (len > l.size(i) - o) {
+            long end = l.base(i) + l.size(i);
             throw new PartialAccessException(GuestMemoryException.Reason.NOT_RAM, op + "(" + Fmt.hex(gpa) + ", " + len + ")",
                     end, 0, s.id(), "a " + op + " must stay inside slot " + s.id() + " which ends there");
         }
-        if (l.read[i] == null) ChunkWalk.check(l, policy, gpa, len, Mode.READ, op); // GUEST_MEMFD: every page
-        MemorySegment view = l.any[i];
+        if (l.read(i) == null) ChunkWalk.check(l, policy, gpa, len, Mode.READ, op); // GUEST_MEMFD: every page
+        MemorySegment view = l.any(i);
         String readOnly = s.readOnly() ? "slot " + s.id() + " is READONLY"
                 : view.isReadOnly() ? "slot " + s.id() + " is backed by read-only host memory" : null;
         MemorySegment seg = view.asSlice(o, len);
-        return new GuestSlice(readOnly != null ? seg.asReadOnly() : seg, gpa, l.dirty[i], o, l.shift, s.id(), readOnly,
-                gate, l.mapping[i].hold());
+        return new GuestSlice(readOnly != null ? seg.asReadOnly() : seg, gpa, l.dirty(i), o, l.shift, s.id(), readOnly,
+                gate, l.mapping(i).hold());
     }
 
     /**
@@ -1055,7 +1054,7 @@ public final class GuestMemory implements AutoCloseable {
         try {
             return io.run(ChannelTransfer.over(l, policy, gpa, len, op));
         } finally {
-            gate.releaseRange(l, l.set.indexOf(gpa >>> l.shift), l.set.indexOf((gpa + len - 1) >>> l.shift));
+            gate.releaseRange(l, gpa >>> l.shift, (gpa + len - 1) >>> l.shift);
         }
     }
 
@@ -1069,10 +1068,10 @@ public final class GuestMemory implements AutoCloseable {
         while (true) {
             SlotTable l = current();
             ChunkWalk.check(l, policy, gpa, len, mode, op);
-            int first = l.set.indexOf(gpa >>> l.shift), last = l.set.indexOf((gpa + len - 1) >>> l.shift);
+            long first = gpa >>> l.shift, last = (gpa + len - 1) >>> l.shift;
             int pending = gate.holdRange(l, first, last);
             if (pending >= 0) {
-                gate.awaitOutcome(l.mapping[pending].hold());
+                gate.awaitOutcome(l.mapping(pending).hold());
             } else if (current() == l) {
                 return l;
             } else {
@@ -1264,7 +1263,7 @@ public final class GuestMemory implements AutoCloseable {
         try {
             return fdCall(call, fd, offset, bufs, intoGuest);
         } finally {
-            for (int s : slots) gate.releaseRange(t, s, s);
+            for (int s : slots) gate.releaseSlot(t, s);
         }
     }
 
@@ -1273,12 +1272,12 @@ public final class GuestMemory implements AutoCloseable {
         while (true) {
             int k = 0, pending = -1;
             for (; k < slots.length; k++) {
-                pending = gate.holdRange(t, slots[k], slots[k]);
+                pending = gate.holdSlot(t, slots[k]);
                 if (pending >= 0) break;
             }
             if (pending < 0) return;
-            for (int j = 0; j < k; j++) gate.releaseRange(t, slots[j], slots[j]);
-            gate.awaitOutcome(t.mapping[pending].hold());
+            for (int j = 0; j < k; j++) gate.releaseSlot(t, slots[j]);
+            gate.awaitOutcome(t.mapping(pending).hold());
         }
     }
 
@@ -1361,7 +1360,7 @@ public final class GuestMemory implements AutoCloseable {
     public List<RamSlot> ramSlots() {
         SlotTable t = current();
         List<RamSlot> out = new ArrayList<>();
-        for (SlotMapping m : t.mapping) {
+        for (SlotMapping m : t.mappings()) {
             if (m.view() == null || !m.region().isOpen()) continue;
             out.add(new RamSlot(m.slot(), m.region(), m.slot().userspaceAddr() - m.region().address()));
         }
@@ -1405,7 +1404,7 @@ public final class GuestMemory implements AutoCloseable {
             List<SlotMapping> viewLost = List.of();
             synchronized (GuestMemory.this) {
                 if (closed) return;
-                SlotMapping m = change.old() == null ? null : mappings.get(change.old().id());
+                SlotMapping m = change.old() == null ? null : layout.mappingOrNull(change.old().id());
                 if (m != null && m.view() != null) viewLost = List.of(m);
             }
             Memslot k = key(change);
@@ -1424,7 +1423,7 @@ public final class GuestMemory implements AutoCloseable {
             if (key(change).addressSpace() != addressSpace) return;
             try {
                 synchronized (GuestMemory.this) {
-                    if (!closed) rebuild();
+                    if (!closed) rebuild(change);
                 }
             } finally {
                 finish(change);
@@ -1454,7 +1453,7 @@ public final class GuestMemory implements AutoCloseable {
         synchronized (this) {
             if (closed || !regions.contains(region)) return;
             closingRegions.add(region);
-            for (SlotMapping m : mappings.values()) if (m.region() == region && m.view() != null) backed.add(m);
+            for (SlotMapping m : layout.mappings()) if (m.region() == region && m.view() != null) backed.add(m);
         }
         LayoutGate.Barrier b;
         try {
@@ -1507,13 +1506,40 @@ public final class GuestMemory implements AutoCloseable {
     private void rebuild() {
         MemslotSet set = memslots.current(addressSpace);
         List<RegionView> stale = new ArrayList<>();
+        SlotTable old = layout;
+        Map<Integer, SlotMapping> next = SlotMapping.remap(set, old != null ? old : SlotTable.closed(geometry, addressSpace),
+                usableRegions(), stale);
+        LAYOUT.setVolatile(this, new SlotTable(set, next::get, policy));
+        if (old != null) old.retire(); // after publication: new accesses use the new table
+        closeAll(stale);
+    }
+
+    private List<HostRegion> usableRegions() {
         List<HostRegion> usable = new ArrayList<>(regions);
         usable.removeAll(closingRegions);
-        Map<Integer, SlotMapping> next = SlotMapping.remap(set, mappings, usable, stale);
-        mappings = next;
+        return usable;
+    }
+
+    /**
+     * {@link #rebuild()} for one published memslot change of this address space: when the current table is of
+     * the set that change was made from, only the changed slot is remapped and the table follows in
+     * O(chunk) ({@link SlotTable#changed}); otherwise (a change this memory did not follow) the whole rebuild.
+     */
+    private void rebuild(MemslotChange change) {
+        MemslotSet set = memslots.current(addressSpace);
         SlotTable old = layout;
-        LAYOUT.setVolatile(this, new SlotTable(set, next, policy));
-        if (old != null) old.retire(); // after publication: new accesses use the new table
+        Memslot k = change.updated() != null ? change.updated() : change.old();
+        if (old == null || old.closed || set.parentGeneration() != old.set.generation() || set.byId(k.id()) != change.updated()) {
+            rebuild();
+            return;
+        }
+        List<RegionView> stale = new ArrayList<>();
+        SlotMapping prev = old.mappingOrNull(k.id());
+        SlotMapping next = null;
+        if (change.updated() != null) next = SlotMapping.remapOne(change.updated(), geometry.shift(), prev, usableRegions(), stale);
+        else if (prev != null && prev.view() != null) stale.add(prev.view());
+        LAYOUT.setVolatile(this, old.changed(set, k.id(), next, policy));
+        old.retire(); // after publication: new accesses use the new table
         closeAll(stale);
     }
 
@@ -1545,7 +1571,8 @@ public final class GuestMemory implements AutoCloseable {
         List<SlotMapping> before;
         synchronized (this) {
             if (closed) return;
-            before = List.copyOf(mappings.values());
+            before = new ArrayList<>();
+            for (SlotMapping m : layout.mappings()) before.add(m);
         }
         String op = "close(" + this + ")";
         LayoutGate.Barrier b = gate.begin(op, before, true, true);
@@ -1556,7 +1583,7 @@ public final class GuestMemory implements AutoCloseable {
             for (SlotMapping m : before) drained.add(m.hold());
             List<SlotMapping> late = new ArrayList<>();
             synchronized (this) {
-                for (SlotMapping m : mappings.values()) if (!drained.contains(m.hold())) late.add(m);
+                for (SlotMapping m : layout.mappings()) if (!drained.contains(m.hold())) late.add(m);
             }
             if (!late.isEmpty()) gate.end(gate.begin(op, late, false, false));
             List<HostRegion> detach;
@@ -1564,13 +1591,11 @@ public final class GuestMemory implements AutoCloseable {
                 if (closed) return;
                 closed = true;
                 memslots.removeObserver(observer);
-                Map<Integer, SlotMapping> old = mappings;
-                mappings = new HashMap<>();
                 SlotTable last = layout;
                 LAYOUT.setVolatile(this, SlotTable.closed(geometry, addressSpace)); // every access: IllegalStateException
                 last.retire();
                 List<RegionView> views = new ArrayList<>();
-                for (SlotMapping m : old.values()) if (m.view() != null) views.add(m.view());
+                for (SlotMapping m : last.mappings()) if (m.view() != null) views.add(m.view());
                 detach = List.copyOf(regions);
                 closeAll(views);
             }

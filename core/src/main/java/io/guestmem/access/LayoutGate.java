@@ -78,17 +78,31 @@ final class LayoutGate {
     // ------------------------------------------------------------------------------------------ readers
 
     /**
-     * Holds slots {@code first..last} of {@code t} (gpa order, as a checked range covers them); returns -1
-     * when all are held, or the index of the first slot with a change pending, having released the others.
+     * Holds the slots of {@code t} covering gfns {@code firstGfn..lastGfn} (a range the checked path found to
+     * be RAM throughout, so consecutive slots cover it), walking them in gpa order; returns -1 when all are
+     * held, or the index of the first slot with a change pending, having released the others.
      */
-    int holdRange(SlotTable t, int first, int last) {
-        for (int i = first; i <= last; i++) {
-            if (!hold(t.mapping[i].hold())) {
-                releaseRange(t, first, i - 1);
+    int holdRange(SlotTable t, long firstGfn, long lastGfn) {
+        for (long g = firstGfn; ; ) {
+            int i = t.set.indexOf(g);
+            if (!hold(t.mapping(i).hold())) {
+                if (g > firstGfn) releaseRange(t, firstGfn, g - 1);
                 return i;
             }
+            long end = t.set.endGfnAt(i);
+            if (end > lastGfn) return -1;
+            g = end;
         }
-        return -1;
+    }
+
+    /** Holds slot {@code i} of {@code t}: -1, or {@code i} when a change is pending on it (nothing held). */
+    int holdSlot(SlotTable t, int i) {
+        return hold(t.mapping(i).hold()) ? -1 : i;
+    }
+
+    /** Lets go of what {@link #holdSlot} held. */
+    void releaseSlot(SlotTable t, int i) {
+        release(t.mapping(i).hold());
     }
 
     /** Holds {@code h} alone: true, or false (nothing held) while a change is pending on it or the memory closes. */
@@ -106,8 +120,13 @@ final class LayoutGate {
         release(h);
     }
 
-    void releaseRange(SlotTable t, int first, int last) {
-        for (int i = first; i <= last; i++) release(t.mapping[i].hold());
+    /** Lets go of what {@link #holdRange} held for the same gfns. */
+    void releaseRange(SlotTable t, long firstGfn, long lastGfn) {
+        for (long g = firstGfn; g <= lastGfn; ) {
+            int i = t.set.indexOf(g);
+            release(t.mapping(i).hold());
+            g = t.set.endGfnAt(i);
+        }
     }
 
     private void release(SlotHold h) {

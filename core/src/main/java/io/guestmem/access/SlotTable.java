@@ -10,9 +10,10 @@ import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Iterator;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.IntFunction;
 
 /**
  * The slot table of a {@link GuestMemory}: what an access needs, immutable once published (one per memslot
@@ -36,6 +37,18 @@ import java.util.concurrent.atomic.AtomicInteger;
  * hook rebuilds first), so a thread still holding this table gets IllegalStateException, never unmapped
  * memory; the accessors then retry on the new table.
  *
+ * <h2>Following one memslot change in O(chunk), not O(slots)</h2>
+ * Both parts are copy-on-write and chunked: the per-slot part is indexed by slot id (the index
+ * {@link MemslotSet#indexOf} returns) in chunks of 256, the bucket arrays in chunks of 1024 buckets, so
+ * {@link #changed} copies the top-level arrays, one chunk of slots and the bucket chunks the changed slot
+ * covers, and shares the rest with this table. The bucket geometry is kept across such changes, with room
+ * to grow: a full build allocates up to twice the buckets its slots need (at most {@link #MAX_BUCKETS}), and
+ * {@code all} only ever grows (a successor's span is this span renewed, extended to a new slot's view). A
+ * change is built whole (O(slots)) only when it does not fit: a slot outside the buckets or below the span,
+ * a slot aligned more finely than the buckets while they are not capped, a table without buckets (no plain
+ * slot at its whole build), or the slot count fallen to a quarter of the last full build's; every such build at least doubles
+ * what fits or halves what is wasted, so the cost is amortized over the changes that needed it.
+ *
  * <p>{@link GuestMemory#close()} publishes a {@linkplain #closed closed} table: no slot, no bucket, so every
  * access misses the fast path (at no cost to it) and its slow path says the memory is closed instead of
  * "not RAM".
@@ -53,107 +66,291 @@ final class SlotTable {
     /** A bucket the fast path does not serve. */
     static final long NONE = Long.MIN_VALUE;
 
+    private static final int E_BITS = 8, E_CHUNK = 1 << E_BITS, E_MASK = E_CHUNK - 1;
+    private static final int F_BITS = 10, F_CHUNK = 1 << F_BITS, F_MASK = F_CHUNK - 1;
+    // Chunks of unserved buckets, shared by every table: never written (a change copies a chunk first).
+    private static final long[] NONE_CHUNK = new long[F_CHUNK], ZERO_CHUNK = new long[F_CHUNK];
+    private static final DirtyBitmap[] NULL_CHUNK = new DirtyBitmap[F_CHUNK];
+    static {
+        Arrays.fill(NONE_CHUNK, NONE);
+    }
+
+    /** What the checked (slow) path needs of one slot. Immutable. */
+    static final class Entry {
+        final SlotMapping mapping;
+        final long base;             // first gpa
+        final long size;             // bytes
+        final MemorySegment any;     // the view, or null when unbacked
+        final MemorySegment read;    // the view when plain loops may use it (backed, not governed by the policy)
+        final boolean governed;      // the access policy is asked about every page (GUEST_MEMFD, a stand-in's slot)
+        final boolean writable;      // read != null, not READONLY, not a read-only mapping
+        final DirtyBitmap dirty;
+
+        Entry(SlotMapping m, int shift, PageAccessPolicy policy) {
+            Memslot s = m.slot();
+            mapping = m;
+            base = s.baseGfn() << shift;
+            size = s.npages() << shift;
+            dirty = m.dirty();
+            any = m.view() == null ? null : m.view().segment();
+            governed = policy.governs(s);
+            read = any == null || governed ? null : any;
+            writable = read != null && !s.readOnly() && !any.isReadOnly();
+        }
+    }
+
     final MemslotSet set;
     /** The table a closed GuestMemory publishes: its checked path throws IllegalStateException. */
     final boolean closed;
     final int shift;
     final long pageSize;
-    final long[] base;             // first gpa of slot i
-    final long[] size;             // bytes of slot i
-    final MemorySegment[] any;     // the view, or null when unbacked
-    final MemorySegment[] read;    // the view when plain loops may use it (backed, not governed by the policy)
-    final boolean[] governed;      // the access policy is asked about every page (GUEST_MEMFD, a stand-in's slot)
-    final DirtyBitmap[] dirty;
-    final SlotMapping[] mapping;
+    private final Entry[][] entries;       // by slot id: entries[id >>> E_BITS][id & E_MASK]
 
     final HostSpan span;           // owns all; null when no bucket is served
-    final MemorySegment all;       // [lowest, highest hva) of the served slots
+    final MemorySegment all;       // [lowest, highest hva) of the served slots (grow-only across changes)
     final long fastBase;           // gpa of bucket 0
     final int fastShift;           // log2 of the bucket size
     final long fastMask;           // bucket size - 1
-    final long[] readOff;          // offset in all = gpa + readOff[b], or NONE
-    final long[] writeOff;         // the same when the bucket may be written, or NONE
-    final DirtyBitmap[] fastDirty; // the dirty log of bucket b's slot
-    final long[] fastPage;         // page index in that slot of bucket b's first byte
+    final int buckets;             // buckets in the arrays below
+    private final long[][] readOffs;        // offset in all = gpa + readOff(b), or NONE
+    private final long[][] writeOffs;       // the same when the bucket may be written, or NONE
+    private final DirtyBitmap[][] fastDirtys; // the dirty log of bucket b's slot
+    private final long[][] fastPages;       // page index in that slot of bucket b's first byte
+    private final boolean fastCapped;       // fastShift was raised past the slots' alignment to stay under MAX_BUCKETS
+    private final int builtFor;             // slots at the last full build
 
     /** Read-modify-writes under way on this table; {@link #retire} waits for them. */
     final AtomicInteger rmwInFlight = new AtomicInteger();
     volatile boolean retiring;
 
-    SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, PageAccessPolicy policy) {
+    /** A table built whole: {@code mappings} gives the mapping of every slot id of {@code set}. */
+    SlotTable(MemslotSet set, IntFunction<SlotMapping> mappings, PageAccessPolicy policy) {
         this(set, mappings, policy, false);
     }
 
     /** The table of a closed GuestMemory: empty, and every access through it is a use after close. */
     static SlotTable closed(PageGeometry geometry, int addressSpace) {
-        return new SlotTable(MemslotSet.empty(geometry, addressSpace), Map.of(), PageAccessPolicy.ALLOW_ALL, true);
+        return new SlotTable(MemslotSet.empty(geometry, addressSpace), id -> null, PageAccessPolicy.ALLOW_ALL, true);
     }
 
-    private SlotTable(MemslotSet set, Map<Integer, SlotMapping> mappings, PageAccessPolicy policy, boolean closed) {
+    private SlotTable(MemslotSet set, IntFunction<SlotMapping> mappings, PageAccessPolicy policy, boolean closed) {
         this.set = set;
         this.closed = closed;
         PageGeometry g = set.geometry();
         this.shift = g.shift();
         this.pageSize = g.pageSize();
-        int n = set.size();
-        base = new long[n];
-        size = new long[n];
-        any = new MemorySegment[n];
-        read = new MemorySegment[n];
-        boolean[] writable = new boolean[n]; // not READONLY, not a read-only mapping
-        dirty = new DirtyBitmap[n];
-        mapping = new SlotMapping[n];
-        governed = new boolean[n];
+        int maxId = -1;
+        for (Memslot s : set.slots()) maxId = Math.max(maxId, s.id());
+        Entry[][] es = new Entry[(maxId >>> E_BITS) + 1][];
         List<RegionView> plain = new ArrayList<>();
+        List<Entry> served = new ArrayList<>();
         long align = 0, lo = Long.MAX_VALUE, hi = 0, loHva = Long.MAX_VALUE;
-        for (int i = 0; i < n; i++) {
-            Memslot s = set.slotAt(i);
-            SlotMapping m = mappings.get(s.id());
-            mapping[i] = m;
-            base[i] = s.baseGfn() << shift;
-            size[i] = s.npages() << shift;
-            dirty[i] = m.dirty();
-            MemorySegment v = m.view() == null ? null : m.view().segment();
-            any[i] = v;
-            governed[i] = policy.governs(s);
-            read[i] = v == null || governed[i] ? null : v;
-            writable[i] = read[i] != null && !s.readOnly() && !v.isReadOnly();
-            if (read[i] != null) {
-                align |= base[i] | size[i];
-                lo = Math.min(lo, base[i]);
-                hi = Math.max(hi, base[i] + size[i]);
-                loHva = Math.min(loHva, v.address());
-                plain.add(m.view());
+        for (Memslot s : set.slots()) {
+            Entry e = new Entry(mappings.apply(s.id()), shift, policy);
+            if (es[s.id() >>> E_BITS] == null) es[s.id() >>> E_BITS] = new Entry[E_CHUNK];
+            es[s.id() >>> E_BITS][s.id() & E_MASK] = e;
+            if (e.read != null) {
+                align |= e.base | e.size;
+                lo = Math.min(lo, e.base);
+                hi = Math.max(hi, e.base + e.size);
+                loHva = Math.min(loHva, e.read.address());
+                plain.add(e.mapping.view());
+                served.add(e);
             }
         }
+        entries = es;
+        builtFor = set.size();
         // The largest bucket that every fast slot's boundaries are aligned to: then each bucket lies wholly
         // inside a slot or wholly outside it. Capped so the tables stay small.
-        int k = align == 0 ? shift : Math.min(Long.numberOfTrailingZeros(align), 40);
+        int k0 = align == 0 ? shift : Math.min(Long.numberOfTrailingZeros(align), 40), k = k0;
         if (align != 0) while (((hi - (lo & -(1L << k)) - 1) >>> k) + 1 > MAX_BUCKETS) k++;
         fastShift = k;
+        fastCapped = k > k0;
         fastMask = (1L << k) - 1;
         fastBase = align == 0 ? 0 : lo & ~fastMask;
-        int buckets = align == 0 ? 0 : (int) (((hi - fastBase - 1) >>> k) + 1);
-        readOff = new long[buckets];
-        writeOff = new long[buckets];
-        fastDirty = new DirtyBitmap[buckets];
-        fastPage = new long[buckets];
-        Arrays.fill(readOff, NONE);
-        Arrays.fill(writeOff, NONE);
-        boolean served = false;
-        for (int b = 0; b < buckets; b++) {
-            long start = fastBase + ((long) b << k), end = start + fastMask + 1;
-            int i = set.indexOf(start >>> shift);
-            if (i < 0 || read[i] == null || base[i] > start || base[i] + size[i] < end) continue;
-            // gpa -> hva of the slot's view -> offset in all
-            readOff[b] = read[i].address() - base[i] - loHva;
-            writeOff[b] = writable[i] ? readOff[b] : NONE;
-            fastDirty[b] = dirty[i];
-            fastPage[b] = (start - base[i]) >>> shift;
-            served = true;
+        long needed = align == 0 ? 0 : ((hi - fastBase - 1) >>> k) + 1;
+        buckets = (int) Math.min(MAX_BUCKETS, 2 * needed); // room for slots created above these
+        int chunks = (buckets + F_MASK) >>> F_BITS;
+        readOffs = filled(new long[chunks][], NONE_CHUNK);
+        writeOffs = filled(new long[chunks][], NONE_CHUNK);
+        fastPages = filled(new long[chunks][], ZERO_CHUNK);
+        fastDirtys = new DirtyBitmap[chunks][];
+        Arrays.fill(fastDirtys, NULL_CHUNK);
+        boolean[] copied = new boolean[chunks];
+        boolean any = false;
+        for (Entry e : served) any |= serve(e, loHva, copied);
+        span = any ? HostSpan.covering(plain) : null;
+        all = any ? span.segment() : MemorySegment.NULL;
+    }
+
+    private static long[][] filled(long[][] a, long[] chunk) {
+        Arrays.fill(a, chunk);
+        return a;
+    }
+
+    /** A successor of {@code prev} that differs in slot {@code id} only ({@code old} before, {@code now} after). */
+    private SlotTable(SlotTable prev, MemslotSet set, int id, Entry old, Entry now) {
+        this.set = set;
+        this.closed = false;
+        this.shift = prev.shift;
+        this.pageSize = prev.pageSize;
+        Entry[][] es = Arrays.copyOf(prev.entries, Math.max(prev.entries.length, (id >>> E_BITS) + 1));
+        Entry[] c = es[id >>> E_BITS] == null ? new Entry[E_CHUNK] : es[id >>> E_BITS].clone();
+        c[id & E_MASK] = now;
+        es[id >>> E_BITS] = c;
+        entries = es;
+        builtFor = prev.builtFor;
+        fastBase = prev.fastBase;
+        fastShift = prev.fastShift;
+        fastMask = prev.fastMask;
+        fastCapped = prev.fastCapped;
+        buckets = prev.buckets;
+        readOffs = prev.readOffs.clone();
+        writeOffs = prev.writeOffs.clone();
+        fastPages = prev.fastPages.clone();
+        fastDirtys = prev.fastDirtys.clone();
+        boolean[] copied = new boolean[readOffs.length];
+        if (old != null && old.read != null) unserve(old, copied);
+        boolean serves = now != null && now.read != null && wholeBuckets(now);
+        // the span is renewed (grow-only); the first slot served makes one over its own view
+        span = prev.span != null ? prev.span.renewed(serves ? now.mapping.view() : null)
+                : serves ? HostSpan.covering(List.of(now.mapping.view())) : null;
+        all = span == null ? MemorySegment.NULL : span.segment();
+        if (serves) serve(now, span.address(), copied);
+    }
+
+    /**
+     * This table after the change of slot {@code id} to {@code mapping} (null: deleted) that made {@code next}
+     * from this table's set: in O(chunk + the buckets the slot covers) when the change fits this table's
+     * buckets and span, else built whole.
+     */
+    SlotTable changed(MemslotSet next, int id, SlotMapping mapping, PageAccessPolicy policy) {
+        Entry old = entryOrNull(id), now = mapping == null ? null : new Entry(mapping, shift, policy);
+        boolean whole = next.isEmpty() || next.size() < builtFor / 4;
+        if (!whole && now != null && now.read != null) {
+            whole = buckets == 0 || (span != null && now.read.address() < span.address())
+                    || now.base < fastBase || now.base + now.size - fastBase > (long) buckets << fastShift
+                    || (!fastCapped && Long.numberOfTrailingZeros(now.base | now.size) < fastShift);
         }
-        span = served ? HostSpan.covering(plain) : null;
-        all = served ? span.segment() : MemorySegment.NULL;
+        if (whole) return new SlotTable(next, j -> j == id ? mapping : mappingOrNull(j), policy, false);
+        return new SlotTable(this, next, id, old, now);
+    }
+
+    /** True if some bucket lies wholly inside {@code e} (which lies inside the buckets). */
+    private boolean wholeBuckets(Entry e) {
+        return (e.base - fastBase + fastMask) >>> fastShift < (e.base + e.size - fastBase) >>> fastShift;
+    }
+
+    /** Writes the buckets wholly inside {@code e} (a slot the fast path may serve); true if there was one. */
+    private boolean serve(Entry e, long loHva, boolean[] copied) {
+        long first = (e.base - fastBase + fastMask) >>> fastShift, end = (e.base + e.size - fastBase) >>> fastShift;
+        long off = e.read.address() - e.base - loHva; // gpa -> hva of the slot's view -> offset in all
+        for (long b = first; b < end; b++) {
+            int c = own((int) b, copied), i = (int) b & F_MASK;
+            readOffs[c][i] = off;
+            writeOffs[c][i] = e.writable ? off : NONE;
+            fastDirtys[c][i] = e.dirty;
+            fastPages[c][i] = ((fastBase + (b << fastShift)) - e.base) >>> shift;
+        }
+        return first < end;
+    }
+
+    /** Unserves the buckets wholly inside {@code e} (no other slot can have served them: slots do not overlap). */
+    private void unserve(Entry e, boolean[] copied) {
+        if (e.base < fastBase) return; // never served: below the buckets
+        long first = (e.base - fastBase + fastMask) >>> fastShift;
+        long end = Math.min(buckets, (e.base + e.size - fastBase) >>> fastShift);
+        for (long b = first; b < end; b++) {
+            int c = own((int) b, copied), i = (int) b & F_MASK;
+            readOffs[c][i] = NONE;
+            writeOffs[c][i] = NONE;
+            fastDirtys[c][i] = null;
+            fastPages[c][i] = 0;
+        }
+    }
+
+    /** The chunk of bucket {@code b}, copied first if this table still shares it. */
+    private int own(int b, boolean[] copied) {
+        int c = b >>> F_BITS;
+        if (!copied[c]) {
+            readOffs[c] = readOffs[c].clone();
+            writeOffs[c] = writeOffs[c].clone();
+            fastPages[c] = fastPages[c].clone();
+            fastDirtys[c] = fastDirtys[c].clone();
+            copied[c] = true;
+        }
+        return c;
+    }
+
+    // ------------------------------------------------------------------ per slot (index = slot id)
+
+    Entry entry(int i) {
+        return entries[i >>> E_BITS][i & E_MASK];
+    }
+
+    private Entry entryOrNull(int id) {
+        if (id < 0 || (id >>> E_BITS) >= entries.length) return null;
+        Entry[] c = entries[id >>> E_BITS];
+        return c == null ? null : c[id & E_MASK];
+    }
+
+    /** The mapping of slot {@code id}, or null when the table has no such slot. */
+    SlotMapping mappingOrNull(int id) {
+        Entry e = entryOrNull(id);
+        return e == null ? null : e.mapping;
+    }
+
+    long base(int i) {
+        return entry(i).base;
+    }
+
+    long size(int i) {
+        return entry(i).size;
+    }
+
+    MemorySegment any(int i) {
+        return entry(i).any;
+    }
+
+    MemorySegment read(int i) {
+        return entry(i).read;
+    }
+
+    DirtyBitmap dirty(int i) {
+        return entry(i).dirty;
+    }
+
+    SlotMapping mapping(int i) {
+        return entry(i).mapping;
+    }
+
+    /** The mappings of every slot, in gpa order. */
+    Iterable<SlotMapping> mappings() {
+        return () -> new Iterator<>() {
+            final Iterator<Memslot> it = set.slots().iterator();
+
+            @Override
+            public boolean hasNext() {
+                return it.hasNext();
+            }
+
+            @Override
+            public SlotMapping next() {
+                return mapping(it.next().id());
+            }
+        };
+    }
+
+    // ------------------------------------------------------------------ the fast path
+
+    /** The offset in {@link #all} of gpa 0 in bucket {@code b}'s slot, or NONE. */
+    long readOff(int b) {
+        return readOffs[b >>> F_BITS][b & F_MASK];
+    }
+
+    /** {@link #readOff} when the bucket may be written, else NONE. */
+    long writeOff(int b) {
+        return writeOffs[b >>> F_BITS][b & F_MASK];
     }
 
     /**
@@ -163,8 +360,8 @@ final class SlotTable {
     int bucket(long gpa, long len, boolean forWrite) {
         final long r = gpa - fastBase;
         final long b = r >>> fastShift; // a gpa below fastBase gives a huge b
-        return b < readOff.length && (r & fastMask) <= fastMask - (len - 1)
-                && (forWrite ? writeOff : readOff)[(int) b] != NONE ? (int) b : -1;
+        return b < buckets && (r & fastMask) <= fastMask - (len - 1)
+                && (forWrite ? writeOffs : readOffs)[(int) (b >>> F_BITS)][(int) b & F_MASK] != NONE ? (int) b : -1;
     }
 
     /**
@@ -205,16 +402,17 @@ final class SlotTable {
      */
     int checkedIndex(PageAccessPolicy policy, long g, long done, boolean write, String op) {
         int i = ramIndex(g, done, op);
-        Memslot s = mapping[i].slot();
-        if (any[i] == null) {
+        Entry e = entry(i);
+        Memslot s = e.mapping.slot();
+        if (e.any == null) {
             throw new PartialAccessException(GuestMemoryException.Reason.NO_HOST_MEMORY, op, g, done, s.id(),
                     "slot " + s.id() + " (hva " + Fmt.hex(s.userspaceAddr()) + ") has no registered host region");
         }
-        if (write && (s.readOnly() || any[i].isReadOnly())) {
+        if (write && (s.readOnly() || e.any.isReadOnly())) {
             throw new ReadOnlySlotException(op, g, done, s.id(), s.readOnly() ? "slot " + s.id() + " is READONLY"
                     : "slot " + s.id() + " is backed by read-only host memory");
         }
-        if (governed[i]) {
+        if (e.governed) {
             long gfn = g >>> shift;
             if (!policy.mayAccess(s, gfn, write)) throw new PrivateMemoryException(op, g, done, s.id(), gfn);
         }
@@ -223,13 +421,15 @@ final class SlotTable {
 
     /** Where a chunk starting at offset {@code o} of slot {@code i} must end: the slot's end, or the page's for GUEST_MEMFD. */
     long chunkEnd(int i, long o) {
-        return read[i] != null ? size[i] : Math.min(size[i], (o | (pageSize - 1)) + 1);
+        Entry e = entry(i);
+        return e.read != null ? e.size : Math.min(e.size, (o | (pageSize - 1)) + 1);
     }
 
     /** The mapping of slot {@code slotId}, or IllegalArgumentException (IllegalStateException on the closed table). */
     SlotMapping mappingOf(int slotId) {
         if (closed) throw UseAfterClose.of("guest memory", "slot " + slotId + "'s dirty log");
-        for (SlotMapping m : mapping) if (m.slot().id() == slotId) return m;
+        SlotMapping m = mappingOrNull(slotId);
+        if (m != null) return m;
         throw new IllegalArgumentException("no slot " + slotId + " in address space " + set.addressSpace());
     }
 
@@ -238,14 +438,14 @@ final class SlotTable {
     /** Marks the pages of {@code len} bytes written at offset {@code o} of slot {@code i}. */
     void markWritten(int i, long o, long len) {
         long first = o >>> shift;
-        dirty[i].markRange(first, ((o + len - 1) >>> shift) - first + 1);
+        entry(i).dirty.markRange(first, ((o + len - 1) >>> shift) - first + 1);
     }
 
     /** Marks the pages of {@code len} bytes written at {@code gpa} through fast bucket {@code b}. */
     void markFast(int b, long gpa, long len) {
         long o = (gpa - fastBase) & fastMask;
         long first = o >>> shift;
-        fastDirty[b].markRange(fastPage[b] + first, ((o + len - 1) >>> shift) - first + 1);
+        fastDirtys[b >>> F_BITS][b & F_MASK].markRange(fastPages[b >>> F_BITS][b & F_MASK] + first, ((o + len - 1) >>> shift) - first + 1);
     }
 
     // ------------------------------------------------------------------ handles (volatile and atomic flavours)
@@ -271,20 +471,24 @@ final class SlotTable {
     MisalignedAccessException misaligned(long gpa, int size, String op) {
         checkOpen(op);
         int i = gpa < 0 ? -1 : set.indexOf(gpa >>> shift);
-        return new MisalignedAccessException(op, gpa, size, i < 0 ? -1 : mapping[i].slot().id());
+        return new MisalignedAccessException(op, gpa, size, i < 0 ? -1 : i); // the index is the slot id
     }
 
     MemorySegment segment(int h) {
-        return h >= 0 ? all : any[~h];
+        return h >= 0 ? all : entry(~h).any;
     }
 
     long offset(int h, long gpa) {
-        return h >= 0 ? gpa + readOff[h] : gpa - base[~h];
+        return h >= 0 ? gpa + readOff(h) : gpa - entry(~h).base;
     }
 
     /** Marks the page of an aligned access (which never crosses a page). */
     void mark(int h, long gpa) {
-        if (h >= 0) fastDirty[h].mark(fastPage[h] + (((gpa - fastBase) & fastMask) >>> shift));
-        else dirty[~h].mark((gpa - base[~h]) >>> shift);
+        if (h >= 0) {
+            fastDirtys[h >>> F_BITS][h & F_MASK].mark(fastPages[h >>> F_BITS][h & F_MASK] + (((gpa - fastBase) & fastMask) >>> shift));
+        } else {
+            Entry e = entry(~h);
+            e.dirty.mark((gpa - e.base) >>> shift);
+        }
     }
 }

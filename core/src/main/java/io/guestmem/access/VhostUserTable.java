@@ -15,7 +15,7 @@ final class VhostUserTable {
 
     static List<SharedRegion> of(SlotTable t) {
         List<SharedRegion> out = new ArrayList<>();
-        for (SlotMapping m : t.mapping) {
+        for (SlotMapping m : t.mappings()) {
             if (m.view() == null || !m.region().isOpen()) continue;
             var fd = m.region().fd();
             if (fd.isEmpty()) continue;

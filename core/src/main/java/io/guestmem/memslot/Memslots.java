@@ -350,11 +350,10 @@ public final class Memslots {
         }
 
         if (kind == MemslotChange.Kind.CREATE || kind == MemslotChange.Kind.MOVE) {
-            for (Memslot m : set.slots()) {
-                if (m.id() != id && m.baseGfn() < baseGfn + npages && baseGfn < m.endGfn()) {
-                    throw new KvmException(Errno.EEXIST, op, "overlaps slot " + m.id() + " (gfn "
-                            + Fmt.hex(m.baseGfn()) + "+" + Fmt.hex(m.npages()) + ")");
-                }
+            Memslot m = set.firstOverlapping(baseGfn, baseGfn + npages, id); // the first in gfn order, O(log n)
+            if (m != null) {
+                throw new KvmException(Errno.EEXIST, op, "overlaps slot " + m.id() + " (gfn "
+                        + Fmt.hex(m.baseGfn()) + "+" + Fmt.hex(m.npages()) + ")");
             }
         }
         Binding binding = gmem ? bind(op, gmemFd, gmemFile, gmemOffset, size) : null;

@@ -46,6 +46,25 @@ public final class HostSpan implements AutoCloseable {
         return new HostSpan(lo, hi - lo);
     }
 
+    /**
+     * A new span, in an arena of its own, over this span's range extended to the end of {@code more} (null for
+     * none), for an owner that publishes a successor of its table and then closes this span: the successor's
+     * offsets from {@link #address()} stay valid. This span must be open (its range was made from mapped views,
+     * and the owner's contract about the memory between views is unchanged); {@code more} must be open and
+     * must not start below this span (IllegalArgumentException: the address would change).
+     */
+    public HostSpan renewed(RegionView more) {
+        if (!isOpen()) throw new IllegalStateException(this + " is closed");
+        long lo = segment.address(), hi = lo + segment.byteSize();
+        if (more != null) {
+            if (!more.isOpen()) throw new IllegalStateException(more + " is closed");
+            MemorySegment s = more.segment();
+            if (s.address() < lo) throw new IllegalArgumentException(more + " starts below " + this);
+            hi = Math.max(hi, s.address() + s.byteSize());
+        }
+        return new HostSpan(lo, hi - lo);
+    }
+
     /** The memory from the first view's start to the last one's end; IllegalStateException on use once closed. */
     public MemorySegment segment() {
         return segment;

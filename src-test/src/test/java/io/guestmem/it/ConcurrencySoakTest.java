@@ -177,7 +177,7 @@ class ConcurrencySoakTest {
     void pfnCacheUser(PfnCache cache, ThreadLocalRandom rnd) {
         MemslotSet set = memslots.current();
         if (set.size() == 0) return;
-        var slot = set.slotAt(rnd.nextInt(set.size()));
+        var slot = set.slots().get(rnd.nextInt(set.size())); // the k-th in gfn order, O(log n)
         long gpa = (slot.baseGfn() + rnd.nextLong(slot.npages())) * PAGE + 64;
         if (cache.activate(gpa, 8) != null) return;
         for (int k = 0; k < 200; k++) {
@@ -299,7 +299,7 @@ class ConcurrencySoakTest {
             Step reader = rnd -> {
                 MemslotSet set = memslots.current();
                 if (set.size() > 0 && (rnd.nextInt() & 3) != 0) {
-                    var slot = set.slotAt(rnd.nextInt(set.size()));
+                    var slot = set.slots().get(rnd.nextInt(set.size())); // the k-th in gfn order, O(log n)
                     check(slot.baseGfn() + rnd.nextLong(slot.npages()));
                 } else {
                     check(rnd.nextLong(gfns));
@@ -312,7 +312,7 @@ class ConcurrencySoakTest {
             Step follower = rnd -> {
                 MemslotSet set = memslots.current();
                 if (set.size() > 0) {
-                    var slot = set.slotAt(rnd.nextInt(set.size()));
+                    var slot = set.slots().get(rnd.nextInt(set.size())); // the k-th in gfn order, O(log n)
                     follow(slot.baseGfn() + rnd.nextLong(slot.npages()));
                 }
             };
