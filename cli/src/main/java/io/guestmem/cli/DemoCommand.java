@@ -126,17 +126,17 @@ final class DemoCommand implements Callable<Integer> {
             t.row(x.id(), x.backing(), Fmt.hex(x.gpa()), Fmt.size(x.sizeBytes()), x.dataPages(), x.zeroPages());
         t.print(out);
         out.println("snapshot: " + s.pagesSaved() + " pages saved, " + s.zeroPages() + " zero, " + s.untouchedPages()
-                + " untouched; " + Fmt.size(s.bytesWritten()) + " (" + s.bytesWritten() + " bytes) written in " + ms(s.writeMs()));
+                + " untouched; " + mib(s.bytesWritten()) + " (" + s.bytesWritten() + " bytes) written in " + ms(s.writeMs()));
         out.println("lazy restore: complete in " + ms(s.restoreMs()) + "; " + s.faultsServed() + " faults served (first after "
                 + Math.round(s.firstFaultMicros()) + " us), blocks: " + s.prefetched() + " prefetched, " + s.accessorServed()
                 + " by the accessors, " + s.blocksServed() + " served of which " + s.zeroBlocks() + " zero, "
-                + s.dataBlocks() + " with data; " + Fmt.size(s.bytesRead()) + " read" + (s.failures() > 0 ? ", " + s.failures() + " FAILED" : ""));
+                + s.dataBlocks() + " with data; " + mib(s.bytesRead()) + " read" + (s.failures() > 0 ? ", " + s.failures() + " FAILED" : ""));
         verified(out, "restored guest", s.verified(), "held the snapshot's values and took new ones");
     }
 
     private static void printMigration(PrintWriter out, DemoReport.Migration m) {
         out.println("migration: " + m.rounds() + " pre-copy rounds + the last, pages per round " + m.pagesPerRound()
-                + ", " + m.pagesSent() + " pages (" + Fmt.size(m.bytesSent()) + ") sent in " + ms(m.totalMs())
+                + ", " + m.pagesSent() + " pages (" + mib(m.bytesSent()) + ") sent in " + ms(m.totalMs())
                 + ", downtime " + ms(m.downtimeMs()) + "; the guest made " + m.guestPasses() + " passes meanwhile");
         out.println("migration stop: " + m.stopReason());
         out.println("migration checksums: " + m.checksumAgree() + "/" + m.checksumChecked() + " pages agree; destination pid "
@@ -147,6 +147,10 @@ final class DemoCommand implements Callable<Integer> {
     private static void verified(PrintWriter out, String who, DemoReport.Verified v, String what) {
         for (String d : v.disagreements()) out.println("disagrees (" + who + "): " + d);
         out.println("verified (" + who + "): " + v.agree() + "/" + v.total() + " guest pages " + what);
+    }
+
+    private static String mib(long bytes) {
+        return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / (double) (1 << 20));
     }
 
     private static String ms(double ms) {
