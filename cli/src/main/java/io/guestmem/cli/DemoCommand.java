@@ -18,6 +18,9 @@ import picocli.CommandLine.Model.CommandSpec;
         description = {"Map guest RAM over every backing this machine offers, register the memslots with a real KVM VM,",
                 "run a tiny guest that writes every page, follow every gfn to its pfn, lock one slot within",
                 "RLIMIT_MEMLOCK, and verify every guest page against pagemap and kpageflags.",
+                "With --migrate, then: a second VM's guest writes every page, its memory is snapshotted and restored",
+                "lazily (userfaultfd) into a new VM whose guest checks every page and writes new values, and that VM",
+                "migrates live to a second process whose guest checks every page again.",
                 "Exit 0 only when every guest page agrees."})
 final class DemoCommand implements Callable<Integer> {
 
@@ -36,6 +39,10 @@ final class DemoCommand implements Callable<Integer> {
 
     @Option(names = "--json", description = "Print one JSON document instead of the table.")
     boolean json;
+
+    @Option(names = "--migrate", description = {"Then snapshot a second VM (over the anon, thp and memfd slots of --backings),",
+            "restore it lazily into a new VM, run its guest, and migrate it live to a second process."})
+    boolean migrate;
 
     @Override
     public Integer call() {
@@ -61,13 +68,21 @@ final class DemoCommand implements Callable<Integer> {
                 slots = vm.verify(disagreements, agreeTotal, p);
             }
             report = new DemoReport(slots, kvm, memlock,
-                    new DemoReport.Verified(agreeTotal[0], agreeTotal[1], disagreements), vm.notes());
+                    new DemoReport.Verified(agreeTotal[0], agreeTotal[1], disagreements), new ArrayList<>(vm.notes()),
+                    null, null);
+        }
+        boolean ok = true;
+        if (migrate) {
+            MigrateDemo.Result m = new MigrateDemo(backings, slotSizeMiB << 20, report.notes()).run();
+            report = new DemoReport(report.slots(), report.kvm(), report.memlock(), report.verified(), report.notes(),
+                    m.snapshot(), m.migration());
+            ok = m.verified();
         }
         if (json) Json.write(out, report);
         else print(out, report);
         out.flush();
         DemoReport.Verified v = report.verified();
-        return v.total() > 0 && v.agree() == v.total() ? 0 : 1;
+        return ok && v.total() > 0 && v.agree() == v.total() ? 0 : 1;
     }
 
     private static void print(PrintWriter out, DemoReport r) {
@@ -98,6 +113,48 @@ final class DemoCommand implements Callable<Integer> {
         for (String n : r.notes()) out.println("note: " + n);
         for (String d : r.verified().disagreements()) out.println("disagrees: " + d);
         out.println("verified: " + r.verified().agree() + "/" + r.verified().total() + " guest pages agree");
+        if (r.snapshot() != null) printSnapshot(out, r.snapshot());
+        if (r.migration() != null) printMigration(out, r.migration());
+    }
+
+    private static void printSnapshot(PrintWriter out, DemoReport.Snapshot s) {
+        out.println();
+        TablePrinter t = new TablePrinter(TablePrinter.Column.right("slot"), TablePrinter.Column.left("backing"),
+                TablePrinter.Column.right("gpa"), TablePrinter.Column.right("size"),
+                TablePrinter.Column.right("data pages"), TablePrinter.Column.right("zero pages"));
+        for (DemoReport.SnapshotSlot x : s.slots())
+            t.row(x.id(), x.backing(), Fmt.hex(x.gpa()), Fmt.size(x.sizeBytes()), x.dataPages(), x.zeroPages());
+        t.print(out);
+        out.println("snapshot: " + s.pagesSaved() + " pages saved, " + s.zeroPages() + " zero, " + s.untouchedPages()
+                + " untouched; " + mib(s.bytesWritten()) + " (" + s.bytesWritten() + " bytes) written in " + ms(s.writeMs()));
+        out.println("lazy restore: complete in " + ms(s.restoreMs()) + "; " + s.faultsServed() + " faults served (first after "
+                + Math.round(s.firstFaultMicros()) + " us), blocks: " + s.prefetched() + " prefetched, " + s.accessorServed()
+                + " by the accessors, " + s.blocksServed() + " served of which " + s.zeroBlocks() + " zero, "
+                + s.dataBlocks() + " with data; " + mib(s.bytesRead()) + " read" + (s.failures() > 0 ? ", " + s.failures() + " FAILED" : ""));
+        verified(out, "restored guest", s.verified(), "held the snapshot's values and took new ones");
+    }
+
+    private static void printMigration(PrintWriter out, DemoReport.Migration m) {
+        out.println("migration: " + m.rounds() + " pre-copy rounds + the last, pages per round " + m.pagesPerRound()
+                + ", " + m.pagesSent() + " pages (" + mib(m.bytesSent()) + ") sent in " + ms(m.totalMs())
+                + ", downtime " + ms(m.downtimeMs()) + "; the guest made " + m.guestPasses() + " passes meanwhile");
+        out.println("migration stop: " + m.stopReason());
+        out.println("migration checksums: " + m.checksumAgree() + "/" + m.checksumChecked() + " pages agree; destination pid "
+                + m.destinationPid() + " received " + m.pagesReceived() + " pages");
+        verified(out, "migrated guest", m.verified(), "were as the source's guest left them and took new ones");
+    }
+
+    private static void verified(PrintWriter out, String who, DemoReport.Verified v, String what) {
+        for (String d : v.disagreements()) out.println("disagrees (" + who + "): " + d);
+        out.println("verified (" + who + "): " + v.agree() + "/" + v.total() + " guest pages " + what);
+    }
+
+    private static String mib(long bytes) {
+        return String.format(java.util.Locale.ROOT, "%.1f MiB", bytes / (double) (1 << 20));
+    }
+
+    private static String ms(double ms) {
+        return String.format(java.util.Locale.ROOT, "%.1f ms", ms);
     }
 
     private static String levels(Map<String, Long> levels) {

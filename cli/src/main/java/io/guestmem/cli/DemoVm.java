@@ -9,10 +9,7 @@ import io.guestmem.host.HugePagePools;
 import io.guestmem.host.HugePageSize;
 import io.guestmem.kvm.KvmDirtyLog;
 import io.guestmem.kvm.KvmVm;
-import io.guestmem.kvm.Vcpu;
-import io.guestmem.kvm.VcpuExit;
 import io.guestmem.kvm.GuestCpu;
-import io.guestmem.kvm.GuestProgram;
 import io.guestmem.lock.LockMode;
 import io.guestmem.lock.MemslotLock;
 import io.guestmem.memslot.Memslot;
@@ -52,8 +49,6 @@ final class DemoVm implements AutoCloseable {
     /** Slot 0 holds the guest's code and GDT; data slots start at this gpa, one every {@link #SLOT_STRIDE}. */
     static final long FIRST_DATA_GPA = 16L << 20;
     static final long SLOT_STRIDE_MIN = 16L << 20;
-    static final int TAG = 0x6e6d656d; // "memn": marks values the guest wrote
-    private static final long CODE_GPA = 0x1000, BOOT_SIZE = 64 << 10;
 
     private final List<AutoCloseable> resources = new ArrayList<>();
     private final List<SlotPlan> plans = new ArrayList<>();
@@ -148,10 +143,10 @@ final class DemoVm implements AutoCloseable {
     }
 
     private void addBootSlot() {
-        HostRegion boot = HostRegion.anonymous(BOOT_SIZE).create();
+        HostRegion boot = HostRegion.anonymous(DemoGuest.BOOT_SIZE).create();
         resources.add(boot);
-        Memslot s = memory.addRam(0, 0, boot);
-        plans.add(new SlotPlan(0, DemoBacking.of(Backing.ANON), "anon (boot)", boot, s, false, null));
+        Memslot s = memory.addRam(DemoGuest.BOOT_SLOT, 0, boot);
+        plans.add(new SlotPlan(DemoGuest.BOOT_SLOT, DemoBacking.of(Backing.ANON), "anon (boot)", boot, s, false, null));
     }
 
     /** The region of a backing other than guest_memfd, or null (with a note) when this machine has none. */
@@ -260,17 +255,12 @@ final class DemoVm implements AutoCloseable {
             return new DemoReport.Kvm(false, false, kvmReason, 0, null, null);
         }
         // This architecture's guest (x86 flat32 ending in HLT, arm64 EL1 ending in PSCI SYSTEM_OFF): the code
-        // (and x86's GDT) in the boot slot at CODE_GPA.
-        GuestCpu guest = GuestCpu.current();
-        guest.prepareVm(vm);
-        Vcpu vcpu = vm.createVcpu(0);
+        // (and x86's GDT) in the boot slot at DemoGuest.CODE_GPA.
+        GuestCpu.current().prepareVm(vm);
+        DemoGuest guest = new DemoGuest(memory, vm.createVcpu(0));
         long exits = 0;
         for (SlotPlan p : targets) {
-            long guestPages = p.slot.npages() * (1L << shift()) / GuestCpu.GUEST_PAGE;
-            GuestProgram prog = guest.writeGfnToEveryPage(CODE_GPA, p.slot.baseGfn() << shift(), guestPages, TAG);
-            for (GuestProgram.Chunk c : prog.image()) memory.write(c.gpa(), c.bytes());
-            List<VcpuExit> ex = guest.runToCompletion(vcpu, prog, 16);
-            exits += ex.size() + 1; // and the clean end itself
+            exits += guest.write(p.slot, memslots.geometry().pageSize(), DemoGuest.TAG).size() + 1; // and the clean end itself
             if (p.dirtyLog != null) {
                 // The guest wrote every page of the slot, so the log is exact iff it names each gfn once.
                 anyLog = true;
@@ -285,7 +275,7 @@ final class DemoVm implements AutoCloseable {
 
     /** What the guest leaves at the start of host page {@code gfn}: the value of the 4 KiB guest page there. */
     private long pageValue(long gfn) {
-        return GuestCpu.pageValue((gfn << shift()) / GuestCpu.GUEST_PAGE, TAG);
+        return GuestCpu.pageValue((gfn << shift()) / GuestCpu.GUEST_PAGE, DemoGuest.TAG);
     }
 
     private int shift() {
@@ -409,6 +399,16 @@ final class DemoVm implements AutoCloseable {
 
     List<String> notes() {
         return notes;
+    }
+
+    /** The guest memory of every slot (what a snapshot saves). */
+    GuestMemory memory() {
+        return memory;
+    }
+
+    /** Why KVM could not be used, null when it can. */
+    String kvmReason() {
+        return kvmReason;
     }
 
     @Override

@@ -10,7 +10,8 @@ import picocli.CommandLine.Command;
  */
 @Command(name = "guestmem", mixinStandardHelpOptions = true, version = "guestmem 0.1.0",
         description = "Guest-memory backend over real host memory, and KVM's memory logic in Java.",
-        subcommands = {DemoCommand.class, InspectCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, InspectCommand.class, MigrateDestinationCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     /** Exit code for bad arguments, as picocli and POSIX utilities use it. */
