@@ -11,7 +11,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 
 /**
- * File descriptors and process identity: {@code open}, {@code close}, {@code pread}, {@code pwrite},
+ * File descriptors and process identity: {@code open}, {@code close}, {@code pread}, {@code pwrite}, {@code fdatasync},
  * {@code ioctl}, {@code sysconf}, {@code getpid}, {@code geteuid}, and the raw {@code syscall} for calls
  * without a libc wrapper (numbers from {@link Arch}).
  */
@@ -35,6 +35,7 @@ public final class Posix {
             FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), 2);
     private static final MethodHandle IOCTL_LONG = Native.errnoCallVariadic("ioctl",
             FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), 2);
+    private static final MethodHandle FDATASYNC = Native.errnoCall("fdatasync", FunctionDescriptor.of(C_INT, C_INT));
     private static final MethodHandle SYSCONF = Native.errnoCall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
     private static final MethodHandle GETPID = Native.call("getpid", FunctionDescriptor.of(C_INT));
     private static final MethodHandle GETEUID = Native.call("geteuid", FunctionDescriptor.of(C_INT));
@@ -116,8 +117,23 @@ public final class Posix {
         }
     }
 
-    /** {@code lseek} whence values: the next byte that holds data, the next hole (linux/fs.h). */
-    public static final int SEEK_DATA = 3, SEEK_HOLE = 4;
+    /** {@code fdatasync(fd)}: the file's data (and the metadata needed to read it back) on stable storage. */
+    public static void fdatasync(int fd) {
+        try {
+            MemorySegment st = Native.state();
+            while (true) {
+                int r = (int) FDATASYNC.invokeExact(st, fd);
+                if (r == 0) return;
+                int e = Native.errno(st);
+                if (e != Errno.EINTR.number) throw new SyscallException(e, "fdatasync(" + fd + ")");
+            }
+        } catch (Throwable t) {
+            throw Native.rethrow(t);
+        }
+    }
+
+    /** {@code lseek} whence values: the end of the file, the next byte that holds data, the next hole (linux/fs.h). */
+    public static final int SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
 
     /**
      * {@code lseek(fd, offset, whence)}: the resulting offset, or -1 when {@link #SEEK_DATA} finds no data at or

@@ -30,7 +30,6 @@ public final class UnixSocket implements AutoCloseable {
     private static final int AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0x80000;
     private static final int SOL_SOCKET = 1, SCM_RIGHTS = 1;
     private static final int MSG_CTRUNC = 0x8, MSG_NOSIGNAL = 0x4000, MSG_CMSG_CLOEXEC = 0x40000000;
-    private static final int POLLIN = 1;
     /** The most descriptors one message carries (the kernel's SCM_MAX_FD is 253). */
     public static final int MAX_FDS = 253;
     // struct msghdr (LP64: the same on x86-64 and arm64), struct cmsghdr, struct sockaddr_un
@@ -47,7 +46,6 @@ public final class UnixSocket implements AutoCloseable {
     private static final MethodHandle CONNECT = Native.errnoCall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
     private static final MethodHandle SENDMSG = Native.errnoCall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
     private static final MethodHandle RECVMSG = Native.errnoCall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
-    private static final MethodHandle POLL = Native.errnoCall("poll", FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
 
     private final int fd;
     private final String what;
@@ -249,22 +247,8 @@ public final class UnixSocket implements AutoCloseable {
 
     /** Waits until the socket has data (or a connection, or the peer's close) to read; false at the timeout. */
     public boolean awaitReadable(Duration timeout) {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment pfd = a.allocate(8);
-            pfd.set(C_INT, 0, fd());
-            pfd.set(ValueLayout.JAVA_SHORT, 4, (short) POLLIN);
-            long deadline = System.nanoTime() + timeout.toNanos();
-            while (true) {
-                int ms = (int) Math.max(0, Math.min(Integer.MAX_VALUE, (deadline - System.nanoTime()) / 1_000_000));
-                MemorySegment st = Native.state();
-                int r = (int) POLL.invokeExact(st, pfd, 1L, ms);
-                if (r < 0 && Native.errno(st) == Errno.EINTR.number) continue;
-                if (r < 0) throw new SyscallException(Native.errno(st), "poll(" + what + ")");
-                return r > 0;
-            }
-        } catch (Throwable t) {
-            throw Native.rethrow(t);
-        }
+        int ms = (int) Math.max(0, Math.min(Integer.MAX_VALUE, timeout.toMillis()));
+        return Poll.readable(new int[] {fd()}, 1, new short[1], ms) > 0;
     }
 
     public int fd() {

@@ -1,0 +1,171 @@
+package io.guestmem.vhost.blk;
+
+import io.guestmem.access.GuestBuffers;
+import io.guestmem.access.GuestMemory;
+import io.guestmem.access.GuestMemoryException;
+import io.guestmem.sys.ErrnoException;
+import io.guestmem.vhost.Features;
+import io.guestmem.vhost.VhostUserDevice;
+import io.guestmem.vhost.queue.DescriptorChain;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.Arrays;
+
+/**
+ * A virtio-blk device (virtio 1.x 5.2) over a {@link RawImage}: read, write, flush, discard, write-zeroes
+ * and get-id, one queue. A request is {@code struct virtio_blk_req}: a 16-byte header ({@code le32 type,
+ * le32 reserved, le64 sector}) in the device-readable part, the data, and a status byte, the last byte of the
+ * device-writable part; framing across descriptors is free (VERSION_1's any layout).
+ *
+ * <p>Every failure ends in a status, never past the request: a malformed chain, a buffer outside guest RAM,
+ * a range past the image, an I/O error of the file are {@link #S_IOERR}; a type it does not serve, or a flag
+ * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not in guest RAM the request completes
+ * with nothing written.
+ */
+public final class VirtioBlk implements VhostUserDevice {
+    private static final System.Logger LOG = System.getLogger(VirtioBlk.class.getName());
+
+    public static final int T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13;
+    public static final int S_OK = 0, S_IOERR = 1, S_UNSUPP = 2;
+    public static final long F_SEG_MAX = 1L << 2, F_BLK_SIZE = 1L << 6, F_FLUSH = 1L << 9, F_DISCARD = 1L << 13,
+            F_WRITE_ZEROES = 1L << 14;
+    public static final int SECTOR = 512, ID_BYTES = 20, HEADER = 16, SEGMENT = 16;
+    /** What one discard or write-zeroes request may span (64 MiB) and how many ranges it may carry. */
+    static final int MAX_RANGE_SECTORS = 1 << 17, MAX_SEGMENTS = 1;
+    /** The config space up to {@code write_zeroes_may_unmap} (struct virtio_blk_config). */
+    static final int CONFIG_BYTES = 60;
+
+    private final RawImage image;
+    private final byte[] id;
+    private final int queueSize;
+    private long[] gpas = new long[0], lens = new long[0];
+
+    /** A device over {@code image} whose GET_ID answers {@code serial} (at most 20 bytes of it), for queues of {@code queueSize}. */
+    public VirtioBlk(RawImage image, String serial, int queueSize) {
+        this.image = image;
+        this.id = Arrays.copyOf(serial.getBytes(StandardCharsets.US_ASCII), Math.min(ID_BYTES, serial.length()));
+        this.queueSize = queueSize;
+    }
+
+    @Override
+    public long features() {
+        return Features.VERSION_1 | Features.RING_INDIRECT_DESC | Features.RING_EVENT_IDX
+                | F_SEG_MAX | F_BLK_SIZE | F_FLUSH | F_DISCARD | F_WRITE_ZEROES;
+    }
+
+    @Override
+    public int queues() {
+        return 1;
+    }
+
+    public long capacitySectors() {
+        return image.size() / SECTOR;
+    }
+
+    @Override
+    public byte[] config(int offset, int size) {
+        ByteBuffer c = ByteBuffer.allocate(CONFIG_BYTES).order(ByteOrder.LITTLE_ENDIAN);
+        c.putLong(0, capacitySectors());
+        c.putInt(12, queueSize - 2);        // seg_max: a chain keeps room for the header and the status
+        c.putInt(20, SECTOR);               // blk_size
+        c.putShort(34, (short) queues());   // num_queues
+        c.putInt(36, MAX_RANGE_SECTORS);    // max_discard_sectors
+        c.putInt(40, MAX_SEGMENTS);         // max_discard_seg
+        c.putInt(44, 4096 / SECTOR);        // discard_sector_alignment
+        c.putInt(48, MAX_RANGE_SECTORS);    // max_write_zeroes_sectors
+        c.putInt(52, MAX_SEGMENTS);         // max_write_zeroes_seg
+        c.put(56, (byte) 1);                // write_zeroes_may_unmap
+        byte[] out = new byte[size];
+        if (offset < CONFIG_BYTES) System.arraycopy(c.array(), offset, out, 0, Math.min(size, CONFIG_BYTES - offset));
+        return out;
+    }
+
+    @Override
+    public int process(int queue, GuestMemory mem, DescriptorChain chain) {
+        long status = chain.lastWritableByte();
+        int s, written = 0;
+        if (!chain.ok() || chain.readableBytes() < HEADER || chain.writableBytes() < 1) {
+            LOG.log(System.Logger.Level.DEBUG, () -> "virtio-blk: refused " + chain);
+            s = S_IOERR;
+        } else {
+            try {
+                byte[] h = new byte[HEADER];
+                chain.readReadable(mem, 0, h);
+                ByteBuffer hb = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN);
+                int type = hb.getInt(0);
+                long sector = hb.getLong(8);
+                long data = chain.writableBytes() - 1;
+                switch (type) {
+                    case T_IN -> {
+                        s = transfer(mem, chain, sector, true, data);
+                        if (s == S_OK) written = (int) data;
+                    }
+                    case T_OUT -> s = transfer(mem, chain, sector, false, chain.readableBytes() - HEADER);
+                    case T_FLUSH -> {
+                        image.flush();
+                        s = S_OK;
+                    }
+                    case T_GET_ID -> {
+                        int n = (int) Math.min(id.length, data);
+                        chain.writeWritable(mem, 0, id, n);
+                        written = n;
+                        s = S_OK;
+                    }
+                    case T_DISCARD, T_WRITE_ZEROES -> s = ranges(mem, chain, type);
+                    default -> s = S_UNSUPP;
+                }
+            } catch (GuestMemoryException | ErrnoException e) {
+                LOG.log(System.Logger.Level.DEBUG, () -> "virtio-blk: I/O error for " + chain + ": " + e.getMessage());
+                s = S_IOERR;
+                written = 0;
+            }
+        }
+        if (status < 0) return 0;
+        try {
+            mem.writeU8(status, s);
+        } catch (GuestMemoryException e) {
+            return 0; // no status byte in guest RAM: nothing to tell the driver
+        }
+        return written + 1;
+    }
+
+    /** A read (into the writable part) or write (from the readable part after the header) of whole sectors. */
+    private int transfer(GuestMemory mem, DescriptorChain chain, long sector, boolean in, long bytes) {
+        if (bytes % SECTOR != 0 || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, bytes))
+            return S_IOERR;
+        room(chain.buffers());
+        int n = chain.range(!in, in ? 0 : HEADER, bytes, gpas, lens);
+        GuestBuffers bufs = mem.buffers(gpas, lens, n, in);
+        if (in) image.read(mem, sector * SECTOR, bufs);
+        else image.write(mem, sector * SECTOR, bufs);
+        return S_OK;
+    }
+
+    /** DISCARD and WRITE_ZEROES: {@code le64 sector, le32 num_sectors, le32 flags} ranges after the header. */
+    private int ranges(GuestMemory mem, DescriptorChain chain, int type) {
+        long bytes = chain.readableBytes() - HEADER;
+        if (bytes == 0 || bytes % SEGMENT != 0 || bytes / SEGMENT > MAX_SEGMENTS) return S_IOERR;
+        byte[] segs = new byte[(int) bytes];
+        chain.readReadable(mem, HEADER, segs);
+        ByteBuffer b = ByteBuffer.wrap(segs).order(ByteOrder.LITTLE_ENDIAN);
+        for (int at = 0; at < bytes; at += SEGMENT) {
+            long sector = b.getLong(at), count = Integer.toUnsignedLong(b.getInt(at + 8));
+            int flags = b.getInt(at + 12);
+            boolean unmap = (flags & 1) != 0;
+            if ((flags & ~1) != 0 || (type == T_DISCARD && unmap)) return S_UNSUPP;
+            if (count > MAX_RANGE_SECTORS || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, count * SECTOR))
+                return S_IOERR;
+            if (type == T_DISCARD) image.discard(sector * SECTOR, count * SECTOR);
+            else image.writeZeroes(sector * SECTOR, count * SECTOR, unmap);
+        }
+        return S_OK;
+    }
+
+    private void room(int n) {
+        if (gpas.length < n) {
+            gpas = new long[n];
+            lens = new long[n];
+        }
+    }
+}
