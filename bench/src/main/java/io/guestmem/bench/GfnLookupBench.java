@@ -8,7 +8,7 @@ import org.openjdk.jmh.annotations.*;
 
 /**
  * {@link MemslotSet#gfnToHva} over {@code slots} 2 MiB slots with 1 MiB gaps, the set built
- * by {@link Memslots} one change at a time as a VMM would; up to KVM's 32764 (issue 22: random lookups at
+ * by {@link Memslots} one change at a time as a VMM would; up to KVM's 32764 (target: random lookups at
  * 32764 slots within 1.5x of 512). {@code random} uses the reference xorshift sequence (compare with
  * vm-memory's {@code get_host_address}); {@code sequential} walks pages in order, where the last-used
  * slot cache hits. The hvas are never dereferenced, so they need no backing memory.

@@ -8,14 +8,14 @@ import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.*;
 
 /**
- * One memslot change (issue 22: under 50 µs at KVM's 32764 slots; KVM's scalable memslots make it O(log n))
+ * One memslot change (target: under 50 µs at KVM's 32764 slots, where KVM's "KVM: Scalable memslots implementation" rework makes a change O(log n))
  * on the {@link Layout} of 2 MiB slots with 1 MiB gaps, built one change at a time:
  * <ul>
  *   <li>{@code createDelete}: slot {@code slots/2} is missing from the set; create it in its hole, delete it
  *       again (2 changes per op: ns/op is per change).</li>
  *   <li>{@code moveAndBack}: move slot {@code slots/2} to a free position above every slot and back (2 MOVEs
  *       per op).</li>
- *   <li>{@code buildAll}: a single shot, {@code slots} creates from an empty set (issue 22: all 32764 in under
+ *   <li>{@code buildAll}: a single shot, {@code slots} creates from an empty set (target: all 32764 in under
  *       1 s); s/op is the whole build.</li>
  * </ul>
  * {@code follower=guestMemory} adds a {@link GuestMemory} that follows every change (its slot table, views,

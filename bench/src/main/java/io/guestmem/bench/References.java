@@ -81,7 +81,7 @@ final class References {
                 if (r.rc != 0) throw new Unavailable("vmmem-ref " + slots + " exited " + r.rc + " (see " + root.relativize(log) + ")");
                 parse(VM_MEMORY, r.stdout);
             }
-            // memslot updates (issue 22): insert_region/remove_region, the rows of MemslotUpdateBench
+            // memslot updates: insert_region/remove_region, the rows of MemslotUpdateBench
             for (String slots : List.of("512", "4096", "32764")) {
                 say("running vm-memory reference, memslot updates at " + slots + " slots");
                 Result r = run(List.of(bin, "--memslots", slots, quick ? "20" : "200"), dir, 900);
