@@ -13,11 +13,11 @@ import io.guestmem.kvm.Vcpu;
 import io.guestmem.kvm.VcpuExit;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.Memslots;
+import io.guestmem.testsupport.FaultyChannel;
 import io.guestmem.vm.VmMemory;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
@@ -49,17 +49,6 @@ class LiveMigrationTest {
 
     static long guestPages() {
         return DATA / GuestCpu.GUEST_PAGE;
-    }
-
-    /** Two connected unix stream sockets. */
-    private SocketChannel[] pair() throws IOException {
-        Path sock = dir.resolve("pair-" + System.nanoTime() + ".sock");
-        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
-            server.bind(UnixDomainSocketAddress.of(sock));
-            SocketChannel a = SocketChannel.open(StandardProtocolFamily.UNIX);
-            a.connect(UnixDomainSocketAddress.of(sock));
-            return new SocketChannel[] {a, server.accept()};
-        }
     }
 
     /**
@@ -190,36 +179,8 @@ class LiveMigrationTest {
             src.addRam(0, 0, a, 0, size, Memslot.LOG_DIRTY_PAGES);
             src.addRam(1, size, m, 0, size, Memslot.LOG_DIRTY_PAGES);
             for (long off = 0; off < 2 * size; off += 4096) src.writeU64(off, off + 1);
-            SocketChannel[] p = pair();
-            ByteChannel dying = new ByteChannel() { // the source's end: gone after reading two requests
-                long read;
-
-                @Override
-                public int read(ByteBuffer b) throws IOException {
-                    if (read >= 2 * 32) {
-                        p[0].close();
-                        throw new IOException("the source process died");
-                    }
-                    int n = p[0].read(b);
-                    read += Math.max(n, 0);
-                    return n;
-                }
-
-                @Override
-                public int write(ByteBuffer b) throws IOException {
-                    return p[0].write(b);
-                }
-
-                @Override
-                public boolean isOpen() {
-                    return p[0].isOpen();
-                }
-
-                @Override
-                public void close() throws IOException {
-                    p[0].close();
-                }
-            };
+            SocketChannel[] p = FaultyChannel.pair(dir);
+            ByteChannel dying = FaultyChannel.dyingAfterRead(p[0], 2 * 32); // the source's end: gone after two requests
             CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
                 try {
                     MigrationSource.send(src, dying, null, () -> { // the guest's last writes: every page, once more
@@ -257,40 +218,9 @@ class LiveMigrationTest {
         try (GuestMemory src = new GuestMemory(new Memslots()); HostRegion r = HostRegion.anonymous(1 << 20).create()) {
             src.addRam(0, 0, r);
             for (long off = 0; off < (1 << 20); off += 8192) src.writeU64(off, off | 1);
-            SocketChannel[] p = pair();
+            SocketChannel[] p = FaultyChannel.pair(dir);
             long header = 16 + 64 + 4, flipAt = header + 32 + 10;
-            ByteChannel corrupting = new ByteChannel() {
-                long written;
-
-                @Override
-                public int write(ByteBuffer b) throws IOException {
-                    ByteBuffer copy = ByteBuffer.allocate(b.remaining());
-                    copy.put(b.duplicate()).flip();
-                    if (flipAt >= written && flipAt < written + copy.limit()) {
-                        int i = (int) (flipAt - written);
-                        copy.put(i, (byte) (copy.get(i) ^ 0x40));
-                    }
-                    int n = p[0].write(copy);
-                    b.position(b.position() + n);
-                    written += n;
-                    return n;
-                }
-
-                @Override
-                public int read(ByteBuffer b) throws IOException {
-                    return p[0].read(b);
-                }
-
-                @Override
-                public boolean isOpen() {
-                    return p[0].isOpen();
-                }
-
-                @Override
-                public void close() throws IOException {
-                    p[0].close();
-                }
-            };
+            ByteChannel corrupting = FaultyChannel.flipping(p[0], flipAt);
             CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
                 try {
                     MigrationSource.send(src, corrupting, null, () -> {}, MigrationSource.Options.defaults());
@@ -326,7 +256,7 @@ class LiveMigrationTest {
         try (GuestMemory src = new GuestMemory(new Memslots()); HostRegion r = HostRegion.memfd(1 << 20).create()) {
             src.addRam(0, 0, r);
             for (long off = 0; off < (1 << 20); off += 4096) src.writeU64(off, off + 7);
-            SocketChannel[] p = pair();
+            SocketChannel[] p = FaultyChannel.pair(dir);
             // the source's pause kills the connection: the destination has the full round and then EOF
             CompletableFuture<Throwable> source = CompletableFuture.supplyAsync(() -> {
                 try {

@@ -13,18 +13,14 @@ import io.guestmem.migration.MigrationStats;
 import io.guestmem.migration.PostCopy;
 import io.guestmem.snapshot.LazyRestoreException;
 import io.guestmem.snapshot.RestoredMemory;
+import io.guestmem.testsupport.FaultyChannel;
 import java.io.IOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
-import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
-import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.function.LongPredicate;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
@@ -64,57 +60,6 @@ class MigrationLeakTest {
         }
     }
 
-    /**
-     * A stream end that fails on purpose: {@code flipWrite} names a written byte offset to flip, {@code dieAfterRead}
-     * the count of bytes read after which the peer is gone.
-     */
-    record Faulty(SocketChannel ch, LongPredicate flipWrite, long dieAfterRead, long[] counts) implements ByteChannel {
-        Faulty(SocketChannel ch, LongPredicate flipWrite, long dieAfterRead) {
-            this(ch, flipWrite, dieAfterRead, new long[2]);
-        }
-
-        @Override
-        public int read(ByteBuffer b) throws IOException {
-            if (counts[0] >= dieAfterRead) {
-                ch.close();
-                throw new IOException("the peer process died");
-            }
-            int n = ch.read(b.limit((int) Math.min(b.limit(), b.position() + dieAfterRead - counts[0])));
-            counts[0] += Math.max(n, 0);
-            return n;
-        }
-
-        @Override
-        public int write(ByteBuffer b) throws IOException {
-            ByteBuffer copy = ByteBuffer.allocate(b.remaining()).put(b.duplicate()).flip();
-            for (int i = 0; i < copy.limit(); i++) if (flipWrite.test(counts[1] + i)) copy.put(i, (byte) (copy.get(i) ^ 0x40));
-            int n = ch.write(copy);
-            b.position(b.position() + n);
-            counts[1] += n;
-            return n;
-        }
-
-        @Override
-        public boolean isOpen() {
-            return ch.isOpen();
-        }
-
-        @Override
-        public void close() throws IOException {
-            ch.close();
-        }
-    }
-
-    private SocketChannel[] pair() throws IOException {
-        Path sock = dir.resolve("pair-" + System.nanoTime() + ".sock");
-        try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
-            server.bind(UnixDomainSocketAddress.of(sock));
-            SocketChannel a = SocketChannel.open(StandardProtocolFamily.UNIX);
-            a.connect(UnixDomainSocketAddress.of(sock));
-            return new SocketChannel[] {a, server.accept()};
-        }
-    }
-
     private static CompletableFuture<Object> send(Source src, ByteChannel ch, boolean postCopy) {
         return CompletableFuture.supplyAsync(() -> {
             try (ch) {
@@ -129,9 +74,9 @@ class MigrationLeakTest {
     @Test
     void aDamagedStreamIsRefusedAndTheDestinationLeavesNothing() throws Exception {
         try (Source src = Source.open()) {
-            SocketChannel[] p = pair();
+            SocketChannel[] p = FaultyChannel.pair(dir);
             long header = 16 + 2 * 64 + 4;
-            CompletableFuture<Object> source = send(src, new Faulty(p[0], at -> at == header + 32 + 100, Long.MAX_VALUE), false);
+            CompletableFuture<Object> source = send(src, FaultyChannel.flipping(p[0], header + 32 + 100), false);
             LeakGuard.Snapshot before = LeakGuard.snapshot();
             try (SocketChannel in = p[1]) {
                 MigrationException e = assertThrows(MigrationException.class, () -> MigrationDestination.receive(in, null));
@@ -146,8 +91,8 @@ class MigrationLeakTest {
     @Test
     void aPostCopyWhoseSourceGoesAwayFailsItsAccessesAndLeavesNothing() throws Exception {
         try (Source src = Source.open()) {
-            SocketChannel[] p = pair();
-            CompletableFuture<Object> source = send(src, new Faulty(p[0], at -> false, 3 * 32), true);
+            SocketChannel[] p = FaultyChannel.pair(dir);
+            CompletableFuture<Object> source = send(src, FaultyChannel.dyingAfterRead(p[0], 3 * 32), true);
             LeakGuard.Snapshot before = LeakGuard.snapshot();
             try (SocketChannel in = p[1]) {
                 MigrationDestination.Received got = MigrationDestination.receive(in, null);
@@ -168,7 +113,7 @@ class MigrationLeakTest {
     @Test
     void aPostCopyWhoseDestinationGoesAwayLeavesTheSourceWhole() throws Exception {
         try (Source src = Source.open()) {
-            SocketChannel[] p = pair();
+            SocketChannel[] p = FaultyChannel.pair(dir);
             LeakGuard.Snapshot before = LeakGuard.snapshot();
             CompletableFuture<Object> source = send(src, p[0], true);
             try (SocketChannel in = p[1]) {
@@ -185,7 +130,7 @@ class MigrationLeakTest {
     @Test
     void aCompletedPostCopyAgreesOnEveryPageAndClosesClean() throws Exception {
         try (Source src = Source.open()) {
-            SocketChannel[] p = pair();
+            SocketChannel[] p = FaultyChannel.pair(dir);
             LeakGuard.Snapshot before = LeakGuard.snapshot();
             CompletableFuture<Object> source = send(src, p[0], true);
             MigrationStats done;
