@@ -79,7 +79,12 @@ final class MigrationWire {
 
     private void write(ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
-            int n = ch.write(b);
+            int n;
+            try {
+                n = ch.write(b);
+            } catch (IOException e) { // the peer went away: typed, with the offset, as a failed read is
+                throw new MigrationException(offset, "writing to the peer: " + e.getMessage(), e);
+            }
             offset += n;
             bytes += n;
         }

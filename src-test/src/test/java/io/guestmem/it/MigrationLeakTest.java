@@ -89,15 +89,48 @@ class MigrationLeakTest {
     }
 
     @Test
+    void aSourceThatGoesAwayMidPreCopyLeavesTheDestinationNothing() throws Exception {
+        try (Source src = Source.open()) {
+            SocketChannel[] p = FaultyChannel.pair(dir);
+            // the source's pause kills the connection: the destination has the full round and then EOF
+            CompletableFuture<Object> source = CompletableFuture.supplyAsync(() -> {
+                try {
+                    return MigrationSource.send(src.memory(), p[0], null, () -> {
+                        try {
+                            p[0].close();
+                        } catch (IOException ignored) {
+                            // the point of the test
+                        }
+                    }, MigrationSource.Options.defaults());
+                } catch (Throwable t) {
+                    return t;
+                }
+            });
+            LeakGuard.Snapshot before = LeakGuard.snapshot();
+            try (SocketChannel in = p[1]) {
+                MigrationException e = assertThrows(MigrationException.class, () -> MigrationDestination.receive(in, null));
+                assertTrue(e.getMessage().contains("closed the stream"), e.getMessage());
+            }
+            LeakGuard.verify(before, "the destination of a source that went away mid-pre-copy");
+            assertInstanceOf(IOException.class, source.get(30, TimeUnit.SECONDS));
+            assertEquals(1L, src.memory().readU64(0), "the source's memory is as it was");
+        }
+    }
+
+    @Test
     void aPostCopyWhoseSourceGoesAwayFailsItsAccessesAndLeavesNothing() throws Exception {
         try (Source src = Source.open()) {
             SocketChannel[] p = FaultyChannel.pair(dir);
-            CompletableFuture<Object> source = send(src, FaultyChannel.dyingAfterRead(p[0], 3 * 32), true);
+            CompletableFuture<Object> source = send(src, FaultyChannel.dyingAfterRead(p[0], 2 * 32), true);
             LeakGuard.Snapshot before = LeakGuard.snapshot();
             try (SocketChannel in = p[1]) {
-                MigrationDestination.Received got = MigrationDestination.receive(in, null);
+                // nothing pulled in the background: the two requests the source answers are the accessors' below
+                MigrationDestination.Received got = MigrationDestination.receive(in, null, false);
                 try (RestoredMemory m = got.memory()) {
                     GuestMemory dst = m.memory().memory();
+                    assertEquals(2L, dst.readU64(0), "a page that arrived before the source went away");
+                    assertEquals(SIZE + 2, dst.readU64(SIZE), "and another");
+                    got.postCopy().pullRest();
                     LazyRestoreException e = assertTimeoutPreemptively(Duration.ofSeconds(30),
                             () -> assertThrows(LazyRestoreException.class, () -> dst.readU64(2 * SIZE - 4096)));
                     System.out.println("post-copy, source gone: " + e.getMessage());
