@@ -5,6 +5,7 @@
  */
 module io.guestmem.cli {
     requires io.guestmem.core;
+    requires io.guestmem.vhost;
     requires info.picocli;
     requires com.fasterxml.jackson.databind;
     requires me.tongfei.progressbar;

@@ -5,12 +5,14 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 /**
- * The {@code guestmem} command. Subcommands: {@code demo} (the main job) and {@code inspect}
- * (page-types for guest memory). Bad arguments print one line and exit 2; a failed check exits 1.
+ * The {@code guestmem} command. Subcommands: {@code demo} (the main job), {@code inspect}
+ * (page-types for guest memory) and {@code vhost-user-blk} (a vhost-user back-end serving a raw image).
+ * Bad arguments print one line and exit 2; a failed check exits 1.
  */
 @Command(name = "guestmem", mixinStandardHelpOptions = true, version = "guestmem 0.1.0",
         description = "Guest-memory backend over real host memory, and KVM's memory logic in Java.",
         subcommands = {DemoCommand.class, InspectCommand.class, MigrateDestinationCommand.class,
+                VhostUserBlkCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
