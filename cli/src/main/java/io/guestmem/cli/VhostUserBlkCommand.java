@@ -34,7 +34,11 @@ final class VhostUserBlkCommand implements Callable<Integer> {
     @Option(names = "--serial", defaultValue = "guestmem", paramLabel = "ID", description = "What GET_ID answers (at most 20 bytes). Default: ${DEFAULT-VALUE}.")
     String serial;
 
-    @Option(names = "--queue-size", defaultValue = "256", paramLabel = "N", description = "The queue size the device reports room for (seg_max = N - 2). Default: ${DEFAULT-VALUE}.")
+    // seg_max in the config space is read before any ring exists: it must fit the front-end's rings, or the
+    // guest driver builds (indirect) chains longer than the queue, which the spec forbids and the queue refuses
+    @Option(names = "--queue-size", defaultValue = "128", paramLabel = "N",
+            description = "The front-end's queue size (QEMU's vhost-user-blk-pci queue-size, 128 unless set); the device"
+                    + " tells the driver to use at most N - 2 segments per request. Default: ${DEFAULT-VALUE}.")
     int queueSize;
 
     @Option(names = "--once", description = "Exit when the first front-end disconnects.")

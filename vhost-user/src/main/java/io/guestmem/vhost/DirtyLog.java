@@ -12,6 +12,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
+import java.util.function.LongConsumer;
 
 /**
  * The front-end's migration log (SET_LOG_BASE with LOG_SHMFD): a shared bitmap, one bit per 4 KiB page of
@@ -34,6 +35,7 @@ public final class DirtyLog implements AutoCloseable {
     private HostRegion log;
     private boolean logging;
     private long pagesLogged, syncs;
+    private volatile LongConsumer watcher;
 
     DirtyLog(GuestMemory memory) {
         this.memory = memory;
@@ -84,12 +86,22 @@ public final class DirtyLog implements AutoCloseable {
         return syncs;
     }
 
+    /**
+     * Has {@code w} told each log page (gpa / 4096) as it is marked, in the session's thread (null: no one).
+     * For tracing what a migration's log carried: QEMU clears the bits it has read, so the log itself cannot
+     * say afterwards what was in it.
+     */
+    public void watch(LongConsumer w) {
+        watcher = w;
+    }
+
     /** ORs the pages written since the last sync into the log. */
     void sync() {
         if (!logging()) return;
         MemorySegment bits = log.segment();
         long words = logSize / 8, perPage = Math.max(1, memory.memslots().geometry().pageSize() / LOG_PAGE);
         int shift = memory.memslots().geometry().shift();
+        LongConsumer watched = watcher;
         for (RamSlot s : memory.ramSlots()) {
             DirtyPages d = memory.collectDirty(s.slot().id());
             for (long gfn : d.gfns()) {
@@ -99,6 +111,7 @@ public final class DirtyLog implements AutoCloseable {
                     if (w >= words) break; // past the log's end: QEMU sized it for all of RAM, so never
                     WORD.getAndBitwiseOr(bits, w * 8, 1L << (p & 63));
                     pagesLogged++;
+                    if (watched != null) watched.accept(p);
                 }
             }
         }
