@@ -35,6 +35,10 @@ public final class BenchRunner {
     private BenchRunner() {}
 
     public static void main(String[] argv) throws Exception {
+        if (argv.length == 1 && argv[0].equals("--vhost-user-blk")) { // a guest under QEMU, not JMH: a run of its own
+            System.out.println(VhostUserBlkBench.run(Path.of(System.getProperty("guestmem.root", ".")).toAbsolutePath().normalize()));
+            return;
+        }
         Args args;
         try {
             args = parse(argv);
@@ -49,6 +53,8 @@ public final class BenchRunner {
             System.out.println("  --only REGEX    only JMH benchmarks matching REGEX (e.g. 'GfnLookup|Pagemap')");
             System.out.println("  --no-reference  skip the vm-memory and C reference programs (ratios against them: unavailable)");
             System.out.println("results: bench/results/latest.json (JMH JSON) and bench/results/latest.md");
+            System.out.println("guestmem bench --vhost-user-blk: a QEMU guest's O_DIRECT I/O on guestmem's vhost-user-blk back-end");
+            System.out.println("  and on qemu-storage-daemon, in one run (bench/results/vhost-user-blk.md)");
             return;
         }
         Path root = Path.of(System.getProperty("guestmem.root", ".")).toAbsolutePath().normalize();

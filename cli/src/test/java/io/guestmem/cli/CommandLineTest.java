@@ -49,6 +49,25 @@ class CommandLineTest {
         assertEquals("", r.out());
     }
 
+    @Test
+    void vhostUserBlkHelpNamesItsOptions() {
+        String out = run("vhost-user-blk", "--help").out();
+        for (String o : List.of("--socket", "--image", "--serial", "--queue-size", "--once")) assertTrue(out.contains(o), o + " in " + out);
+    }
+
+    /** A bad image or queue size is refused before the socket is created. */
+    @ParameterizedTest
+    @ValueSource(strings = {"vhost-user-blk --socket /tmp/guestmem-cli-test.sock", "vhost-user-blk --image /etc/hostname",
+            "vhost-user-blk --socket /tmp/guestmem-cli-test.sock --image /nonexistent/img",
+            "vhost-user-blk --socket /tmp/guestmem-cli-test.sock --image /etc --queue-size 128",
+            "vhost-user-blk --socket /tmp/guestmem-cli-test.sock --image /etc/hostname --queue-size 100"})
+    void vhostUserBlkBadArgumentsExit2(String args) {
+        Run r = run(args.split(" "));
+        assertEquals(2, r.code(), r.err());
+        assertEquals(1, r.err().lines().count(), "exactly one line on stderr: " + r.err());
+        assertFalse(java.nio.file.Files.exists(java.nio.file.Path.of("/tmp/guestmem-cli-test.sock")));
+    }
+
     /** A backing name that is not one is a usage error before anything is mapped, naming the valid ones. */
     @ParameterizedTest
     @ValueSource(strings = {"an", "anon,an", "hugetlb", "hugetlb-3M", "anon,,memfd", "ANON", "fd"})

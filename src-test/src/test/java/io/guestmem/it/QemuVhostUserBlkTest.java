@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.access.GuestMemory;
+import io.guestmem.testsupport.QemuGuest;
 import io.guestmem.vhost.VhostUserDevice;
 import io.guestmem.vhost.VhostUserServer;
 import io.guestmem.vhost.VhostUserSession;
@@ -45,7 +46,7 @@ class QemuVhostUserBlkTest {
         Assumptions.assumeTrue(arch.equals("amd64") || arch.equals("x86_64"),
                 "the QEMU guest of this test is x86-64 (Debian's 6.1 kernel under TCG); this machine is " + arch);
         work = Files.createTempDirectory("guestmem-qemu-");
-        boot = QemuGuest.prepare("/qemu/vhost-user-blk-init", work);
+        boot = QemuGuest.prepare(Path.of(System.getProperty("basedir", ".")), "vhost-user-blk-init", work);
         Assumptions.assumeTrue(boot.unavailable() == null, () -> "QEMU cannot be installed here: " + boot.unavailable());
     }
 
@@ -119,7 +120,7 @@ class QemuVhostUserBlkTest {
                  QemuGuest guest = QemuGuest.start("source", boot, source.path(), work, "loop", null)) {
                 guest.await(l -> l.stream().filter(x -> x.endsWith(" OK")).count() >= 3, BOOT, "three I/O rounds before the migration");
                 dev[0].session = source.session();
-                try (QemuGuest.Qmp qmp = guest.qmp()) {
+                try (Qmp qmp = new Qmp(guest)) {
                     qmp.execute("migrate", Map.of("uri", "exec:cat > " + stream));
                     String status;
                     long end = System.nanoTime() + Duration.ofSeconds(120).toNanos();

@@ -1,15 +1,7 @@
-package io.guestmem.it;
+package io.guestmem.testsupport;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.io.UncheckedIOException;
-import java.net.StandardProtocolFamily;
-import java.net.UnixDomainSocketAddress;
-import java.nio.channels.Channels;
-import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -21,35 +13,34 @@ import java.util.function.Predicate;
 
 /**
  * A Linux guest under QEMU (x86-64, TCG: this host's KVM runs no normal Linux guest) with one
- * vhost-user-blk-pci device on a back-end's socket, its serial console in a file, and QMP for migration.
+ * vhost-user-blk-pci device on a back-end's socket, its serial console in a file, and a QMP socket.
  * The guest is what {@code runner/qemu-x86/prepare} built: Debian's 6.1 kernel and an initramfs whose
  * {@code /init} prints {@code GUESTMEM ...} lines.
  */
-final class QemuGuest implements AutoCloseable {
+public final class QemuGuest implements AutoCloseable {
     /** The RAM the guest gets: a shared memfd, as a vhost-user back-end needs (it maps the fds QEMU sends). */
-    static final String RAM = "256M";
+    public static final String RAM = "256M";
 
     /** What prepare made: the kernel and initramfs, or why there are none (QEMU could not be installed). */
-    record Boot(Path dir, String unavailable) {
-        Path kernel() {
+    public record Boot(Path dir, String unavailable) {
+        public Path kernel() {
             return dir.resolve("vmlinuz");
         }
 
-        Path initrd() {
+        public Path initrd() {
             return dir.resolve("initrd.img");
         }
     }
 
-    /** Runs the prepare script for {@code init} (a resource of this module); its log goes to {@code log}. */
-    static Boot prepare(String initResource, Path work) throws IOException, InterruptedException {
-        Path root = repositoryRoot();
-        Path init = work.resolve("init");
-        try (var in = QemuGuest.class.getResourceAsStream(initResource)) {
-            if (in == null) throw new IllegalStateException("no resource " + initResource);
-            Files.copy(in, init);
-        }
+    /**
+     * Runs {@code runner/qemu-x86/prepare} for the guest whose /init is {@code runner/qemu-x86/<init>} of the
+     * repository at or above {@code from}; the script's log goes to {@code work/prepare.log} and to stdout.
+     */
+    public static Boot prepare(Path from, String init, Path work) throws IOException, InterruptedException {
+        Path root = repositoryRoot(from);
+        Path initFile = root.resolve("runner/qemu-x86").resolve(init);
         Path log = work.resolve("prepare.log");
-        Process p = new ProcessBuilder(root.resolve("runner/qemu-x86/prepare").toString(), init.toString())
+        Process p = new ProcessBuilder(root.resolve("runner/qemu-x86/prepare").toString(), initFile.toString())
                 .redirectError(log.toFile()).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
         if (!p.waitFor(15, TimeUnit.MINUTES)) {
@@ -65,10 +56,10 @@ final class QemuGuest implements AutoCloseable {
         return new Boot(Path.of(out), null);
     }
 
-    private static Path repositoryRoot() {
-        Path d = Path.of(System.getProperty("basedir", ".")).toAbsolutePath();
-        for (; d != null; d = d.getParent()) if (Files.isRegularFile(d.resolve("runner/qemu-x86/prepare"))) return d;
-        throw new IllegalStateException("runner/qemu-x86/prepare not found above " + System.getProperty("basedir", "."));
+    private static Path repositoryRoot(Path from) {
+        for (Path d = from.toAbsolutePath(); d != null; d = d.getParent())
+            if (Files.isRegularFile(d.resolve("runner/qemu-x86/prepare"))) return d;
+        throw new IllegalStateException("runner/qemu-x86/prepare not found at or above " + from);
     }
 
     private final Process process;
@@ -87,7 +78,7 @@ final class QemuGuest implements AutoCloseable {
      * Starts QEMU with the device on {@code socket}; {@code mode} goes to the guest's /init on the kernel command
      * line; {@code incoming}, when not null, is the migration stream to start from (QEMU's {@code -incoming}).
      */
-    static QemuGuest start(String name, Boot boot, Path socket, Path work, String mode, String incoming) throws IOException {
+    public static QemuGuest start(String name, Boot boot, Path socket, Path work, String mode, String incoming) throws IOException {
         Path console = work.resolve(name + "-console.log"), qmp = work.resolve(name + ".qmp"), err = work.resolve(name + "-qemu.log");
         List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "1",
                 "-m", RAM, "-object", "memory-backend-memfd,id=mem,size=" + RAM + ",share=on", "-numa", "node,memdev=mem",
@@ -102,7 +93,7 @@ final class QemuGuest implements AutoCloseable {
     }
 
     /** The console's GUESTMEM lines so far. */
-    List<String> lines() {
+    public List<String> lines() {
         try {
             if (!Files.exists(console)) return List.of();
             return Files.readAllLines(console, StandardCharsets.ISO_8859_1).stream()
@@ -113,7 +104,7 @@ final class QemuGuest implements AutoCloseable {
     }
 
     /** Waits until the GUESTMEM lines satisfy {@code done}; fails with the console and QEMU's output past the timeout. */
-    List<String> await(Predicate<List<String>> done, Duration timeout, String what) throws InterruptedException {
+    public List<String> await(Predicate<List<String>> done, Duration timeout, String what) throws InterruptedException {
         long end = System.nanoTime() + timeout.toNanos();
         while (true) {
             boolean exited = !process.isAlive(); // read before the lines: an exited QEMU has written its last ones
@@ -127,14 +118,14 @@ final class QemuGuest implements AutoCloseable {
     }
 
     /** Waits for QEMU to exit (the guest powers off); its exit code. */
-    int awaitExit(Duration timeout) throws InterruptedException {
+    public int awaitExit(Duration timeout) throws InterruptedException {
         if (!process.waitFor(timeout.toMillis(), TimeUnit.MILLISECONDS))
             throw new AssertionError(name + ": QEMU still runs after " + timeout.toSeconds() + " s\n" + report());
         return process.exitValue();
     }
 
     /** The tail of the console and QEMU's own output, for a failure message. */
-    String report() {
+    public String report() {
         StringBuilder b = new StringBuilder();
         for (Path f : List.of(console, stderr)) {
             try {
@@ -148,14 +139,9 @@ final class QemuGuest implements AutoCloseable {
         return b.toString();
     }
 
-    /** One QMP connection (capabilities negotiated). */
-    Qmp qmp() throws IOException, InterruptedException {
-        long end = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-        while (!Files.exists(qmpPath)) {
-            if (System.nanoTime() > end) throw new AssertionError(name + ": no QMP socket\n" + report());
-            Thread.sleep(50);
-        }
-        return new Qmp(qmpPath);
+    /** QEMU's QMP socket (QemuGuest#start asks for one; it exists once QEMU is up). */
+    public Path qmpSocket() {
+        return qmpPath;
     }
 
     @Override
@@ -165,41 +151,6 @@ final class QemuGuest implements AutoCloseable {
             process.waitFor(10, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-        }
-    }
-
-    /** QEMU's machine protocol: one JSON object per line; events are skipped. */
-    static final class Qmp implements AutoCloseable {
-        private static final ObjectMapper JSON = new ObjectMapper();
-        private final SocketChannel ch;
-        private final BufferedReader in;
-
-        Qmp(Path path) throws IOException {
-            ch = SocketChannel.open(StandardProtocolFamily.UNIX);
-            ch.connect(UnixDomainSocketAddress.of(path));
-            in = new BufferedReader(new InputStreamReader(Channels.newInputStream(ch), StandardCharsets.UTF_8));
-            in.readLine(); // the greeting
-            execute("qmp_capabilities", null);
-        }
-
-        /** Runs {@code command}; its {@code return}, or an AssertionError with QEMU's error. */
-        JsonNode execute(String command, Object arguments) throws IOException {
-            var req = JSON.createObjectNode().put("execute", command);
-            if (arguments != null) req.set("arguments", JSON.valueToTree(arguments));
-            ch.write(java.nio.ByteBuffer.wrap((JSON.writeValueAsString(req) + "\n").getBytes(StandardCharsets.UTF_8)));
-            while (true) {
-                String line = in.readLine();
-                if (line == null) throw new IOException("QMP closed during " + command);
-                JsonNode m = JSON.readTree(line);
-                if (m.has("event")) continue;
-                if (m.has("error")) throw new AssertionError("QMP " + command + ": " + m.get("error"));
-                return m.get("return");
-            }
-        }
-
-        @Override
-        public void close() throws IOException {
-            ch.close();
         }
     }
 }
