@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.guestmem.access.GuestMemory;
 import io.guestmem.testsupport.QemuGuest;
+import io.guestmem.memslot.MemslotSet;
+import io.guestmem.vhost.Features;
+import io.guestmem.vhost.Request;
 import io.guestmem.vhost.VhostUserDevice;
 import io.guestmem.vhost.VhostUserServer;
 import io.guestmem.vhost.VhostUserSession;
@@ -26,6 +29,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * guestmem's vhost-user-blk back-end serving a real Linux guest under QEMU: the guest RAM is QEMU's (a shared
@@ -159,6 +164,49 @@ class QemuVhostUserBlkTest {
                 assertFalse(after.stream().anyMatch(x -> x.startsWith("GUESTMEM UP")), "the destination resumed the guest, it did not boot it");
                 assertTrue(firstIteration(after) >= lastBefore, "the guest's loop went on where it was: " + after);
                 assertTrue(dest.session().requests() > 0);
+            }
+        }
+    }
+
+    /**
+     * Memory hot-plug while the queue runs: a DIMM plugged through QMP reaches the back-end as ADD_MEM_REG (with
+     * CONFIGURE_MEM_SLOTS) or as a whole new SET_MEM_TABLE (without: then the boot's table came that way too),
+     * the regions are remapped as memslots under the running ring, and the guest's I/O goes on right.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"ADD_MEM_REG", "SET_MEM_TABLE"})
+    void memoryPluggedWhileTheQueueRunsReachesTheBackendAndIoGoesOn(String how) throws Exception {
+        Path img = image("hotplug-" + how + ".img", pattern());
+        try (RawImage raw = RawImage.open(img.toString());
+             VhostUserServer server = VhostUserServer.listen(work.resolve("hotplug.sock"), () -> new VirtioBlk(raw, "guestmem-test", 128), s -> {
+                 if (how.equals("SET_MEM_TABLE")) s.offerProtocolOnly(~Features.P_CONFIGURE_MEM_SLOTS);
+             }).start();
+             QemuGuest guest = QemuGuest.start("hotplug-" + how, boot, server.path(), work, "loop", null)) {
+            guest.await(l -> l.stream().filter(x -> x.endsWith(" OK")).count() >= 2, BOOT, "two I/O rounds before the hot-plug");
+            MemslotSet before = server.session().memory().guestMemory().memslots().current();
+            try (Qmp qmp = new Qmp(guest)) {
+                qmp.execute("object-add", Map.of("qom-type", "memory-backend-memfd", "id", "hp1", "size", 128L << 20, "share", true));
+                qmp.execute("device_add", Map.of("driver", "pc-dimm", "id", "dimm1", "memdev", "hp1"));
+            }
+            long end = System.nanoTime() + Duration.ofSeconds(30).toNanos();
+            while (server.session().memory().guestMemory().memslots().current().size() <= before.size()) {
+                if (System.nanoTime() > end) throw new AssertionError("the back-end never got the DIMM (" + before.size() + " slots)\n" + guest.report());
+                Thread.sleep(50);
+            }
+            int rounds = (int) guest.lines().stream().filter(x -> x.endsWith(" OK")).count();
+            List<String> l = guest.await(x -> x.stream().filter(y -> y.endsWith(" OK")).count() >= rounds + 2 || x.stream().anyMatch(y -> y.contains(" BAD")),
+                    BOOT, "two I/O rounds after the hot-plug");
+            MemslotSet after = server.session().memory().guestMemory().memslots().current();
+            System.out.println("qemu: hot-plug by " + how + ": " + before.size() + " -> " + after.size() + " memslots; " + String.join(" | ", l));
+            assertFalse(l.stream().anyMatch(x -> x.contains(" BAD")), guest.report());
+            assertEquals(before.size() + 1, after.size());
+            VhostUserSession s = server.session();
+            if (how.equals("ADD_MEM_REG")) {
+                assertEquals(0, s.messages(Request.SET_MEM_TABLE));
+                assertEquals(after.size(), s.messages(Request.ADD_MEM_REG), "one ADD_MEM_REG per region");
+            } else {
+                assertEquals(0, s.messages(Request.ADD_MEM_REG));
+                assertTrue(s.messages(Request.SET_MEM_TABLE) >= 2, "the boot's table and the one with the DIMM");
             }
         }
     }

@@ -18,7 +18,10 @@ import java.util.function.Predicate;
  * {@code /init} prints {@code GUESTMEM ...} lines.
  */
 public final class QemuGuest implements AutoCloseable {
-    /** The RAM the guest gets: a shared memfd, as a vhost-user back-end needs (it maps the fds QEMU sends). */
+    /**
+     * The RAM the guest gets: a shared memfd, as a vhost-user back-end needs (it maps the fds QEMU sends); room
+     * for two DIMMs more (QMP object-add + device_add pc-dimm: memory hot-plug while the device runs).
+     */
     public static final String RAM = "256M";
 
     /** What prepare made: the kernel and initramfs, or why there are none (QEMU could not be installed). */
@@ -81,7 +84,7 @@ public final class QemuGuest implements AutoCloseable {
     public static QemuGuest start(String name, Boot boot, Path socket, Path work, String mode, String incoming) throws IOException {
         Path console = work.resolve(name + "-console.log"), qmp = work.resolve(name + ".qmp"), err = work.resolve(name + "-qemu.log");
         List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "1",
-                "-m", RAM, "-object", "memory-backend-memfd,id=mem,size=" + RAM + ",share=on", "-numa", "node,memdev=mem",
+                "-m", RAM + ",slots=2,maxmem=1G", "-object", "memory-backend-memfd,id=mem,size=" + RAM + ",share=on", "-numa", "node,memdev=mem",
                 "-chardev", "socket,id=c0,path=" + socket, "-device", "vhost-user-blk-pci,chardev=c0,num-queues=1",
                 "-kernel", boot.kernel().toString(), "-initrd", boot.initrd().toString(),
                 "-append", "console=ttyS0 panic=-1 quiet guestmem.mode=" + mode,

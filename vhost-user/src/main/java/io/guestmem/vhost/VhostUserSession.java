@@ -36,7 +36,8 @@ public final class VhostUserSession implements AutoCloseable {
     private final Vring[] rings;
     private final Eventfd stop = Eventfd.create("vhost-user session stop");
     private final DirtyLog log;
-    private long features, protocol;
+    private long features, protocol, protocolOffered = PROTOCOL_OFFERED;
+    private final java.util.concurrent.atomic.AtomicLongArray messages = new java.util.concurrent.atomic.AtomicLongArray(Request.values().length);
     private int backendReqFd = -1;
     private long requests;
     private boolean closed;
@@ -52,6 +53,21 @@ public final class VhostUserSession implements AutoCloseable {
     /** The features the back-end offers: the device's and the protocol's own. */
     public long offeredFeatures() {
         return device.features() | Features.PROTOCOL_FEATURES | Features.LOG_ALL;
+    }
+
+    /**
+     * Offers only the protocol features of {@code mask} (before the front-end asks): without
+     * {@link Features#P_CONFIGURE_MEM_SLOTS}, for instance, QEMU sends its whole memory table with
+     * SET_MEM_TABLE, at the start and at every change, instead of one ADD_MEM_REG/REM_MEM_REG per region.
+     */
+    public VhostUserSession offerProtocolOnly(long mask) {
+        protocolOffered = PROTOCOL_OFFERED & mask;
+        return this;
+    }
+
+    /** How many messages of kind {@code r} the front-end has sent (any thread may ask). */
+    public long messages(Request r) {
+        return messages.get(r.ordinal());
     }
 
     /** Requests served so far (all queues). */
@@ -126,14 +142,15 @@ public final class VhostUserSession implements AutoCloseable {
 
     private void handle(Message m) {
         Request r = m.request();
+        messages.incrementAndGet(r.ordinal());
         boolean replied = false;
         switch (r) {
             case GET_FEATURES -> replied = reply(r, offeredFeatures());
             case SET_FEATURES -> setFeatures(m.u64(0));
-            case GET_PROTOCOL_FEATURES -> replied = reply(r, PROTOCOL_OFFERED);
+            case GET_PROTOCOL_FEATURES -> replied = reply(r, protocolOffered);
             case SET_PROTOCOL_FEATURES -> {
                 long p = m.u64(0);
-                if ((p & ~PROTOCOL_OFFERED) != 0) throw refused(r, "protocol features " + Fmt.hex(p & ~PROTOCOL_OFFERED) + " were not offered");
+                if ((p & ~protocolOffered) != 0) throw refused(r, "protocol features " + Fmt.hex(p & ~protocolOffered) + " were not offered");
                 protocol = p;
             }
             case SET_OWNER -> { }
