@@ -171,11 +171,12 @@ class QemuVhostUserBlkTest {
     /**
      * Memory hot-plug while the queue runs: a DIMM plugged through QMP reaches the back-end as ADD_MEM_REG (with
      * CONFIGURE_MEM_SLOTS) or as a whole new SET_MEM_TABLE (without: then the boot's table came that way too),
-     * the regions are remapped as memslots under the running ring, and the guest's I/O goes on right.
+     * the regions are remapped as memslots under the running ring, and the guest's I/O goes on right; then the
+     * DIMM is unplugged (REM_MEM_REG, or a table without it) and the I/O still goes on.
      */
     @ParameterizedTest
     @ValueSource(strings = {"ADD_MEM_REG", "SET_MEM_TABLE"})
-    void memoryPluggedWhileTheQueueRunsReachesTheBackendAndIoGoesOn(String how) throws Exception {
+    void memoryPluggedAndUnpluggedWhileTheQueueRunsReachesTheBackendAndIoGoesOn(String how) throws Exception {
         Path img = image("hotplug-" + how + ".img", pattern());
         try (RawImage raw = RawImage.open(img.toString());
              VhostUserServer server = VhostUserServer.listen(work.resolve("hotplug.sock"), () -> new VirtioBlk(raw, "guestmem-test", 128), s -> {
@@ -200,13 +201,28 @@ class QemuVhostUserBlkTest {
             System.out.println("qemu: hot-plug by " + how + ": " + before.size() + " -> " + after.size() + " memslots; " + String.join(" | ", l));
             assertFalse(l.stream().anyMatch(x -> x.contains(" BAD")), guest.report());
             assertEquals(before.size() + 1, after.size());
+
+            // and out again: the guest's ACPI ejects the DIMM (its memory was never onlined), QEMU unmaps it
+            try (Qmp qmp = new Qmp(guest)) {
+                qmp.execute("device_del", Map.of("id", "dimm1"));
+            }
+            end = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            while (server.session().memory().guestMemory().memslots().current().size() > before.size()) {
+                if (System.nanoTime() > end) throw new AssertionError("the back-end still has the DIMM\n" + guest.report());
+                Thread.sleep(50);
+            }
+            int rounds2 = (int) guest.lines().stream().filter(x -> x.endsWith(" OK")).count();
+            l = guest.await(x -> x.stream().filter(y -> y.endsWith(" OK")).count() >= rounds2 + 2 || x.stream().anyMatch(y -> y.contains(" BAD")),
+                    BOOT, "two I/O rounds after the unplug");
+            assertFalse(l.stream().anyMatch(x -> x.contains(" BAD")), guest.report());
             VhostUserSession s = server.session();
             if (how.equals("ADD_MEM_REG")) {
                 assertEquals(0, s.messages(Request.SET_MEM_TABLE));
                 assertEquals(after.size(), s.messages(Request.ADD_MEM_REG), "one ADD_MEM_REG per region");
+                assertEquals(1, s.messages(Request.REM_MEM_REG), "the DIMM's REM_MEM_REG");
             } else {
                 assertEquals(0, s.messages(Request.ADD_MEM_REG));
-                assertTrue(s.messages(Request.SET_MEM_TABLE) >= 2, "the boot's table and the one with the DIMM");
+                assertTrue(s.messages(Request.SET_MEM_TABLE) >= 3, "the boot's table, the one with the DIMM and the one without");
             }
         }
     }
