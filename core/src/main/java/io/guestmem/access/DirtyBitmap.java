@@ -7,28 +7,46 @@ import java.lang.invoke.VarHandle;
  * The VMM's own dirty log of one memslot: bit {@code i} of word {@code i / 64} is page {@code i} of the slot
  * (KVM_GET_DIRTY_LOG's layout). Writes through {@link GuestMemory} mark it; KVM's dirty log never sees them.
  *
- * <h2>Why marking is race-free against {@link #getAndClear}</h2>
- * A writer stores its data, then {@link #mark}s: a full fence, a plain read of the word, and an atomic OR
- * only when the bit is clear (so writers hammering one page do not bounce the word's cache line). The
- * collector clears each word with an atomic exchange (itself a full barrier) and copies the pages after. With
- * a fence on both sides, "the writer saw the bit still set (and skipped the OR)" and "the collector's copy
- * missed the writer's data" cannot both happen (the store-buffering pattern), so a write is never lost: it
- * is either in the copy of this round or its bit is set for the next one.
+ * <h2>Sparse: proportional to what was written</h2>
+ * The words live in chunks of {@value #CHUNK_WORDS} (32768 pages: 128 MiB of 4 KiB pages), each allocated by
+ * the first mark that needs it, and a summary bit per chunk says it may hold marks. A 1 TiB slot with ten pages
+ * written holds ten chunks at most, and {@link #collect()} reads the summary (one word per 64 chunks) and those
+ * chunks only: the cost of a harvest follows the writes, not the slot's size. The dense {@link #getAndClear}
+ * forms stay for callers that want KVM's layout (they pay for the slot's size in the array they pass).
  *
- * <p>Marking allocates nothing and takes no lock. Thread-safe.
+ * <h2>Why marking is race-free against a harvest</h2>
+ * A writer stores its data, then {@link #mark}s: a full fence, a plain read of the word, and an atomic OR
+ * only when the bit is clear (so writers hammering one page do not bounce the word's cache line), then the
+ * same for the chunk's summary bit. The collector clears a summary bit with an atomic exchange, then each word
+ * of the chunk with one, and copies the pages after. With a fence on both sides, "the writer saw the bit still
+ * set (and skipped the OR)" and "the collector's copy missed the writer's data" cannot both happen (the
+ * store-buffering pattern), so a write is never lost: it is either in the copy of this round or its bit is set
+ * for the next one. A summary bit set after the collector cleared it only makes the next round look at a
+ * chunk; a word marked before its summary bit is seen by the collector that clears that summary bit later.
+ *
+ * <p>Marking allocates nothing and takes no lock once the page's chunk exists. Thread-safe.
  */
 public final class DirtyBitmap {
     private static final VarHandle WORD = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle CHUNK = MethodHandles.arrayElementVarHandle(long[][].class);
+    /** Words per chunk (a power of two). */
+    static final int CHUNK_WORDS = 512;
+    private static final int CHUNK_SHIFT = 9;
 
     private final long npages;
-    private final long[] words;
+    private final int nwords;
+    private final long[][] chunks;
+    private final long[] summary; // bit c: chunk c may hold marks
 
     /** A clean bitmap of {@code npages} pages. */
     public DirtyBitmap(long npages) {
         if (npages <= 0 || npages > (long) Integer.MAX_VALUE * 64)
             throw new IllegalArgumentException("npages " + npages);
         this.npages = npages;
-        this.words = new long[wordsFor(npages)];
+        this.nwords = wordsFor(npages);
+        int nchunks = (nwords + CHUNK_WORDS - 1) >>> CHUNK_SHIFT;
+        this.chunks = new long[nchunks][];
+        this.summary = new long[(nchunks + 63) >>> 6];
     }
 
     /** Words of a bitmap of {@code npages} pages ({@code ceil(npages / 64)}). */
@@ -66,47 +84,106 @@ public final class DirtyBitmap {
     }
 
     private void setBits(int w, long bits) {
-        if (((long) WORD.getOpaque(words, w) & bits) != bits) WORD.getAndBitwiseOr(words, w, bits);
+        int c = w >>> CHUNK_SHIFT;
+        long[] chunk = (long[]) CHUNK.getAcquire(chunks, c);
+        if (chunk == null) chunk = allocate(c);
+        int i = w & (CHUNK_WORDS - 1);
+        if (((long) WORD.getOpaque(chunk, i) & bits) != bits) WORD.getAndBitwiseOr(chunk, i, bits);
+        long s = 1L << c; // (a volatile read: it must not pass the word's OR above, see the class comment)
+        if (((long) WORD.getVolatile(summary, c >>> 6) & s) == 0) WORD.getAndBitwiseOr(summary, c >>> 6, s);
+    }
+
+    /** The first mark of chunk {@code c}: one writer's array wins, the others use it. */
+    private long[] allocate(int c) {
+        long[] fresh = new long[CHUNK_WORDS];
+        long[] won = (long[]) CHUNK.compareAndExchangeRelease(chunks, c, (long[]) null, fresh);
+        return won == null ? fresh : won;
+    }
+
+    private long word(int w) {
+        long[] chunk = (long[]) CHUNK.getAcquire(chunks, w >>> CHUNK_SHIFT);
+        return chunk == null ? 0 : (long) WORD.getVolatile(chunk, w & (CHUNK_WORDS - 1));
     }
 
     /** Whether page {@code page} is marked (a snapshot). */
     public boolean isDirty(long page) {
         if (Long.compareUnsigned(page, npages) >= 0) throw new IndexOutOfBoundsException("page " + page + " of " + npages);
-        return ((long) WORD.getVolatile(words, (int) (page >>> 6)) & (1L << page)) != 0;
+        return (word((int) (page >>> 6)) & (1L << page)) != 0;
     }
 
     /** Marked pages now (a snapshot; concurrent marks may or may not be counted). */
     public long count() {
         long n = 0;
-        for (int w = 0; w < words.length; w++) n += Long.bitCount((long) WORD.getVolatile(words, w));
+        for (int c = 0; c < chunks.length; c++) {
+            long[] chunk = (long[]) CHUNK.getAcquire(chunks, c);
+            if (chunk == null) continue;
+            for (int i = 0; i < CHUNK_WORDS; i++) n += Long.bitCount((long) WORD.getVolatile(chunk, i));
+        }
+        return n;
+    }
+
+    /** Chunks allocated so far (each {@value #CHUNK_WORDS} words): what the bitmap costs in memory. */
+    public int chunksAllocated() {
+        int n = 0;
+        for (int c = 0; c < chunks.length; c++) if (CHUNK.getAcquire(chunks, c) != null) n++;
         return n;
     }
 
     /** The marked pages, cleared atomically word by word (each word is an atomic exchange with 0). */
     public long[] getAndClear() {
-        long[] out = new long[words.length];
+        long[] out = new long[nwords];
         getAndClear(out);
         return out;
     }
 
     /**
      * Like {@link #getAndClear()} into the caller's array (at least {@link #wordsFor}{@code (npages)} long),
-     * allocation-free; returns the number of pages collected.
+     * allocation-free; returns the number of pages collected. Words of chunks with no mark are zeroed.
      */
     public long getAndClear(long[] into) {
-        if (into.length < words.length) throw new IllegalArgumentException("bitmap of " + into.length + " words < " + words.length);
+        if (into.length < nwords) throw new IllegalArgumentException("bitmap of " + into.length + " words < " + nwords);
+        java.util.Arrays.fill(into, 0, nwords, 0L);
+        return harvest(into, null);
+    }
+
+    /**
+     * The marked pages as the non-zero words only, cleared as they are read: time and space follow the chunks
+     * written since the last harvest, not the slot's size.
+     */
+    public SparseWords collect() {
+        SparseWords.Builder b = new SparseWords.Builder();
+        harvest(null, b);
+        return b.build();
+    }
+
+    /** Clears what is marked into {@code dense} (by word index) or {@code sparse}; the pages collected. */
+    private long harvest(long[] dense, SparseWords.Builder sparse) {
         long n = 0;
-        for (int w = 0; w < words.length; w++) {
-            long v = (long) WORD.getVolatile(words, w);
-            if (v != 0) v = (long) WORD.getAndSet(words, w, 0L);
-            into[w] = v;
-            n += Long.bitCount(v);
+        for (int sw = 0; sw < summary.length; sw++) {
+            long s = (long) WORD.getVolatile(summary, sw);
+            if (s == 0) continue;
+            s = (long) WORD.getAndSet(summary, sw, 0L);
+            while (s != 0) {
+                int c = (sw << 6) + Long.numberOfTrailingZeros(s);
+                s &= s - 1;
+                long[] chunk = (long[]) CHUNK.getAcquire(chunks, c); // published before its summary bit was set
+                int base = c << CHUNK_SHIFT, end = Math.min(CHUNK_WORDS, nwords - base);
+                for (int i = 0; i < end; i++) {
+                    long v = (long) WORD.getVolatile(chunk, i);
+                    if (v == 0) continue;
+                    v = (long) WORD.getAndSet(chunk, i, 0L);
+                    if (v == 0) continue;
+                    n += Long.bitCount(v);
+                    if (dense != null) dense[base + i] = v;
+                    else sparse.add(base + i, v);
+                }
+            }
         }
         return n;
     }
 
     @Override
     public String toString() {
-        return "DirtyBitmap[" + count() + " of " + npages + " pages dirty]";
+        return "DirtyBitmap[" + count() + " of " + npages + " pages dirty, " + chunksAllocated() + "/" + chunks.length + " chunks]";
     }
 }

@@ -17,9 +17,8 @@ final class DirtyHarvest {
     /** Pages of slot {@code slotId} written through the API since the last collect; clears them. */
     static DirtyPages collect(SlotTable t, int slotId) {
         SlotMapping m = t.mappingOf(slotId);
-        long[] bits = new long[DirtyBitmap.wordsFor(m.slot().npages())];
-        long vmm = m.dirty().getAndClear(bits);
-        return new DirtyPages(slotId, m.slot().baseGfn(), m.slot().npages(), bits, vmm, 0);
+        SparseWords vmm = m.dirty().collect();
+        return new DirtyPages(slotId, m.slot().baseGfn(), m.slot().npages(), vmm, vmm.count(), 0);
     }
 
     /**
@@ -28,14 +27,9 @@ final class DirtyHarvest {
      */
     static DirtyPages collect(SlotTable t, int slotId, long[] externalGfns) {
         SlotMapping m = t.mappingOf(slotId);
-        for (long g : externalGfns) {
-            if (!m.slot().containsGfn(g))
-                throw new IllegalArgumentException("gfn 0x" + Long.toHexString(g) + " is not in slot " + slotId);
-        }
-        long[] bits = new long[DirtyBitmap.wordsFor(m.slot().npages())];
-        long vmm = m.dirty().getAndClear(bits);
-        long ext = DirtyPages.orGfns(bits, m.slot(), externalGfns);
-        return new DirtyPages(slotId, m.slot().baseGfn(), m.slot().npages(), bits, vmm, ext);
+        SparseWords ext = SparseWords.ofPages(DirtyPages.pagesOf(m.slot(), externalGfns)); // refused before any bit is cleared
+        SparseWords vmm = m.dirty().collect();
+        return new DirtyPages(slotId, m.slot().baseGfn(), m.slot().npages(), vmm.or(ext), vmm.count(), externalGfns.length);
     }
 
     /** The VMM's writes of slot {@code slotId} ORed with a KVM_GET_DIRTY_LOG-shaped bitmap of the slot. */
@@ -47,10 +41,9 @@ final class DirtyHarvest {
             throw new IllegalArgumentException("bitmap of " + externalBitmap.length + " words for a slot of " + npages + " pages (" + words + " words)");
         if ((npages & 63) != 0 && (externalBitmap[words - 1] & (-1L << npages)) != 0)
             throw new IllegalArgumentException("bitmap has bits past the end of slot " + slotId);
-        long[] bits = new long[words];
-        long vmm = m.dirty().getAndClear(bits);
-        for (int w = 0; w < words; w++) bits[w] |= externalBitmap[w];
-        return new DirtyPages(slotId, m.slot().baseGfn(), npages, bits, vmm, DirtyPages.bitCount(externalBitmap));
+        SparseWords vmm = m.dirty().collect();
+        return new DirtyPages(slotId, m.slot().baseGfn(), npages, vmm.or(SparseWords.of(externalBitmap)), vmm.count(),
+                DirtyPages.bitCount(externalBitmap));
     }
 
     /** Every slot of {@code t} in gfn order, each merged with {@code externalGfns.apply(slot)} (null or empty: none). */

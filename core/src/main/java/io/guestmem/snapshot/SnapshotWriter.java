@@ -3,6 +3,7 @@ package io.guestmem.snapshot;
 import static io.guestmem.snapshot.SnapshotFormat.*;
 
 import io.guestmem.access.DirtyPages;
+import io.guestmem.access.SparseWords;
 import io.guestmem.access.GuestMemory;
 import io.guestmem.access.RamSlot;
 import io.guestmem.host.HostRegion;
@@ -232,14 +233,16 @@ public final class SnapshotWriter {
         if (dirty == null) return out;
         for (DirtyPages d : dirty) {
             if (d.slotId() != r.slot().id()) continue;
-            long[] bits = d.bitmap();
-            long runStart = -1;
-            for (long i = 0; i <= d.npages(); i++) {
-                boolean set = i < d.npages() && (bits[(int) (i >>> 6)] & (1L << i)) != 0;
-                if (set && runStart < 0) runStart = i;
-                if (!set && runStart >= 0) {
-                    out.add(new long[] {runStart + d.baseGfn() - r.slot().baseGfn(), i - runStart});
-                    runStart = -1;
+            // the runs of each non-zero word (merge() joins those that continue into the next word)
+            SparseWords w = d.words();
+            long shift = d.baseGfn() - r.slot().baseGfn();
+            for (int k = 0; k < w.words(); k++) {
+                long v = w.bits(k), base = (long) w.index(k) << 6;
+                while (v != 0) {
+                    int from = Long.numberOfTrailingZeros(v);
+                    int to = Long.numberOfTrailingZeros(~(v | ((1L << from) - 1))); // first clear bit above from (64: none)
+                    out.add(new long[] {shift + base + from, to - from});
+                    v = to == 64 ? 0 : v & (-1L << to);
                 }
             }
         }

@@ -68,10 +68,9 @@ class SparseGuestTest {
             int shift = gm.memslots().geometry().shift();
             assertEquals(TiB >>> shift, slot.npages());
             assertTrue(slot.npages() <= Memslots.MAX_NR_PAGES, "KVM_MEM_MAX_NR_PAGES");
-            long bitmapBytes = (long) DirtyBitmap.wordsFor(slot.npages()) * Long.BYTES;
+            long denseBytes = (long) DirtyBitmap.wordsFor(slot.npages()) * Long.BYTES;
             assertEquals(slot.npages(), gm.dirtyBitmap(0).npages());
-            System.out.println("1 TiB slot: " + slot.npages() + " pages, dirty bitmap " + Fmt.size(bitmapBytes)
-                    + " of heap (and as much per collectDirty)");
+            assertEquals(0, gm.dirtyBitmap(0).chunksAllocated(), "a clean bitmap holds no chunk");
 
             // u64s at the first and last pages and between (one at the very last 8 bytes), an unaligned one
             // across a page boundary deep inside the slot, and a bulk write across a 4 GiB bucket boundary
@@ -102,7 +101,14 @@ class SparseGuestTest {
             assertEquals(GuestMemoryException.Reason.NOT_RAM,
                     assertThrows(GuestMemoryException.class, () -> gm.writeU64(BASE - 8, 1)).reason());
 
+            // the dirty log follows the writes: a chunk per region written, not the slot's 2^28 bits
+            int chunks = gm.dirtyBitmap(0).chunksAllocated();
+            assertTrue(chunks <= pages.size(), chunks + " chunks for " + pages.size() + " pages");
+            System.out.println("1 TiB slot: " + slot.npages() + " pages; dirty log " + chunks + " chunks ("
+                    + Fmt.size((long) chunks * DirtyBitmap.CHUNK_WORDS * Long.BYTES) + ") for " + pages.size()
+                    + " pages written, where a dense one would be " + Fmt.size(denseBytes));
             DirtyPages d = gm.collectDirty(0);
+            assertTrue(d.words().words() <= pages.size(), "the harvest keeps the non-zero words only: " + d.words().words());
             assertEquals(BASE >>> shift, d.baseGfn());
             assertEquals(pages, gfns(d.gfns()), "collectDirty: exactly the pages written");
             assertEquals(pages.size(), d.fromVmm());
