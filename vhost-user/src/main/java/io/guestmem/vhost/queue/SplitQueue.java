@@ -32,6 +32,7 @@ public final class SplitQueue {
     private final int mask;
     private final DescriptorChain chain;
     private int lastAvail, usedIdx, signalledUsed;
+    private String broken;
 
     /**
      * A queue whose next available entry is {@code lastAvail} (vhost's vring base) and whose used index is the
@@ -71,18 +72,25 @@ public final class SplitQueue {
         return usedIdx;
     }
 
-    /** The head of the next available chain, walked; null when the driver has made none available. */
+    /** Why the queue stopped (the message of the {@link VirtqueueException} {@link #pop} threw), null while it works. */
+    public String broken() {
+        return broken;
+    }
+
+    /**
+     * The head of the next available chain, walked; null when the driver has made none available. A ring
+     * broken beyond one request is a {@link VirtqueueException}, and the queue stays broken: every later pop
+     * throws it again (the device needs a reset, virtio's DEVICE_NEEDS_RESET).
+     */
     public DescriptorChain pop() {
+        if (broken != null) throw new VirtqueueException(Errno.EIO, "virtqueue", "broken: " + broken);
         int avail = mem.readU16Acquire(ring.avail() + 2);
         int pending = (avail - lastAvail) & 0xffff;
         if (pending == 0) return null;
         if (pending > ring.size())
-            throw new VirtqueueException(Errno.EINVAL, "virtqueue avail", "index " + avail + " is " + pending
-                    + " entries past " + lastAvail + " in a ring of " + ring.size());
+            throw broke("index " + avail + " is " + pending + " entries past " + lastAvail + " in a ring of " + ring.size());
         int head = mem.readU16(ring.avail() + 4 + 2L * (lastAvail & mask));
-        if (head >= ring.size())
-            throw new VirtqueueException(Errno.EINVAL, "virtqueue avail", "head " + head + " at entry " + lastAvail
-                    + " is past a table of " + ring.size());
+        if (head >= ring.size()) throw broke("head " + head + " at entry " + lastAvail + " is past a table of " + ring.size());
         lastAvail = (lastAvail + 1) & 0xffff;
         walk(head);
         return chain;
@@ -117,6 +125,12 @@ public final class SplitQueue {
         int usedEvent = mem.readU16Volatile(ring.avail() + 4 + 2L * ring.size());
         // vring_need_event: the driver's event index lies in (old, new]
         return ((usedIdx - usedEvent - 1) & 0xffff) < ((usedIdx - old) & 0xffff);
+    }
+
+    private VirtqueueException broke(String why) {
+        VirtqueueException e = new VirtqueueException(Errno.EINVAL, "virtqueue avail", why);
+        broken = e.getMessage();
+        return e;
     }
 
     private void walk(int head) {
