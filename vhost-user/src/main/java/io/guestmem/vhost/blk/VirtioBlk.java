@@ -135,7 +135,7 @@ public final class VirtioBlk implements VhostUserDevice {
         if (bytes % SECTOR != 0 || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, bytes))
             return S_IOERR;
         room(chain.buffers());
-        int n = chain.range(!in, in ? 0 : HEADER, bytes, gpas, lens);
+        int n = chain.range(in, in ? 0 : HEADER, bytes, gpas, lens); // a read fills the device-writable part
         GuestBuffers bufs = mem.buffers(gpas, lens, n, in);
         if (in) image.read(mem, sector * SECTOR, bufs);
         else image.write(mem, sector * SECTOR, bufs);
