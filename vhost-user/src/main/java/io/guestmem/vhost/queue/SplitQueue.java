@@ -56,7 +56,9 @@ public final class SplitQueue {
         this.lastAvail = lastAvail & 0xffff;
         this.usedIdx = mem.readU16Volatile(ring.used() + 2);
         this.signalledUsed = usedIdx;
-        this.chain = new DescriptorChain(ring.size());
+        // up to size - 1 direct descriptors, then an indirect table of up to size entries (virtio 1.x 2.7.5.3:
+        // the device handles "zero or more normal chained descriptors followed by a single" indirect one)
+        this.chain = new DescriptorChain(2 * ring.size());
     }
 
     public RingLayout layout() {
