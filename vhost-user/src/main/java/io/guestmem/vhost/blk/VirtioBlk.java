@@ -98,10 +98,12 @@ public final class VirtioBlk implements VhostUserDevice {
                 long data = chain.writableBytes() - 1;
                 switch (type) {
                     case T_IN -> {
-                        s = transfer(mem, chain, sector, true, data);
+                        // the data of a read is device-writable: a readable buffer after the header is the
+                        // driver's mistake (or a trick), not room for the sectors
+                        s = chain.readableBytes() != HEADER ? S_IOERR : transfer(mem, chain, sector, true, data);
                         if (s == S_OK) written = (int) data;
                     }
-                    case T_OUT -> s = transfer(mem, chain, sector, false, chain.readableBytes() - HEADER);
+                    case T_OUT -> s = data != 0 ? S_IOERR : transfer(mem, chain, sector, false, chain.readableBytes() - HEADER);
                     case T_FLUSH -> {
                         image.flush();
                         s = S_OK;
