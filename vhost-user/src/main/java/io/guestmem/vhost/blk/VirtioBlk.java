@@ -41,10 +41,10 @@ public final class VirtioBlk implements VhostUserDevice {
     private final int queueSize;
     private long[] gpas = new long[0], lens = new long[0];
 
-    /** A device over {@code image} whose GET_ID answers {@code serial} (at most 20 bytes of it), for queues of {@code queueSize}. */
+    /** A device over {@code image} whose GET_ID answers {@code serial} (its first 20 bytes, NUL-padded), for queues of {@code queueSize}. */
     public VirtioBlk(RawImage image, String serial, int queueSize) {
         this.image = image;
-        this.id = Arrays.copyOf(serial.getBytes(StandardCharsets.US_ASCII), Math.min(ID_BYTES, serial.length()));
+        this.id = Arrays.copyOf(serial.getBytes(StandardCharsets.US_ASCII), ID_BYTES); // cut or NUL-padded to 20
         this.queueSize = queueSize;
     }
 
@@ -109,10 +109,13 @@ public final class VirtioBlk implements VhostUserDevice {
                         s = S_OK;
                     }
                     case T_GET_ID -> {
-                        int n = (int) Math.min(id.length, data);
-                        chain.writeWritable(mem, 0, id, n);
-                        written = n;
-                        s = S_OK;
+                        // the id is 20 bytes, NUL-padded: a shorter buffer cannot hold it (cloud-hypervisor and
+                        // crosvm answer IOERR too)
+                        s = data < ID_BYTES ? S_IOERR : S_OK;
+                        if (s == S_OK) {
+                            chain.writeWritable(mem, 0, id, ID_BYTES);
+                            written = ID_BYTES;
+                        }
                     }
                     case T_DISCARD, T_WRITE_ZEROES -> s = ranges(mem, chain, type);
                     default -> s = S_UNSUPP;
