@@ -20,8 +20,8 @@ import java.util.Arrays;
  *
  * <p>Every failure ends in a status, never past the request: a malformed chain, a buffer outside guest RAM,
  * a range past the image, an I/O error of the file are {@link #S_IOERR}; a type it does not serve, or a flag
- * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not in guest RAM the request completes
- * with nothing written.
+ * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not writable guest RAM the request is
+ * not carried out and completes with nothing written.
  */
 public final class VirtioBlk implements VhostUserDevice {
     private static final System.Logger LOG = System.getLogger(VirtioBlk.class.getName());
@@ -84,6 +84,10 @@ public final class VirtioBlk implements VhostUserDevice {
     @Override
     public int process(int queue, GuestMemory mem, DescriptorChain chain) {
         long status = chain.lastWritableByte();
+        // the status byte first, IOERR until the request is done: a request that could not tell the driver
+        // how it went is not done at all (QEMU maps every buffer of a chain, the status too, before it starts
+        // one), and one that stops half-way reads as failed
+        if (status < 0 || !put(mem, status, S_IOERR)) return 0;
         int s, written = 0;
         if (!chain.ok() || chain.readableBytes() < HEADER || chain.writableBytes() < 1) {
             LOG.log(System.Logger.Level.DEBUG, () -> "virtio-blk: refused " + chain);
@@ -126,13 +130,17 @@ public final class VirtioBlk implements VhostUserDevice {
                 written = 0;
             }
         }
-        if (status < 0) return 0;
+        return put(mem, status, s) ? written + 1 : 0;
+    }
+
+    /** Writes the status byte; false when it is not writable guest RAM (nothing to tell the driver then). */
+    private static boolean put(GuestMemory mem, long status, int s) {
         try {
             mem.writeU8(status, s);
+            return true;
         } catch (GuestMemoryException e) {
-            return 0; // no status byte in guest RAM: nothing to tell the driver
+            return false;
         }
-        return written + 1;
     }
 
     /** A read (into the writable part) or write (from the readable part after the header) of whole sectors. */

@@ -5,6 +5,8 @@ import static io.guestmem.vhost.blk.BlkRig.buf;
 import static io.guestmem.vhost.blk.BlkRig.range;
 import static io.guestmem.vhost.queue.HostileGuest.BUF;
 import static io.guestmem.vhost.queue.HostileGuest.F_WRITE;
+import static io.guestmem.vhost.queue.HostileGuest.END;
+import static io.guestmem.vhost.queue.HostileGuest.HOLE;
 import static io.guestmem.vhost.queue.HostileGuest.ROM;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -117,6 +119,24 @@ class HostileBlkTest {
         // partial sectors
         ioerr(STATUS, rw(VirtioBlk.T_OUT, 0, buf(DATA, 513, 0)));
         ioerr(STATUS, rw(VirtioBlk.T_IN, 0, buf(DATA, 100, F_WRITE)));
+    }
+
+    /** Nothing is done that the driver cannot be told about: a status in the ROM, a hole, past RAM. */
+    @Test
+    void requestsWhoseStatusCannotBeWrittenAreNotCarriedOut() {
+        for (long st : new long[] {ROM + 3, HOLE + 1, END + 7}) {
+            r.pattern();
+            r.header(HDR, VirtioBlk.T_OUT, 0);
+            BlkRig.Done d = r.again(new long[0][], buf(HDR, 16, 0), buf(DATA, 512, 0), buf(st, 1, F_WRITE));
+            assertEquals(0, d.usedLength());
+            assertTrue(d.changedElsewhere().isEmpty(), d.changedElsewhere().toString());
+            r.pattern();
+            r.header(HDR, VirtioBlk.T_WRITE_ZEROES, 0);
+            r.g.mem.write(SEGS, segment(0, 8, 0));
+            d = r.again(new long[0][], buf(HDR, 16, 0), buf(SEGS, 16, 0), buf(st, 1, F_WRITE));
+            assertEquals(0, d.usedLength());
+            assertTrue(d.changedElsewhere().isEmpty(), d.changedElsewhere().toString());
+        }
     }
 
     @Test
