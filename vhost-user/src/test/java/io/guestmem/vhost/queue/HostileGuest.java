@@ -16,18 +16,19 @@ import java.util.List;
 /**
  * A driver's side of a split virtqueue in real guest memory, as a front-end hands it over: two memfd regions
  * mapped through {@link FrontendMemory} (A at gpa 0, B past a hole), and optionally a READONLY slot past B
- * (a ROM). Sizes are multiples of {@code U} (64 KiB or the page size if larger: 16 KiB and 64 KiB page kernels
- * alike). The ring lies at the start of A; {@link #BUF} onwards in A and all of B are for buffers.
+ * (a ROM). Sizes are multiples of {@code U} (16 KiB or the page size if larger: 4, 16 and 64 KiB page kernels
+ * alike), small so that comparing all of guest memory after every chain stays cheap. The ring lies at the
+ * start of A; {@link #BUF} onwards in A and all of B are for buffers.
  *
  * <p>{@link #snapshot()} and {@link #changesOutside} are the guard: every byte of guest memory compared
  * before and after, except the ranges a test allows (the status bytes, the used ring, the buffers a chain
  * legitimately names).
  */
 public final class HostileGuest implements AutoCloseable {
-    public static final long U = Math.max(Posix.PAGE_SIZE, 64 * 1024);
-    public static final long A = 0, A_SIZE = 4 * U, HOLE = A + A_SIZE, B = 8 * U, B_SIZE = 2 * U, END = B + B_SIZE;
+    public static final long U = Math.max(Posix.PAGE_SIZE, 16 * 1024);
+    public static final long A = 0, A_SIZE = 8 * U, HOLE = A + A_SIZE, B = 16 * U, B_SIZE = 4 * U, END = B + B_SIZE;
     /** A READONLY slot (see {@link #withRom}) past B, after a second hole. */
-    public static final long ROM = 12 * U, ROM_SIZE = U;
+    public static final long ROM = 24 * U, ROM_SIZE = U;
     /** The ring (queue size up to 256): table, available and used rings, then room for indirect tables. */
     public static final long DESC = 0, AVAIL = 0x1000, USED = 0x2000, INDIRECT = 0x3000, BUF = 0x8000;
     public static final int F_NEXT = VirtqDescriptor.F_NEXT, F_WRITE = VirtqDescriptor.F_WRITE, F_INDIRECT = VirtqDescriptor.F_INDIRECT;
@@ -129,11 +130,19 @@ public final class HostileGuest implements AutoCloseable {
     /** Every byte of every slot. */
     public byte[][] snapshot() {
         byte[][] s = new byte[ranges.size()][];
-        for (int i = 0; i < s.length; i++) {
-            s[i] = new byte[(int) ranges.get(i)[1]];
-            mem.read(ranges.get(i)[0], s[i]);
-        }
-        return s;
+        for (int i = 0; i < s.length; i++) s[i] = new byte[(int) ranges.get(i)[1]];
+        return snapshot(s);
+    }
+
+    /** Every byte of every slot, into arrays {@link #snapshot()} made. */
+    public byte[][] snapshot(byte[][] into) {
+        for (int i = 0; i < into.length; i++) mem.read(ranges.get(i)[0], into[i]);
+        return into;
+    }
+
+    /** The slots' {@code {gpa, size}}, in the order of a snapshot's arrays. */
+    public List<long[]> slots() {
+        return ranges;
     }
 
     /**
