@@ -40,6 +40,10 @@ public final class VirtioBlk implements VhostUserDevice {
     private final byte[] id;
     private final int queueSize;
     private long[] gpas = new long[0], lens = new long[0];
+    // one request at a time (the session's thread): the header and the ranges are read into these
+    private final byte[] header = new byte[HEADER], segments = new byte[SEGMENT * MAX_SEGMENTS];
+    private final ByteBuffer hb = ByteBuffer.wrap(header).order(ByteOrder.LITTLE_ENDIAN),
+            sb = ByteBuffer.wrap(segments).order(ByteOrder.LITTLE_ENDIAN);
 
     /** A device over {@code image} whose GET_ID answers {@code serial} (its first 20 bytes, NUL-padded), for queues of {@code queueSize}. */
     public VirtioBlk(RawImage image, String serial, int queueSize) {
@@ -94,9 +98,7 @@ public final class VirtioBlk implements VhostUserDevice {
             s = S_IOERR;
         } else {
             try {
-                byte[] h = new byte[HEADER];
-                chain.readReadable(mem, 0, h);
-                ByteBuffer hb = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN);
+                chain.readReadable(mem, 0, header);
                 int type = hb.getInt(0);
                 long sector = hb.getLong(8);
                 long data = chain.writableBytes() - 1;
@@ -159,12 +161,10 @@ public final class VirtioBlk implements VhostUserDevice {
     private int ranges(GuestMemory mem, DescriptorChain chain, int type) {
         long bytes = chain.readableBytes() - HEADER;
         if (bytes == 0 || bytes % SEGMENT != 0 || bytes / SEGMENT > MAX_SEGMENTS) return S_IOERR;
-        byte[] segs = new byte[(int) bytes];
-        chain.readReadable(mem, HEADER, segs);
-        ByteBuffer b = ByteBuffer.wrap(segs).order(ByteOrder.LITTLE_ENDIAN);
+        chain.readReadable(mem, HEADER, segments, (int) bytes); // at most MAX_SEGMENTS of them: checked above
         for (int at = 0; at < bytes; at += SEGMENT) {
-            long sector = b.getLong(at), count = Integer.toUnsignedLong(b.getInt(at + 8));
-            int flags = b.getInt(at + 12);
+            long sector = sb.getLong(at), count = Integer.toUnsignedLong(sb.getInt(at + 8));
+            int flags = sb.getInt(at + 12);
             boolean unmap = (flags & 1) != 0;
             if ((flags & ~1) != 0 || (type == T_DISCARD && unmap)) return S_UNSUPP;
             if (count > MAX_RANGE_SECTORS || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, count * SECTOR))

@@ -150,20 +150,23 @@ public final class SplitQueue {
                 c.fail(ChainError.TOO_LONG);
                 return;
             }
-            VirtqDescriptor d;
-            try {
-                d = VirtqDescriptor.read(mem, table + VirtqDescriptor.SIZE * idx);
+            long at = table + VirtqDescriptor.SIZE * idx, addr, len;
+            int flags, next;
+            try { // field by field: a record and a struct copy per descriptor would be garbage on the hot path
+                addr = mem.readU64(at);
+                len = Integer.toUnsignedLong(mem.readU32(at + 8));
+                flags = mem.readU16(at + 12);
+                next = mem.readU16(at + 14);
             } catch (GuestMemoryException e) {
                 c.fail(ChainError.DESCRIPTOR_OUTSIDE_MEMORY);
                 return;
             }
-            long len = Integer.toUnsignedLong(d.len());
-            if (d.indirect()) {
+            if ((flags & VirtqDescriptor.F_INDIRECT) != 0) {
                 if (!indirect || inIndirect) {
                     c.fail(ChainError.INDIRECT_NOT_ALLOWED);
                     return;
                 }
-                if (d.hasNext()) {
+                if ((flags & VirtqDescriptor.F_NEXT) != 0) {
                     c.fail(ChainError.INDIRECT_WITH_NEXT);
                     return;
                 }
@@ -171,20 +174,20 @@ public final class SplitQueue {
                     c.fail(ChainError.INDIRECT_BAD_LENGTH);
                     return;
                 }
-                if (Long.compareUnsigned(d.addr() + len, d.addr()) < 0) {
+                if (Long.compareUnsigned(addr + len, addr) < 0) {
                     c.fail(ChainError.LENGTH_OVERFLOW);
                     return;
                 }
-                table = d.addr();
+                table = addr;
                 tableSize = (int) (len / VirtqDescriptor.SIZE);
                 budget = tableSize;
                 idx = 0;
                 inIndirect = true;
                 continue;
             }
-            if (!c.add(d.addr(), len, d.deviceWritable())) return;
-            if (!d.hasNext()) return;
-            idx = d.next();
+            if (!c.add(addr, len, (flags & VirtqDescriptor.F_WRITE) != 0)) return;
+            if ((flags & VirtqDescriptor.F_NEXT) == 0) return;
+            idx = next;
         }
     }
 
