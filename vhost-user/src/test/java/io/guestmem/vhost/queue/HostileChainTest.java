@@ -209,6 +209,15 @@ class HostileChainTest {
         g.desc(DESC, 2, B, 0xffff_ffffL, F_WRITE | F_NEXT, 3); // 1 + 2^32 - 1: one byte too many
         g.desc(DESC, 3, STATUS, 1, F_WRITE, 0);
         refused(q, 0, ChainError.LENGTH_OVERFLOW, STATUS);
+        // 2^31 + 512 writable bytes: past an int, within a u32; a read that long is past the image (and RAM)
+        reset(g);
+        q = q();
+        header(HDR, VirtioBlk.T_IN, 0);
+        g.desc(DESC, 0, HDR, 16, F_NEXT, 1);
+        g.desc(DESC, 1, B, 0x8000_0000L, F_WRITE | F_NEXT, 2);
+        g.desc(DESC, 2, DATA, 512, F_WRITE | F_NEXT, 3);
+        g.desc(DESC, 3, STATUS, 1, F_WRITE, 0);
+        refused(q, 0, null, STATUS);
         // readable side: two buffers of 2^31 each
         g = reset(g);
         q = q();
