@@ -100,6 +100,19 @@ class HostileControlTest {
         assertArrayEquals(Arrays.copyOfRange(expected, 3 * S, 9 * S), got);
     }
 
+    /** A read or write of no sectors (header and status only) is served, and moves nothing. */
+    @Test
+    void zeroSectorReadAndWrite() throws IOException {
+        for (int type : new int[] {VirtioBlk.T_IN, VirtioBlk.T_OUT}) {
+            for (long sector : new long[] {0, BlkRig.SECTORS}) {
+                r.pattern();
+                r.header(HDR, type, sector);
+                ok(r.again(new long[][] {range(STATUS, 1)}, buf(HDR, 16, 0), buf(STATUS, 1, F_WRITE)), 0, STATUS);
+            }
+        }
+        assertArrayEquals(expected, r.imageNow());
+    }
+
     @Test
     void flush() {
         r.pattern();
