@@ -16,6 +16,7 @@ import static io.guestmem.vhost.queue.HostileGuest.ROM;
 import static io.guestmem.vhost.queue.HostileGuest.ROM_SIZE;
 import static io.guestmem.vhost.queue.HostileGuest.USED;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -31,7 +32,10 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
@@ -57,6 +61,8 @@ class HostileFuzzTest {
     int size;
     long chains, refused, served, chainErrors, brokenQueues, ringsRefused;
     final List<long[]> legit = new ArrayList<>();
+    final Map<ChainError, Integer> errors = new EnumMap<>(ChainError.class);
+    final Map<Integer, Integer> statuses = new TreeMap<>(); // status byte -> chains (-1: none written)
     byte[][] before, now;        // guest memory before and after a chain (swapped after each)
     ByteBuffer img0, img1;       // the image as it was, and now
     FileChannel disk;
@@ -94,11 +100,15 @@ class HostileFuzzTest {
         }
         System.out.println("fuzz: " + chains + " chains, " + refused + " refused, " + served + " served (" + chainErrors
                 + " chain errors, " + brokenQueues + " broken queues, " + ringsRefused + " rings refused)");
+        System.out.println("fuzz: chain errors " + errors + "; statuses (-1: none) " + statuses);
+        assertEquals(ChainError.values().length, errors.size(), "every kind of malformed chain was made: " + errors);
+        for (int st : new int[] {-1, VirtioBlk.S_OK, VirtioBlk.S_IOERR, VirtioBlk.S_UNSUPP})
+            assertTrue(statuses.containsKey(st), "some chains were answered " + st + ": " + statuses);
         assertTrue(served > chains / 20 && refused > chains / 2, "the cases reach both sides: " + served + " served of " + chains);
     }
 
     void oneCase(VirtioBlk blk) throws IOException {
-        size = 1 << rnd.nextInt(5);
+        size = rnd.nextInt(5) == 0 ? 1 << rnd.nextInt(2) : 4 << rnd.nextInt(3); // 1 and 2 hold few requests whole
         boolean eventIdx = rnd.nextBoolean(), indirect = rnd.nextInt(5) != 0;
         if (rnd.nextInt(40) == 0) {
             hostileRing(eventIdx, indirect);
@@ -139,10 +149,15 @@ class HostileFuzzTest {
             }
             if (c == null) break;
             chains++;
-            if (!c.ok()) chainErrors++;
+            if (!c.ok()) {
+                chainErrors++;
+                errors.merge(c.error(), 1, Integer::sum);
+            }
             long status = c.lastWritableByte();
             int written = blk.process(0, g.mem, c);
-            boolean ok = written > 0 && readable(status) && g.mem.readU8(status) == VirtioBlk.S_OK; // before push: it may lie in the used ring
+            int answer = written > 0 && readable(status) ? g.mem.readU8(status) : -1; // before push: it may lie in the used ring
+            statuses.merge(answer, 1, Integer::sum);
+            boolean ok = answer == VirtioBlk.S_OK;
             q.push(c.head(), written);
             img1.clear();
             disk.read(img1, 0);
