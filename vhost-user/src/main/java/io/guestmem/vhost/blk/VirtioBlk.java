@@ -162,15 +162,17 @@ public final class VirtioBlk implements VhostUserDevice {
         long bytes = chain.readableBytes() - HEADER;
         if (bytes == 0 || bytes % SEGMENT != 0 || bytes / SEGMENT > MAX_SEGMENTS) return S_IOERR;
         chain.readReadable(mem, HEADER, segments, (int) bytes); // at most MAX_SEGMENTS of them: checked above
-        for (int at = 0; at < bytes; at += SEGMENT) {
+        for (int at = 0; at < bytes; at += SEGMENT) { // every range checked before any is done
             long sector = sb.getLong(at), count = Integer.toUnsignedLong(sb.getInt(at + 8));
             int flags = sb.getInt(at + 12);
-            boolean unmap = (flags & 1) != 0;
-            if ((flags & ~1) != 0 || (type == T_DISCARD && unmap)) return S_UNSUPP;
+            if ((flags & ~1) != 0 || (type == T_DISCARD && (flags & 1) != 0)) return S_UNSUPP;
             if (count > MAX_RANGE_SECTORS || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, count * SECTOR))
                 return S_IOERR;
-            if (type == T_DISCARD) image.discard(sector * SECTOR, count * SECTOR);
-            else image.writeZeroes(sector * SECTOR, count * SECTOR, unmap);
+        }
+        for (int at = 0; at < bytes; at += SEGMENT) {
+            long offset = sb.getLong(at) * SECTOR, len = Integer.toUnsignedLong(sb.getInt(at + 8)) * SECTOR;
+            if (type == T_DISCARD) image.discard(offset, len);
+            else image.writeZeroes(offset, len, (sb.getInt(at + 12) & 1) != 0);
         }
         return S_OK;
     }
