@@ -31,12 +31,16 @@ public final class HostileGuest implements AutoCloseable {
     public static final long ROM = 24 * U, ROM_SIZE = U;
     /** The ring (queue size up to 256): table, available and used rings, then room for indirect tables. */
     public static final long DESC = 0, AVAIL = 0x1000, USED = 0x2000, INDIRECT = 0x3000, BUF = 0x8000;
+    /** Where the front-end maps guest physical 0 in its own address space (the vring addresses it sends). */
+    public static final long UADDR = 0x7f00_0000_0000L;
     public static final int F_NEXT = VirtqDescriptor.F_NEXT, F_WRITE = VirtqDescriptor.F_WRITE, F_INDIRECT = VirtqDescriptor.F_INDIRECT;
 
     private final FrontendMemory frontend = new FrontendMemory();
     public final GuestMemory mem = frontend.guestMemory();
     private HostRegion rom;
     private final List<long[]> ranges = new ArrayList<>(); // {gpa, size} of every slot, for the guard
+    private final List<MemoryRegion> regions = new ArrayList<>();
+    private final List<Integer> fds = new ArrayList<>(); // owned by the FrontendMemory, closed with it
     private int availIdx;
 
     public HostileGuest() {
@@ -47,8 +51,20 @@ public final class HostileGuest implements AutoCloseable {
     private void region(long gpa, long size, String name) {
         int fd = Memfd.create(name, 0);
         Memfd.ftruncate(fd, size);
-        frontend.add(new MemoryRegion(gpa, size, 0x7f00_0000_0000L + gpa, 0), fd, "test");
+        MemoryRegion r = new MemoryRegion(gpa, size, UADDR + gpa, 0);
+        frontend.add(r, fd, "test");
         ranges.add(new long[] {gpa, size});
+        regions.add(r);
+        fds.add(fd);
+    }
+
+    /** Regions A and B as a front-end's memory table would give them, and their memfds (to send: still ours). */
+    public List<MemoryRegion> regions() {
+        return regions;
+    }
+
+    public int fd(int region) {
+        return fds.get(region);
     }
 
     /** Adds a READONLY slot at {@link #ROM} (filled with 0x5a before it is made read-only to the guest's devices). */
