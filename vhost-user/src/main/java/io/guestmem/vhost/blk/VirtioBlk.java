@@ -21,7 +21,10 @@ import java.util.Arrays;
  * <p>Every failure ends in a status, never past the request: a malformed chain, a buffer outside guest RAM,
  * a range past the image, an I/O error of the file are {@link #S_IOERR}; a type it does not serve, or a flag
  * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not writable guest RAM the request is
- * not carried out and completes with nothing written.
+ * not carried out and completes with nothing written. A malformed chain's status is the last device-writable
+ * byte its walk reached before the fault (none reached: nothing written); a driver that framed the request
+ * as it should finds it there. The data of a read must be device-writable and that of a write
+ * device-readable (else IOERR), and GET_ID needs room for the whole 20-byte id.
  */
 public final class VirtioBlk implements VhostUserDevice {
     private static final System.Logger LOG = System.getLogger(VirtioBlk.class.getName());
