@@ -46,10 +46,11 @@ import org.junit.jupiter.api.Test;
  * with its state before, except the used ring and the device-writable buffers the driver's descriptors name
  * (a model's walk of the chain: every WRITE descriptor it reaches, every WRITE entry of an indirect table it
  * reaches); a refused write request must leave the image as it was. No exception but VirtqueueException may
- * leave the queue, none at all the device. The case count is {@code -Dguestmem.hostile.cases} (20000).
+ * leave the queue, none at all the device. The case count is {@code -Dguestmem.hostile.cases} (20000), the
+ * seed {@code -Dguestmem.hostile.seed}.
  */
 class HostileFuzzTest {
-    static final long SEED = 0x6057_11e5L;
+    static final long SEED = Long.getLong("guestmem.hostile.seed", 0x6057_11e5L); // another seed explores further
     static final int CASES = Integer.getInteger("guestmem.hostile.cases", 20_000);
     static final int SECTORS = 128;
     static final int[] TYPES = {VirtioBlk.T_IN, VirtioBlk.T_OUT, VirtioBlk.T_FLUSH, VirtioBlk.T_GET_ID, VirtioBlk.T_DISCARD,
@@ -101,9 +102,11 @@ class HostileFuzzTest {
         System.out.println("fuzz: " + chains + " chains, " + refused + " refused, " + served + " served (" + chainErrors
                 + " chain errors, " + brokenQueues + " broken queues, " + ringsRefused + " rings refused)");
         System.out.println("fuzz: chain errors " + errors + "; statuses (-1: none) " + statuses);
-        assertEquals(ChainError.values().length, errors.size(), "every kind of malformed chain was made: " + errors);
-        for (int st : new int[] {-1, VirtioBlk.S_OK, VirtioBlk.S_IOERR, VirtioBlk.S_UNSUPP})
-            assertTrue(statuses.containsKey(st), "some chains were answered " + st + ": " + statuses);
+        if (CASES >= 5000) { // a run scaled down for a slow machine need not reach every kind
+            assertEquals(ChainError.values().length, errors.size(), "every kind of malformed chain was made: " + errors);
+            for (int st : new int[] {-1, VirtioBlk.S_OK, VirtioBlk.S_IOERR, VirtioBlk.S_UNSUPP})
+                assertTrue(statuses.containsKey(st), "some chains were answered " + st + ": " + statuses);
+        }
         assertTrue(served > chains / 20 && refused > chains / 2, "the cases reach both sides: " + served + " served of " + chains);
     }
 
