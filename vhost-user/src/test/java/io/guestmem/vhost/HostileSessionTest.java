@@ -18,6 +18,8 @@ import io.guestmem.vhost.blk.VirtioBlk;
 import io.guestmem.vhost.queue.HostileGuest;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.CompletableFuture;
@@ -54,6 +56,21 @@ class HostileSessionTest {
         e.drain();
     }
 
+    /** What QEMU sends to start ring 0 but the kick: features, the memory table of {@code g}, the ring, call and err. */
+    static void setUp(UnixSocket fe, HostileGuest g, Eventfd call, Eventfd err) {
+        send(fe, Request.SET_FEATURES, le(Features.VERSION_1 | Features.RING_INDIRECT_DESC));
+        ByteBuffer table = ByteBuffer.allocate(8 + 2 * MemoryRegion.BYTES).order(ByteOrder.LITTLE_ENDIAN).putInt(2).putInt(0);
+        for (MemoryRegion r : g.regions()) table.putLong(r.gpa()).putLong(r.size()).putLong(r.userAddr()).putLong(r.mmapOffset());
+        send(fe, Request.SET_MEM_TABLE, table.array(), g.fd(0), g.fd(1));
+        send(fe, Request.SET_VRING_NUM, le((long) N << 32));
+        ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(0)
+                .putLong(UADDR + DESC).putLong(UADDR + USED).putLong(UADDR + AVAIL).putLong(0);
+        send(fe, Request.SET_VRING_ADDR, addr.array());
+        send(fe, Request.SET_VRING_BASE, le(0));
+        send(fe, Request.SET_VRING_CALL, le(0), call.fd());
+        send(fe, Request.SET_VRING_ERR, le(0), err.fd());
+    }
+
     @Test
     void aMalformedChainCostsItsRequestABrokenRingItsRingOnly() throws Exception {
         Path img = dir.resolve("disk.img");
@@ -68,17 +85,7 @@ class HostileSessionTest {
             g.queue(N, false, true); // the ring's indices at 0, as the driver initialises them
             g.mem.writeU16(AVAIL, 0); // and interrupts wanted
 
-            send(fe, Request.SET_FEATURES, le(Features.VERSION_1 | Features.RING_INDIRECT_DESC));
-            ByteBuffer table = ByteBuffer.allocate(8 + 2 * MemoryRegion.BYTES).order(ByteOrder.LITTLE_ENDIAN).putInt(2).putInt(0);
-            for (MemoryRegion r : g.regions()) table.putLong(r.gpa()).putLong(r.size()).putLong(r.userAddr()).putLong(r.mmapOffset());
-            send(fe, Request.SET_MEM_TABLE, table.array(), g.fd(0), g.fd(1));
-            send(fe, Request.SET_VRING_NUM, le((long) N << 32));
-            ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(0)
-                    .putLong(UADDR + DESC).putLong(UADDR + USED).putLong(UADDR + AVAIL).putLong(0);
-            send(fe, Request.SET_VRING_ADDR, addr.array());
-            send(fe, Request.SET_VRING_BASE, le(0));
-            send(fe, Request.SET_VRING_CALL, le(0), call.fd());
-            send(fe, Request.SET_VRING_ERR, le(0), err.fd());
+            setUp(fe, g, call, err);
 
             // chain 0 loops (0 -> 1 -> 1 ...) after its status; chain 2 is a flush
             g.mem.writeU32(HDR, VirtioBlk.T_FLUSH);
@@ -111,6 +118,35 @@ class HostileSessionTest {
             assertEquals(2, base.getInt(16), "the ring stopped where the driver broke it");
             fe.close();
             assertEquals("the front-end closed the connection", ended.get(60, TimeUnit.SECONDS));
+        }
+    }
+
+    /**
+     * A front-end that shrinks a region's file under the back-end: the mapping's pages are gone (SIGBUS, which
+     * HotSpot turns into an InternalError in the accessing thread); the session ends with the reason instead
+     * of its thread dying of it.
+     */
+    @Test
+    void aRegionTruncatedUnderTheBackEndEndsTheSession() throws Exception {
+        Path img = dir.resolve("disk.img");
+        Files.write(img, new byte[64 * 1024]);
+        UnixSocket.Pair p = UnixSocket.pair();
+        try (p; HostileGuest g = new HostileGuest(); RawImage image = RawImage.open(img.toString());
+             Eventfd kick = Eventfd.create("kick"); Eventfd call = Eventfd.create("call"); Eventfd err = Eventfd.create("err")) {
+            VhostUserSession session = new VhostUserSession(p.second(), new VirtioBlk(image, "session", N));
+            CompletableFuture<String> ended = CompletableFuture.supplyAsync(session::serve);
+            UnixSocket fe = p.first();
+            g.queue(N, false, true);
+            setUp(fe, g, call, err);
+            send(fe, Request.SET_VRING_KICK, le(0), kick.fd());
+            fe.send(Wire.message(Request.GET_FEATURES.code, V, new byte[0])); // its reply: all the above was taken
+            assertTrue(fe.readFully(ByteBuffer.allocate(20)));
+            try (FileChannel a = FileChannel.open(Path.of("/proc/self/fd/" + g.fd(0)), StandardOpenOption.WRITE)) {
+                a.truncate(0); // region A, the ring's, is gone; nothing here touches it again
+            }
+            kick.signal();
+            String why = ended.get(60, TimeUnit.SECONDS);
+            assertTrue(why.startsWith("closing the connection"), why);
         }
     }
 }
