@@ -115,7 +115,8 @@ public final class VhostUserSession implements AutoCloseable {
                     handle(m);
                 }
             }
-        } catch (ErrnoException | GuestMemoryException | IllegalArgumentException | IllegalStateException e) {
+        } catch (ErrnoException | GuestMemoryException | IllegalArgumentException | IllegalStateException
+                 | InternalError e) { // InternalError: HotSpot's SIGBUS, a region's file shrunk under its mapping
             String why = "closing the connection: " + e.getMessage();
             LOG.log(System.Logger.Level.WARNING, "vhost-user: " + why);
             return why;

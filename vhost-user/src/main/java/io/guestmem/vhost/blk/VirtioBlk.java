@@ -20,8 +20,11 @@ import java.util.Arrays;
  *
  * <p>Every failure ends in a status, never past the request: a malformed chain, a buffer outside guest RAM,
  * a range past the image, an I/O error of the file are {@link #S_IOERR}; a type it does not serve, or a flag
- * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not in guest RAM the request completes
- * with nothing written.
+ * it did not offer, {@link #S_UNSUPP}. When the status byte itself is not writable guest RAM the request is
+ * not carried out and completes with nothing written. A malformed chain's status is the last device-writable
+ * byte its walk reached before the fault (none reached: nothing written); a driver that framed the request
+ * as it should finds it there. The data of a read must be device-writable and that of a write
+ * device-readable (else IOERR), and GET_ID needs room for the whole 20-byte id.
  */
 public final class VirtioBlk implements VhostUserDevice {
     private static final System.Logger LOG = System.getLogger(VirtioBlk.class.getName());
@@ -40,11 +43,15 @@ public final class VirtioBlk implements VhostUserDevice {
     private final byte[] id;
     private final int queueSize;
     private long[] gpas = new long[0], lens = new long[0];
+    // one request at a time (the session's thread): the header and the ranges are read into these
+    private final byte[] header = new byte[HEADER], segments = new byte[SEGMENT * MAX_SEGMENTS];
+    private final ByteBuffer hb = ByteBuffer.wrap(header).order(ByteOrder.LITTLE_ENDIAN),
+            sb = ByteBuffer.wrap(segments).order(ByteOrder.LITTLE_ENDIAN);
 
-    /** A device over {@code image} whose GET_ID answers {@code serial} (at most 20 bytes of it), for queues of {@code queueSize}. */
+    /** A device over {@code image} whose GET_ID answers {@code serial} (its first 20 bytes, NUL-padded), for queues of {@code queueSize}. */
     public VirtioBlk(RawImage image, String serial, int queueSize) {
         this.image = image;
-        this.id = Arrays.copyOf(serial.getBytes(StandardCharsets.US_ASCII), Math.min(ID_BYTES, serial.length()));
+        this.id = Arrays.copyOf(serial.getBytes(StandardCharsets.US_ASCII), ID_BYTES); // cut or NUL-padded to 20
         this.queueSize = queueSize;
     }
 
@@ -84,33 +91,40 @@ public final class VirtioBlk implements VhostUserDevice {
     @Override
     public int process(int queue, GuestMemory mem, DescriptorChain chain) {
         long status = chain.lastWritableByte();
+        // the status byte first, IOERR until the request is done: a request that could not tell the driver
+        // how it went is not done at all (QEMU maps every buffer of a chain, the status too, before it starts
+        // one), and one that stops half-way reads as failed
+        if (status < 0 || !put(mem, status, S_IOERR)) return 0;
         int s, written = 0;
         if (!chain.ok() || chain.readableBytes() < HEADER || chain.writableBytes() < 1) {
             LOG.log(System.Logger.Level.DEBUG, () -> "virtio-blk: refused " + chain);
             s = S_IOERR;
         } else {
             try {
-                byte[] h = new byte[HEADER];
-                chain.readReadable(mem, 0, h);
-                ByteBuffer hb = ByteBuffer.wrap(h).order(ByteOrder.LITTLE_ENDIAN);
+                chain.readReadable(mem, 0, header);
                 int type = hb.getInt(0);
                 long sector = hb.getLong(8);
                 long data = chain.writableBytes() - 1;
                 switch (type) {
                     case T_IN -> {
-                        s = transfer(mem, chain, sector, true, data);
+                        // the data of a read is device-writable: a readable buffer after the header is the
+                        // driver's mistake (or a trick), not room for the sectors
+                        s = chain.readableBytes() != HEADER ? S_IOERR : transfer(mem, chain, sector, true, data);
                         if (s == S_OK) written = (int) data;
                     }
-                    case T_OUT -> s = transfer(mem, chain, sector, false, chain.readableBytes() - HEADER);
+                    case T_OUT -> s = data != 0 ? S_IOERR : transfer(mem, chain, sector, false, chain.readableBytes() - HEADER);
                     case T_FLUSH -> {
                         image.flush();
                         s = S_OK;
                     }
                     case T_GET_ID -> {
-                        int n = (int) Math.min(id.length, data);
-                        chain.writeWritable(mem, 0, id, n);
-                        written = n;
-                        s = S_OK;
+                        // the id is 20 bytes, NUL-padded: a shorter buffer cannot hold it (cloud-hypervisor and
+                        // crosvm answer IOERR too)
+                        s = data < ID_BYTES ? S_IOERR : S_OK;
+                        if (s == S_OK) {
+                            chain.writeWritable(mem, 0, id, ID_BYTES);
+                            written = ID_BYTES;
+                        }
                     }
                     case T_DISCARD, T_WRITE_ZEROES -> s = ranges(mem, chain, type);
                     default -> s = S_UNSUPP;
@@ -121,13 +135,17 @@ public final class VirtioBlk implements VhostUserDevice {
                 written = 0;
             }
         }
-        if (status < 0) return 0;
+        return put(mem, status, s) ? written + 1 : 0;
+    }
+
+    /** Writes the status byte; false when it is not writable guest RAM (nothing to tell the driver then). */
+    private static boolean put(GuestMemory mem, long status, int s) {
         try {
             mem.writeU8(status, s);
+            return true;
         } catch (GuestMemoryException e) {
-            return 0; // no status byte in guest RAM: nothing to tell the driver
+            return false;
         }
-        return written + 1;
     }
 
     /** A read (into the writable part) or write (from the readable part after the header) of whole sectors. */
@@ -135,7 +153,7 @@ public final class VirtioBlk implements VhostUserDevice {
         if (bytes % SECTOR != 0 || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, bytes))
             return S_IOERR;
         room(chain.buffers());
-        int n = chain.range(in, in ? 0 : HEADER, bytes, gpas, lens); // a read fills the writable part, a write takes the readable one after the header
+        int n = chain.range(in, in ? 0 : HEADER, bytes, gpas, lens); // a read fills the device-writable part
         GuestBuffers bufs = mem.buffers(gpas, lens, n, in);
         if (in) image.read(mem, sector * SECTOR, bufs);
         else image.write(mem, sector * SECTOR, bufs);
@@ -146,18 +164,18 @@ public final class VirtioBlk implements VhostUserDevice {
     private int ranges(GuestMemory mem, DescriptorChain chain, int type) {
         long bytes = chain.readableBytes() - HEADER;
         if (bytes == 0 || bytes % SEGMENT != 0 || bytes / SEGMENT > MAX_SEGMENTS) return S_IOERR;
-        byte[] segs = new byte[(int) bytes];
-        chain.readReadable(mem, HEADER, segs);
-        ByteBuffer b = ByteBuffer.wrap(segs).order(ByteOrder.LITTLE_ENDIAN);
-        for (int at = 0; at < bytes; at += SEGMENT) {
-            long sector = b.getLong(at), count = Integer.toUnsignedLong(b.getInt(at + 8));
-            int flags = b.getInt(at + 12);
-            boolean unmap = (flags & 1) != 0;
-            if ((flags & ~1) != 0 || (type == T_DISCARD && unmap)) return S_UNSUPP;
+        chain.readReadable(mem, HEADER, segments, (int) bytes); // at most MAX_SEGMENTS of them: checked above
+        for (int at = 0; at < bytes; at += SEGMENT) { // every range checked before any is done
+            long sector = sb.getLong(at), count = Integer.toUnsignedLong(sb.getInt(at + 8));
+            int flags = sb.getInt(at + 12);
+            if ((flags & ~1) != 0 || (type == T_DISCARD && (flags & 1) != 0)) return S_UNSUPP;
             if (count > MAX_RANGE_SECTORS || sector < 0 || sector > capacitySectors() || !image.contains(sector * SECTOR, count * SECTOR))
                 return S_IOERR;
-            if (type == T_DISCARD) image.discard(sector * SECTOR, count * SECTOR);
-            else image.writeZeroes(sector * SECTOR, count * SECTOR, unmap);
+        }
+        for (int at = 0; at < bytes; at += SEGMENT) {
+            long offset = sb.getLong(at) * SECTOR, len = Integer.toUnsignedLong(sb.getInt(at + 8)) * SECTOR;
+            if (type == T_DISCARD) image.discard(offset, len);
+            else image.writeZeroes(offset, len, (sb.getInt(at + 12) & 1) != 0);
         }
         return S_OK;
     }

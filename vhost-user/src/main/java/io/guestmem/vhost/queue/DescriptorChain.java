@@ -110,21 +110,36 @@ public final class DescriptorChain {
 
     /** Copies {@code dst.length} bytes of the readable part from {@code offset} (a request header). */
     public void readReadable(GuestMemory mem, long offset, byte[] dst) {
-        long[] g = new long[count], l = new long[count];
-        int n = range(false, offset, dst.length, g, l), at = 0;
-        for (int i = 0; i < n; i++) {
-            mem.read(g[i], dst, at, (int) l[i]);
-            at += (int) l[i];
-        }
+        copy(mem, false, offset, dst, dst.length);
+    }
+
+    /** Copies {@code length} bytes of the readable part from {@code offset} into {@code dst}. */
+    public void readReadable(GuestMemory mem, long offset, byte[] dst, int length) {
+        copy(mem, false, offset, dst, length);
     }
 
     /** Writes {@code src} into the writable part from {@code offset}. */
     public void writeWritable(GuestMemory mem, long offset, byte[] src, int length) {
-        long[] g = new long[count], l = new long[count];
-        int n = range(true, offset, length, g, l), at = 0;
-        for (int i = 0; i < n; i++) {
-            mem.write(g[i], src, at, (int) l[i]);
-            at += (int) l[i];
+        copy(mem, true, offset, src, length);
+    }
+
+    /** Bytes between {@code b} and {@code [skip, skip + length)} of a part, buffer by buffer (no allocation). */
+    private void copy(GuestMemory mem, boolean writable, long skip, byte[] b, int length) {
+        int from = writable ? readable : 0, to = writable ? count : readable;
+        long total = writable ? writableBytes : readableBytes;
+        if (skip < 0 || length < 0 || length > b.length || skip > total || length > total - skip)
+            throw new IllegalArgumentException(skip + "+" + length + " of a " + total + "-byte part");
+        int at = 0;
+        for (int i = from; i < to && at < length; i++) {
+            if (skip >= len[i]) {
+                skip -= len[i];
+                continue;
+            }
+            int take = (int) Math.min(len[i] - skip, length - at);
+            if (writable) mem.write(addr[i] + skip, b, at, take);
+            else mem.read(addr[i] + skip, b, at, take);
+            at += take;
+            skip = 0;
         }
     }
 

@@ -32,6 +32,7 @@ public final class SplitQueue {
     private final int mask;
     private final DescriptorChain chain;
     private int lastAvail, usedIdx, signalledUsed;
+    private String broken;
 
     /**
      * A queue whose next available entry is {@code lastAvail} (vhost's vring base) and whose used index is the
@@ -55,7 +56,9 @@ public final class SplitQueue {
         this.lastAvail = lastAvail & 0xffff;
         this.usedIdx = mem.readU16Volatile(ring.used() + 2);
         this.signalledUsed = usedIdx;
-        this.chain = new DescriptorChain(ring.size());
+        // up to size - 1 direct descriptors, then an indirect table of up to size entries (virtio 1.x 2.7.5.3:
+        // the device handles "zero or more normal chained descriptors followed by a single" indirect one)
+        this.chain = new DescriptorChain(2 * ring.size());
     }
 
     public RingLayout layout() {
@@ -71,18 +74,25 @@ public final class SplitQueue {
         return usedIdx;
     }
 
-    /** The head of the next available chain, walked; null when the driver has made none available. */
+    /** Why the queue stopped (the message of the {@link VirtqueueException} {@link #pop} threw), null while it works. */
+    public String broken() {
+        return broken;
+    }
+
+    /**
+     * The head of the next available chain, walked; null when the driver has made none available. A ring
+     * broken beyond one request is a {@link VirtqueueException}, and the queue stays broken: every later pop
+     * throws it again (the device needs a reset, virtio's DEVICE_NEEDS_RESET).
+     */
     public DescriptorChain pop() {
+        if (broken != null) throw new VirtqueueException(Errno.EIO, "virtqueue", "broken: " + broken);
         int avail = mem.readU16Acquire(ring.avail() + 2);
         int pending = (avail - lastAvail) & 0xffff;
         if (pending == 0) return null;
         if (pending > ring.size())
-            throw new VirtqueueException(Errno.EINVAL, "virtqueue avail", "index " + avail + " is " + pending
-                    + " entries past " + lastAvail + " in a ring of " + ring.size());
+            throw broke("index " + avail + " is " + pending + " entries past " + lastAvail + " in a ring of " + ring.size());
         int head = mem.readU16(ring.avail() + 4 + 2L * (lastAvail & mask));
-        if (head >= ring.size())
-            throw new VirtqueueException(Errno.EINVAL, "virtqueue avail", "head " + head + " at entry " + lastAvail
-                    + " is past a table of " + ring.size());
+        if (head >= ring.size()) throw broke("head " + head + " at entry " + lastAvail + " is past a table of " + ring.size());
         lastAvail = (lastAvail + 1) & 0xffff;
         walk(head);
         return chain;
@@ -119,6 +129,12 @@ public final class SplitQueue {
         return ((usedIdx - usedEvent - 1) & 0xffff) < ((usedIdx - old) & 0xffff);
     }
 
+    private VirtqueueException broke(String why) {
+        VirtqueueException e = new VirtqueueException(Errno.EINVAL, "virtqueue avail", why);
+        broken = e.getMessage();
+        return e;
+    }
+
     private void walk(int head) {
         DescriptorChain c = chain;
         c.reset(head);
@@ -134,20 +150,23 @@ public final class SplitQueue {
                 c.fail(ChainError.TOO_LONG);
                 return;
             }
-            VirtqDescriptor d;
-            try {
-                d = VirtqDescriptor.read(mem, table + VirtqDescriptor.SIZE * idx);
+            long at = table + VirtqDescriptor.SIZE * idx, addr, len;
+            int flags, next;
+            try { // field by field: a record and a struct copy per descriptor would be garbage on the hot path
+                addr = mem.readU64(at);
+                len = Integer.toUnsignedLong(mem.readU32(at + 8));
+                flags = mem.readU16(at + 12);
+                next = mem.readU16(at + 14);
             } catch (GuestMemoryException e) {
                 c.fail(ChainError.DESCRIPTOR_OUTSIDE_MEMORY);
                 return;
             }
-            long len = Integer.toUnsignedLong(d.len());
-            if (d.indirect()) {
+            if ((flags & VirtqDescriptor.F_INDIRECT) != 0) {
                 if (!indirect || inIndirect) {
                     c.fail(ChainError.INDIRECT_NOT_ALLOWED);
                     return;
                 }
-                if (d.hasNext()) {
+                if ((flags & VirtqDescriptor.F_NEXT) != 0) {
                     c.fail(ChainError.INDIRECT_WITH_NEXT);
                     return;
                 }
@@ -155,20 +174,20 @@ public final class SplitQueue {
                     c.fail(ChainError.INDIRECT_BAD_LENGTH);
                     return;
                 }
-                if (Long.compareUnsigned(d.addr() + len, d.addr()) < 0) {
+                if (Long.compareUnsigned(addr + len, addr) < 0) {
                     c.fail(ChainError.LENGTH_OVERFLOW);
                     return;
                 }
-                table = d.addr();
+                table = addr;
                 tableSize = (int) (len / VirtqDescriptor.SIZE);
                 budget = tableSize;
                 idx = 0;
                 inIndirect = true;
                 continue;
             }
-            if (!c.add(d.addr(), len, d.deviceWritable())) return;
-            if (!d.hasNext()) return;
-            idx = d.next();
+            if (!c.add(addr, len, (flags & VirtqDescriptor.F_WRITE) != 0)) return;
+            if ((flags & VirtqDescriptor.F_NEXT) == 0) return;
+            idx = next;
         }
     }
 
