@@ -311,6 +311,16 @@ final class Report {
                     + (r == null ? "" : " (" + BenchRunner.fmt(4096e9 / r.ns() / (1 << 20)) + " MiB/s)")
                     + " vs the same pages sent untracked", r, untracked == null ? Double.NaN : untracked.ns()));
         }
+        // a 1 TiB guest with 16 pages written: costs that follow what was touched, not the slot's size
+        Row oneSlot = row("GfnLookupBench.gfnToHva", "slots", "1", "pattern", "random");
+        t.add(info("SparseGuestBench.gfnToHva: a random gfn of a 1 TiB slot vs one 2 MiB slot", row("SparseGuestBench.gfnToHva"),
+                oneSlot == null ? Double.NaN : oneSlot.ns()));
+        t.add(below("SparseGuestBench.write16AndCollect: 16 u64 writes and collectDirty of the 1 TiB slot (a dense log: 32 MiB per collect)",
+                row("SparseGuestBench.write16AndCollect"), 50_000));
+        t.add(below("SparseGuestBench.snapshot: a full snapshot of the 1 TiB guest (16 pages)", row("SparseGuestBench.snapshot"), 20e6));
+        Row touched = row("SparseGuestBench.readU64Touched"), fp = row("SparseGuestBench.followPfn");
+        t.add(info("SparseGuestBench.readU64Touched: a read of a written page of the 1 TiB guest vs follow_pfn of one (pagemap)",
+                touched, fp == null ? Double.NaN : fp.ns()));
         return t;
     }
 
