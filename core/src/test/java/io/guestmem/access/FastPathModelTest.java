@@ -22,6 +22,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  */
 class FastPathModelTest {
     /** The host page: slot sizes and dirty bits are in host pages (4 KiB on x86-64, 16 KiB on a 16K arm64 kernel). */
+    /** Random accesses per seed ({@code -Dguestmem.model.ops}; the arm64 runner, under TCG, runs fewer). */
+    static final int OPS = Integer.getInteger("guestmem.model.ops", 20_000);
     static final long PAGE = io.guestmem.sys.Posix.PAGE_SIZE, KiB64 = Math.max(64 << 10, PAGE), MiB2 = 2 << 20;
 
     /** One slot of the model: its bytes and the pages written through the API. */
@@ -51,7 +53,7 @@ class FastPathModelTest {
                 gpa += size;
             }
             if (seed == 6) slots.add(addSlot(gm, rnd, n, 1L << 40, 3 * PAGE, false)); // far away: coarse buckets
-            for (int op = 0; op < 20_000; op++) step(gm, slots, rnd, op);
+            for (int op = 0; op < OPS; op++) step(gm, slots, rnd, op);
             for (Slot s : slots) {
                 assertArrayEquals(s.bytes(), s.region().segment().asSlice(0, s.size()).toArray(ValueLayout.JAVA_BYTE),
                         "host bytes of slot " + s.id());
