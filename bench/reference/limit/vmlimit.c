@@ -16,6 +16,16 @@
 //                                 with UFFDIO_COPY of the page (uffd_copy_4k) or of its 64 KiB block
 //                                 (uffd_copy_64k, the block a lazy restore serves). ns per 4 KiB page,
 //                                 from the first touch to the last page served.
+//   vmlimit --virtq <slots> [rounds] a device walking a split virtqueue of 256 entries in slot 0 of the layout
+//                                 (desc at gpa 0, avail at 0x1000, used at 0x2000), 4K and THP, with the chains
+//                                 of guestmem's VirtqBench (io.guestmem.bench.Virtq: the same xorshift, shuffle
+//                                 and cut); every gpa -> hva through a flat table with one entry per MiB, the
+//                                 least translation any VMM does (start and end of each buffer checked).
+//                                 virtq_walk: ns per chain.
+//   vmlimit --chase <nodes> [iters] a dependent chain of u64 loads over <nodes> nodes at xorshift gpas of the
+//                                 layout of 512 slots, 4K and THP. chase_hva: a node holds the next node's host
+//                                 address (the hardware's dependent-load latency); chase_gpa: it holds the
+//                                 next gpa, translated through the flat table. ns per access.
 //
 // Output: one JSON line per measurement, {"bench","pages","slots","nsPerOp","thpPercent"}; nsPerOp is the
 // best of several repetitions, as in the Rust reference.
@@ -218,7 +228,210 @@ static void uffd_bench(unsigned long long mib, int reps) {
     // src stays mapped: map_region over-allocates for alignment, and the program ends here
 }
 
+// ------------------------------------------------------------------------------------------ flat gpa table
+// One entry per MiB of guest-physical space: the host address of that MiB, 0 in a gap.
+static uint64_t *flat;
+static uint64_t flat_n;
+
+static void flat_build(uint8_t **base, unsigned long long slots) {
+    flat_n = slots * 3;
+    flat = calloc(flat_n, sizeof *flat);
+    for (unsigned long long i = 0; i < slots; i++)
+        for (int m = 0; m < 2; m++) flat[i * 3 + m] = (uint64_t)(uintptr_t)(base[i] + ((uint64_t)m << 20));
+}
+
+static void fault(uint64_t gpa) {
+    fprintf(stderr, "vmlimit: gpa 0x%llx is not RAM\n", (unsigned long long)gpa);
+    exit(1);
+}
+
+static inline uint8_t *g2h(uint64_t gpa, uint64_t len) {
+    uint64_t i = gpa >> 20, j = (gpa + len - 1) >> 20;
+    if (__builtin_expect(j >= flat_n || flat[i] == 0, 0)) fault(gpa);
+    if (__builtin_expect(j != i && flat[j] != flat[i] + ((j - i) << 20), 0)) fault(gpa + len - 1);
+    return (uint8_t *)(uintptr_t)(flat[i] + (gpa & ((1u << 20) - 1)));
+}
+
+static uint64_t xorshift(uint64_t x) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    return x;
+}
+
+// ------------------------------------------------------------------------------------------ virtq walk
+#define QSIZE 256
+#define VQ_DESC 0x0ull
+#define VQ_AVAIL 0x1000ull
+#define VQ_USED 0x2000ull
+#define F_NEXT 1
+#define F_WRITE 2
+struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+
+// The chains of io.guestmem.bench.Virtq, written into guest memory; returns the device-written bytes per round.
+static uint64_t virtq_install(unsigned long long slots) {
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    int idx[QSIZE], heads[QSIZE], chains = 0;
+    uint64_t chain_written[QSIZE] = {0};
+    for (int i = 0; i < QSIZE; i++) idx[i] = i;
+    for (int i = QSIZE - 1; i > 0; i--) {
+        x = xorshift(x);
+        int j = (int)(x % (uint64_t)(i + 1)), t = idx[i];
+        idx[i] = idx[j]; idx[j] = t;
+    }
+    struct desc *d = (struct desc *)g2h(VQ_DESC, QSIZE * sizeof(struct desc));
+    for (int pos = 0; pos < QSIZE;) {
+        x = xorshift(x);
+        int n = 1 + (int)(x % 4);
+        if (n > QSIZE - pos) n = QSIZE - pos;
+        heads[chains] = idx[pos];
+        for (int k = 0; k < n; k++) {
+            int e = idx[pos + k];
+            x = xorshift(x);
+            d[e].len = 64u << (x & 3);
+            int write = (x >> 2) & 1;
+            uint64_t slot = 1 + (x >> 8) % (slots - 1);
+            d[e].addr = slot * (SLOT + GAP) + (((x >> 20) % (SLOT - 4096)) & ~63ull);
+            d[e].flags = (write ? F_WRITE : 0) | (k < n - 1 ? F_NEXT : 0);
+            d[e].next = k < n - 1 ? idx[pos + k + 1] : 0;
+            if (write) chain_written[chains] += d[e].len;
+        }
+        chains++;
+        pos += n;
+    }
+    uint16_t *avail = (uint16_t *)g2h(VQ_AVAIL, 4 + 2 * QSIZE);
+    uint64_t written = 0;
+    avail[0] = avail[1] = 0;
+    for (int k = 0; k < QSIZE; k++) { avail[2 + k] = heads[k % chains]; written += chain_written[k % chains]; }
+    memset(g2h(VQ_USED, 4 + 8 * QSIZE + 2), 0, 4 + 8 * QSIZE + 2);
+    return written;
+}
+
+static uint8_t devbuf[4096];
+static uint16_t vq_avail_idx, vq_last, vq_used;
+
+// One round: the driver publishes 256 entries, the device walks them. Returns the bytes written to the guest.
+static uint64_t virtq_round(void) {
+    vq_avail_idx += QSIZE;
+    __atomic_store_n((uint16_t *)g2h(VQ_AVAIL + 2, 2), vq_avail_idx, __ATOMIC_RELEASE);
+    uint64_t total = 0;
+    while (vq_last != __atomic_load_n((uint16_t *)g2h(VQ_AVAIL + 2, 2), __ATOMIC_ACQUIRE)) {
+        uint16_t head = *(uint16_t *)g2h(VQ_AVAIL + 4 + 2 * (vq_last % QSIZE), 2);
+        uint32_t written = 0, di = head;
+        for (int n = 0;; n++) {
+            if (di >= QSIZE || n >= QSIZE) { fprintf(stderr, "vmlimit: bad chain at head %u\n", head); exit(1); }
+            struct desc dd;
+            memcpy(&dd, g2h(VQ_DESC + 16ull * di, 16), 16);
+            if (dd.len > sizeof devbuf) { fprintf(stderr, "vmlimit: descriptor %u too long\n", di); exit(1); }
+            if (dd.flags & F_WRITE) { memcpy(g2h(dd.addr, dd.len), devbuf, dd.len); written += dd.len; }
+            else memcpy(devbuf, g2h(dd.addr, dd.len), dd.len);
+            if (!(dd.flags & F_NEXT)) break;
+            di = dd.next;
+        }
+        uint32_t *e = (uint32_t *)g2h(VQ_USED + 4 + 8 * (vq_used % QSIZE), 8);
+        e[0] = head;
+        e[1] = written;
+        vq_last++;
+        vq_used++;
+        __atomic_store_n((uint16_t *)g2h(VQ_USED + 2, 2), vq_used, __ATOMIC_RELEASE);
+        total += written;
+    }
+    return total;
+}
+
+static uint8_t **layout_map(unsigned long long slots, int thp, unsigned long long *huge) {
+    uint8_t **base = calloc(slots, sizeof *base);
+    unsigned long long huge0 = anon_huge_bytes();
+    for (unsigned long long i = 0; i < slots; i++) base[i] = map_region(SLOT, thp);
+    *huge = anon_huge_bytes() - huge0;
+    flat_build(base, slots);
+    return base;
+}
+
+static void layout_unmap(uint8_t **base, unsigned long long slots) {
+    for (unsigned long long i = 0; i < slots; i++) munmap(base[i], SLOT);
+    free(base);
+    free(flat);
+    flat = NULL;
+}
+
+static void virtq_bench(unsigned long long slots, unsigned long long rounds, int thp) {
+    unsigned long long huge;
+    uint8_t **base = layout_map(slots, thp, &huge);
+    vq_avail_idx = vq_last = vq_used = 0;
+    memset(devbuf, 0x5a, sizeof devbuf);
+    uint64_t expect = virtq_install(slots);
+    uint64_t got = virtq_round();
+    if (got != expect || *(uint16_t *)g2h(VQ_USED + 2, 2) != QSIZE) {
+        fprintf(stderr, "vmlimit: virtq round wrote %llu bytes, expected %llu\n", (unsigned long long)got, (unsigned long long)expect);
+        exit(1);
+    }
+    double best = 1e300;
+    for (int r = 0; r < 5; r++) {
+        double t = now_ns();
+        for (unsigned long long i = 0; i < rounds; i++) got += virtq_round();
+        double ns = (now_ns() - t) / (rounds * QSIZE);
+        if (ns < best) best = ns;
+    }
+    __asm__ volatile("" : : "r"(got) : "memory");
+    emit("virtq_walk", thp, slots, best, huge, slots * SLOT);
+    fprintf(stderr, "vmlimit: virtq %llu slots: %llu device-written bytes per round\n", slots, (unsigned long long)expect);
+    layout_unmap(base, slots);
+}
+
+// ------------------------------------------------------------------------------------------ dependent chase
+// n nodes at the first n distinct 64-byte-aligned xorshift gpas of the 512-slot layout, linked in that order
+// (the last back to the first). A node holds the next gpa (chase_gpa) or the next node's hva (chase_hva).
+static void chase_bench(unsigned long long nodes, unsigned long long iters, int thp) {
+    const unsigned long long slots = 512;
+    unsigned long long huge;
+    uint8_t **base = layout_map(slots, thp, &huge);
+    uint64_t *gpa = calloc(nodes, sizeof *gpa), x = 0x9E3779B97F4A7C15ull;
+    for (unsigned long long i = 0; i < nodes;) {
+        x = xorshift(x);
+        uint64_t g = (x % slots) * (SLOT + GAP) + (((x >> 20) % (SLOT - 4096)) & ~63ull);
+        // distinct: a node is never overwritten by a later one (the chain must visit all n)
+        if (*(uint64_t *)g2h(g, 8) == 0xC4A5E0000000001ull) continue;
+        *(uint64_t *)g2h(g, 8) = 0xC4A5E0000000001ull;
+        gpa[i++] = g;
+    }
+    for (int mode = 0; mode < 2; mode++) {
+        for (unsigned long long i = 0; i < nodes; i++) {
+            uint64_t nx = gpa[(i + 1) % nodes];
+            *(uint64_t *)g2h(gpa[i], 8) = mode ? nx : (uint64_t)(uintptr_t)g2h(nx, 8);
+        }
+        double best = 1e300;
+        uint64_t p = mode ? gpa[0] : (uint64_t)(uintptr_t)g2h(gpa[0], 8);
+        for (int r = 0; r < 5; r++) {
+            double t = now_ns();
+            if (mode) for (unsigned long long i = 0; i < iters; i++) p = *(volatile uint64_t *)g2h(p, 8);
+            else for (unsigned long long i = 0; i < iters; i++) p = *(volatile uint64_t *)(uintptr_t)p;
+            double ns = (now_ns() - t) / iters;
+            if (ns < best) best = ns;
+        }
+        __asm__ volatile("" : : "r"(p) : "memory");
+        printf("{\"bench\":\"%s\",\"pages\":\"%s\",\"slots\":%llu,\"nodes\":%llu,\"nsPerOp\":%.3f,\"thpPercent\":%.1f}\n",
+               mode ? "chase_gpa" : "chase_hva", thp ? "thp" : "4k", nodes, nodes, best, 100.0 * huge / (slots * SLOT));
+        fflush(stdout);
+    }
+    for (unsigned long long i = 0; i < nodes; i++) *(uint64_t *)g2h(gpa[i], 8) = 1;
+    free(gpa);
+    layout_unmap(base, slots);
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "--virtq") == 0) {
+        unsigned long long slots = strtoull(argv[2], NULL, 10), rounds = argc > 3 ? strtoull(argv[3], NULL, 10) : 20000;
+        if (slots < 2 || rounds == 0) { fprintf(stderr, "usage: vmlimit --virtq <slots >= 2> [rounds]\n"); return 2; }
+        virtq_bench(slots, rounds, 0);
+        virtq_bench(slots, rounds, 1);
+        return 0;
+    }
+    if (argc >= 3 && strcmp(argv[1], "--chase") == 0) {
+        unsigned long long nodes = strtoull(argv[2], NULL, 10), iters = argc > 3 ? strtoull(argv[3], NULL, 10) : 20000000;
+        if (nodes < 2 || nodes > 200000 || iters == 0) { fprintf(stderr, "usage: vmlimit --chase <nodes 2..200000> [iters]\n"); return 2; }
+        chase_bench(nodes, iters, 0);
+        chase_bench(nodes, iters, 1);
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "--uffd") == 0) {
         unsigned long long mib = strtoull(argv[2], NULL, 10);
         int reps = argc > 3 ? atoi(argv[3]) : 5;
