@@ -136,7 +136,8 @@ final class Report {
         }
 
         b.append("\n## JMH results\n\nError is JMH's 99.9% confidence half-width; B/op from `-prof gc` (gc.alloc.rate.norm).")
-                .append(" Per-page benches, GfnLookupBench.gfnToHvaLoop and AccessBench.readU64Loop use @OperationsPerInvocation, so ns/op is ns per page (per lookup, per read).")
+                .append(" Per-page benches, GfnLookupBench.gfnToHvaLoop and AccessBench.readU64Loop use @OperationsPerInvocation, so ns/op is ns per page (per lookup, per read);"
+                        + " VirtqBench.round is ns per chain (256 per round), ChaseBench.chase ns per dependent read.")
                 .append(" PrefaultBench maps 1 GiB per op: s/op is seconds per GiB. Score is the mean of the measured iterations;")
                 .append(" median and best are of the same iterations (the references report their best repetition).\n\n")
                 .append("| benchmark | params | score | error | median | best | unit | B/op |\n|---|---|---:|---:|---:|---:|---|---:|\n");
@@ -155,7 +156,8 @@ final class Report {
             b.append("\n| source | bench | pages | slots | ns/op | THP-mapped |\n|---|---|---|---:|---:|---:|\n");
             for (References.Line l : refs.lines) {
                 b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
-                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB") : l.slots())
+                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB")
+                                : l.bench().startsWith("chase_") ? "512 (" + l.slots() + " nodes)" : String.valueOf(l.slots()))
                         .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
                         .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
             }
@@ -310,6 +312,31 @@ final class Report {
             t.add(info("PreCopyBench.round " + tracker + ": collect, re-arm and send 8 MiB of dirty pages, per 4 KiB"
                     + (r == null ? "" : " (" + BenchRunner.fmt(4096e9 / r.ns() / (1 << 20)) + " MiB/s)")
                     + " vs the same pages sent untracked", r, untracked == null ? Double.NaN : untracked.ns()));
+        }
+        // device-shaped: a virtqueue walk and a dependent chase, each against C (flat table per MiB) and
+        // vm-memory on the same chains and nodes, best vs best
+        for (String slots : List.of("8", "512")) {
+            long n = Long.parseLong(slots);
+            t.add(faster("VirtqBench.round " + slots + " slots 4k vs vm-memory virtq walk (4K pages), ns per chain, best vs best",
+                    byBest(row("VirtqBench.round", "vqSlots", slots, "backing", "4k")),
+                    refs.ns(References.VM_MEMORY, "virtq_walk", "4k", n), "vm-memory", 3.0));
+            for (String backing : List.of("4k", "thp")) {
+                t.add(within("VirtqBench.round " + slots + " slots " + backing + " vs C virtq walk (flat table per MiB), ns per chain, best vs best",
+                        byBest(row("VirtqBench.round", "vqSlots", slots, "backing", backing)),
+                        refs.ns(References.LIMIT, "virtq_walk", backing, n), "C limit", 1.5));
+            }
+        }
+        for (String nodes : List.of("1024", "65536")) {
+            long n = Long.parseLong(nodes);
+            for (String backing : List.of("4k", "thp")) {
+                Row c = byBest(row("ChaseBench.chase", "nodes", nodes, "backing", backing));
+                t.add(info("ChaseBench.chase " + nodes + " nodes " + backing + " vs C chase_gpa (flat table per MiB), per access, best vs best",
+                        c, refs.ns(References.LIMIT, "chase_gpa", backing, n)));
+                t.add(info("ChaseBench.chase " + nodes + " nodes " + backing + " vs C chase_hva (the hardware's dependent load), per access, best vs best",
+                        c, refs.ns(References.LIMIT, "chase_hva", backing, n)));
+            }
+            t.add(info("ChaseBench.chase " + nodes + " nodes 4k vs vm-memory read_obj::<u64> chase, per access, best vs best",
+                    byBest(row("ChaseBench.chase", "nodes", nodes, "backing", "4k")), refs.ns(References.VM_MEMORY, "chase_gpa", "4k", n)));
         }
         return t;
     }
