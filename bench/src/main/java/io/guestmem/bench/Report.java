@@ -324,6 +324,10 @@ final class Report {
                 t.add(within("VirtqBench.round " + slots + " slots " + backing + " vs C virtq walk (flat table per MiB), ns per chain, best vs best",
                         byBest(row("VirtqBench.round", "vqSlots", slots, "backing", backing)),
                         refs.ns(References.LIMIT, "virtq_walk", backing, n), "C limit", 1.5));
+                t.add(info("VirtqBench.round " + slots + " slots " + backing + " vs the C walk recording its writes in a dirty bitmap"
+                                + " as GuestMemory does (fence + atomic OR), ns per chain, best vs best",
+                        byBest(row("VirtqBench.round", "vqSlots", slots, "backing", backing)),
+                        refs.ns(References.LIMIT, "virtq_walk_dirty", backing, n)));
             }
         }
         for (String nodes : List.of("1024", "65536")) {
