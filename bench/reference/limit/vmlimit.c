@@ -28,12 +28,19 @@
 //                                 layout of 512 slots, 4K and THP. chase_hva: a node holds the next node's host
 //                                 address (the hardware's dependent-load latency); chase_gpa: it holds the
 //                                 next gpa, translated through the flat table. ns per access.
+//   vmlimit --lock <MiB> [reps]   the system calls of guestmem's MemslotLock lock + unlock of a prefaulted
+//                                 region (LockBench), 4K and THP: /proc/self/maps read whole (the VMAs),
+//                                 MADV_POPULATE_WRITE per 32 MiB, io_uring_setup(1) and IORING_REGISTER_BUFFERS
+//                                 of the range (buffers of at most 1 GiB: the long-term pin), one pread of its
+//                                 pagemap entries (every page present); then IORING_UNREGISTER_BUFFERS and close.
+//                                 lock_unlock: ns per lock + unlock pair (slots column: MiB).
 //
 // Output: one JSON line per measurement, {"bench","pages","slots","nsPerOp","thpPercent"}; nsPerOp is the
 // best of several repetitions, as in the Rust reference.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -43,6 +50,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -445,7 +453,60 @@ static void chase_bench(unsigned long long nodes, unsigned long long iters, int 
     layout_unmap(base, slots);
 }
 
+// ------------------------------------------------------------------------------------------ memslot lock
+static void lock_bench(unsigned long long mib, int reps, int thp) {
+    size_t len = (size_t)mib << 20, pages = len / (size_t)sysconf(_SC_PAGESIZE);
+    unsigned long long huge0 = anon_huge_bytes();
+    uint8_t *p = map_region(len, thp);
+    unsigned long long huge = anon_huge_bytes() - huge0;
+    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (pm < 0) die("open /proc/self/pagemap");
+    uint64_t *pfns = malloc(pages * 8);
+    static char maps[1 << 20];
+    size_t nbuf = (len + (1ull << 30) - 1) >> 30;
+    struct iovec *iov = calloc(nbuf, sizeof *iov);
+    for (size_t i = 0; i < nbuf; i++) {
+        iov[i].iov_base = p + (i << 30);
+        iov[i].iov_len = len - (i << 30) < (1ull << 30) ? len - (i << 30) : (1ull << 30);
+    }
+    double best = 1e300;
+    for (int r = 0; r < reps; r++) {
+        double t = now_ns();
+        int mf = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+        if (mf < 0) die("open /proc/self/maps");
+        while (read(mf, maps, sizeof maps) > 0) {}
+        close(mf);
+        for (size_t off = 0; off < len; off += 32ull << 20)
+            if (madvise(p + off, len - off < (32ull << 20) ? len - off : (32ull << 20), MADV_POPULATE_WRITE)) die("madvise(MADV_POPULATE_WRITE)");
+        struct io_uring_params params;
+        memset(&params, 0, sizeof params);
+        int ring = (int)syscall(__NR_io_uring_setup, 1, &params);
+        if (ring < 0) die("io_uring_setup");
+        if (syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, iov, (unsigned)nbuf)) die("IORING_REGISTER_BUFFERS");
+        if (pread(pm, pfns, pages * 8, (off_t)((uintptr_t)p / sysconf(_SC_PAGESIZE)) * 8) != (ssize_t)(pages * 8)) die("pread pagemap");
+        for (size_t i = 0; i < pages; i++)
+            if (!(pfns[i] >> 63)) { fprintf(stderr, "vmlimit: page %zu not present after the pin\n", i); exit(1); }
+        if (syscall(__NR_io_uring_register, ring, IORING_UNREGISTER_BUFFERS, NULL, 0)) die("IORING_UNREGISTER_BUFFERS");
+        close(ring);
+        double ns = now_ns() - t;
+        if (ns < best) best = ns;
+    }
+    emit("lock_unlock", thp, mib, best, huge, len);
+    free(iov);
+    free(pfns);
+    close(pm);
+    munmap(p, len);
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "--lock") == 0) {
+        unsigned long long mib = strtoull(argv[2], NULL, 10);
+        int reps = argc > 3 ? atoi(argv[3]) : 10;
+        if (mib == 0 || mib % 2 || reps <= 0) { fprintf(stderr, "usage: vmlimit --lock <even MiB> [reps]\n"); return 2; }
+        lock_bench(mib, reps, 0);
+        lock_bench(mib, reps, 1);
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "--virtq") == 0) {
         unsigned long long slots = strtoull(argv[2], NULL, 10), rounds = argc > 3 ? strtoull(argv[3], NULL, 10) : 20000;
         if (slots < 2 || rounds == 0) { fprintf(stderr, "usage: vmlimit --virtq <slots >= 2> [rounds]\n"); return 2; }

@@ -157,7 +157,8 @@ final class Report {
             for (References.Line l : refs.lines) {
                 b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
                         .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB")
-                                : l.bench().startsWith("chase_") ? "512 (" + l.slots() + " nodes)" : String.valueOf(l.slots()))
+                                : l.bench().startsWith("chase_") ? "512 (" + l.slots() + " nodes)"
+                                : l.bench().equals("lock_unlock") ? l.slots() + " MiB" : String.valueOf(l.slots()))
                         .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
                         .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
             }
@@ -341,6 +342,16 @@ final class Report {
             }
             t.add(info("ChaseBench.chase " + nodes + " nodes 4k vs vm-memory read_obj::<u64> chase, per access, best vs best",
                     byBest(row("ChaseBench.chase", "nodes", nodes, "backing", "4k")), refs.ns(References.VM_MEMORY, "chase_gpa", "4k", n)));
+        }
+        // pinning: MemslotLock's lock + unlock against C making the same system calls, as GiB/s pinned
+        for (String backing : List.of("4k", "thp")) {
+            Row l = byBest(row("LockBench.lockUnlock256MiB", "backing", backing));
+            double c = refs.ns(References.LIMIT, "lock_unlock", backing, LockBench.SIZE >> 20);
+            double gib = LockBench.SIZE / (double) (1L << 30);
+            t.add(info("LockBench.lockUnlock256MiB " + backing + " vs C making the same calls (maps, MADV_POPULATE_WRITE, io_uring buffer"
+                            + " registration, pagemap pread, unregister), per lock + unlock, best vs best"
+                            + (l == null || Double.isNaN(c) ? "" : " (" + BenchRunner.fmt(gib / (l.ns() / 1e9)) + " vs "
+                            + BenchRunner.fmt(gib / (c / 1e9)) + " GiB/s)"), l, c));
         }
         return t;
     }
