@@ -135,7 +135,8 @@ final class References {
                     List.of("--pagemap", "1024", quick ? "2" : "5"), List.of("--uffd", "64", quick ? "2" : "5"),
                     List.of("--virtq", "8", virtqRounds()), List.of("--virtq", "512", virtqRounds()),
                     List.of("--chase", "1024", chaseIters(1024)), List.of("--chase", "65536", chaseIters(65536)),
-                    List.of("--lock", Long.toString(LockBench.SIZE >> 20), quick ? "5" : "20"))) {
+                    List.of("--lock", Long.toString(LockBench.SIZE >> 20), quick ? "5" : "20"),
+                    List.of("--dirty", quick ? "3" : "10"))) {
                 List<String> cmd = new ArrayList<>();
                 cmd.add(bin.toString());
                 cmd.addAll(a);
@@ -146,7 +147,8 @@ final class References {
             }
             status.add(LIMIT + ": gcc -O2, own mmap per slot, 4K (MADV_NOHUGEPAGE) and THP (MADV_HUGEPAGE), best of 5;"
                     + " virtq_walk and chase_gpa translate gpa -> hva through a flat table per MiB; chase_*: the slots column is the node count;"
-                    + " lock_unlock: MemslotLock's system calls for a lock + unlock of a prefaulted region, best of 5 (quick) or 20");
+                    + " lock_unlock: MemslotLock's system calls for a lock + unlock of a prefaulted region, best of 5 (quick) or 20;"
+                    + " dirty_*: ns per dirty page of a 4 GiB guest with 1% written, best of 3 (quick) or 10 rounds (dirty_kvm_* x86 only)");
         } catch (Unavailable e) {
             status.add(LIMIT + ": UNAVAILABLE, " + e.getMessage() + "; ratios against it are not reported");
             say("C limit unavailable: " + e.getMessage());

@@ -158,7 +158,7 @@ final class Report {
                 b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
                         .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB")
                                 : l.bench().startsWith("chase_") ? "512 (" + l.slots() + " nodes)"
-                                : l.bench().equals("lock_unlock") ? l.slots() + " MiB" : String.valueOf(l.slots()))
+                                : l.bench().equals("lock_unlock") || l.bench().startsWith("dirty_") ? l.slots() + " MiB" : String.valueOf(l.slots()))
                         .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
                         .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
             }
@@ -352,6 +352,18 @@ final class Report {
                             + " registration, pagemap pread, unregister), per lock + unlock, best vs best"
                             + (l == null || Double.isNaN(c) ? "" : " (" + BenchRunner.fmt(gib / (l.ns() / 1e9)) + " vs "
                             + BenchRunner.fmt(gib / (c / 1e9)) + " GiB/s)"), l, c));
+        }
+        // dirty tracking at scale: collect-and-rearm of 1% of a 4 GiB guest, per tracker, against the C loop of
+        // the same calls (the dirty ring has no C loop: its figure is context beside the bitmap's)
+        long dataMiB = DirtyScaleBench.SIZE >> 20;
+        for (String[] tr : new String[][] {{"kvm-log", "dirty_kvm_log"}, {"kvm-log", "dirty_kvm_clear"}, {"kvm-ring", "dirty_kvm_log"},
+                {"uffd-wp", "dirty_uffd_wp"}, {"vmm", "dirty_kvm_log"}}) {
+            Row r = byBest(row("DirtyScaleBench.round", "tracker", tr[0]));
+            double c = refs.ns(References.LIMIT, tr[1], "4k", dataMiB);
+            t.add(info("DirtyScaleBench.round " + tr[0] + ": collect-and-rearm, 4 GiB guest with 1% dirty, per dirty page"
+                    + (r == null ? "" : " (" + BenchRunner.fmt(1e3 / r.ns()) + " M pages/s")
+                    + (r == null || Double.isNaN(c) ? (r == null ? "" : ")") : " vs " + BenchRunner.fmt(1e3 / c) + " M pages/s)")
+                    + " vs C " + tr[1] + ", best vs best", r, c));
         }
         return t;
     }
