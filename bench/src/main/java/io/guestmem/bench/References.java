@@ -58,6 +58,22 @@ final class References {
         return quick ? "2000000" : "20000000";
     }
 
+    /** Rounds of 256 chains per repetition of the virtq walk (about 0.1-0.5 s each on 2 vCPUs, full run). */
+    private String virtqRounds() {
+        return quick ? "2000" : "10000";
+    }
+
+    /** Dependent loads per repetition of the chase: fewer over 65536 nodes, where each one misses the caches. */
+    private String chaseIters(int nodes) {
+        return nodes > 4096 ? (quick ? "200000" : "1000000") : (quick ? "2000000" : "10000000");
+    }
+
+    /** The device-shaped runs of both references: virtq at 8 and 512 slots, chase over 1024 and 65536 nodes. */
+    private List<List<String>> deviceArgs() {
+        return List.of(List.of("8", virtqRounds()), List.of("512", virtqRounds()),
+                List.of("--chase", "1024", chaseIters(1024)), List.of("--chase", "65536", chaseIters(65536)));
+    }
+
     private void runVmMemory() {
         Path dir = root.resolve("bench/reference/vm-memory");
         try {
@@ -88,8 +104,19 @@ final class References {
                 if (r.rc != 0) throw new Unavailable("vmmem-ref --memslots " + slots + " exited " + r.rc + " (see " + root.relativize(log) + ")");
                 parse(VM_MEMORY, r.stdout);
             }
+            // the device-shaped walks (src/bin/virtq.rs): the rows of VirtqBench and ChaseBench
+            String vq = dir.resolve("target/release/virtq").toString();
+            for (List<String> a : deviceArgs()) {
+                say("running vm-memory reference, virtq " + String.join(" ", a));
+                List<String> cmd = new ArrayList<>(List.of(vq));
+                cmd.addAll(a);
+                Result r = run(cmd, dir, 900);
+                if (r.rc != 0) throw new Unavailable("virtq " + String.join(" ", a) + " exited " + r.rc + " (see " + root.relativize(log) + ")");
+                parse(VM_MEMORY, r.stdout);
+            }
             status.add(VM_MEMORY + ": vm-memory 0.10 (" + vmMemoryCrate() + "), 4K pages (its own mmap, no THP advice), "
-                    + iterations() + " ops x best of 5");
+                    + iterations() + " ops x best of 5; virtq_walk " + virtqRounds() + " rounds of 256 chains x best of 5;"
+                    + " chase_gpa: the slots column is the node count");
         } catch (Unavailable e) {
             status.add(VM_MEMORY + ": UNAVAILABLE, " + e.getMessage() + "; ratios against it are not reported");
             say("vm-memory reference unavailable: " + e.getMessage());
@@ -105,7 +132,11 @@ final class References {
             if (run(List.of("gcc", "-O2", "-Wall", "-pthread", "-o", bin.toString(), src.toString()), root, 300).rc != 0)
                 throw new Unavailable("gcc failed (see " + root.relativize(log) + ")");
             for (List<String> a : List.of(List.of("1", iterations()), List.of("512", iterations()),
-                    List.of("--pagemap", "1024", quick ? "2" : "5"), List.of("--uffd", "64", quick ? "2" : "5"))) {
+                    List.of("--pagemap", "1024", quick ? "2" : "5"), List.of("--uffd", "64", quick ? "2" : "5"),
+                    List.of("--virtq", "8", virtqRounds()), List.of("--virtq", "512", virtqRounds()),
+                    List.of("--chase", "1024", chaseIters(1024)), List.of("--chase", "65536", chaseIters(65536)),
+                    List.of("--lock", Long.toString(LockBench.SIZE >> 20), quick ? "5" : "20"),
+                    List.of("--dirty", quick ? "3" : "10"))) {
                 List<String> cmd = new ArrayList<>();
                 cmd.add(bin.toString());
                 cmd.addAll(a);
@@ -114,7 +145,10 @@ final class References {
                 if (r.rc != 0) throw new Unavailable("vmlimit " + String.join(" ", a) + " exited " + r.rc);
                 parse(LIMIT, r.stdout);
             }
-            status.add(LIMIT + ": gcc -O2, own mmap per slot, 4K (MADV_NOHUGEPAGE) and THP (MADV_HUGEPAGE), best of 5");
+            status.add(LIMIT + ": gcc -O2, own mmap per slot, 4K (MADV_NOHUGEPAGE) and THP (MADV_HUGEPAGE), best of 5;"
+                    + " virtq_walk and chase_gpa translate gpa -> hva through a flat table per MiB; chase_*: the slots column is the node count;"
+                    + " lock_unlock: MemslotLock's system calls for a lock + unlock of a prefaulted region, best of 5 (quick) or 20;"
+                    + " dirty_*: ns per dirty page of a 4 GiB guest with 1% written, best of 3 (quick) or 10 rounds (dirty_kvm_* x86 only)");
         } catch (Unavailable e) {
             status.add(LIMIT + ": UNAVAILABLE, " + e.getMessage() + "; ratios against it are not reported");
             say("C limit unavailable: " + e.getMessage());

@@ -136,7 +136,8 @@ final class Report {
         }
 
         b.append("\n## JMH results\n\nError is JMH's 99.9% confidence half-width; B/op from `-prof gc` (gc.alloc.rate.norm).")
-                .append(" Per-page benches, GfnLookupBench.gfnToHvaLoop and AccessBench.readU64Loop use @OperationsPerInvocation, so ns/op is ns per page (per lookup, per read).")
+                .append(" Per-page benches, GfnLookupBench.gfnToHvaLoop and AccessBench.readU64Loop use @OperationsPerInvocation, so ns/op is ns per page (per lookup, per read);"
+                        + " VirtqBench.round is ns per chain (256 per round), ChaseBench.chase ns per dependent read.")
                 .append(" PrefaultBench maps 1 GiB per op: s/op is seconds per GiB. Score is the mean of the measured iterations;")
                 .append(" median and best are of the same iterations (the references report their best repetition).\n\n")
                 .append("| benchmark | params | score | error | median | best | unit | B/op |\n|---|---|---:|---:|---:|---:|---|---:|\n");
@@ -155,7 +156,9 @@ final class Report {
             b.append("\n| source | bench | pages | slots | ns/op | THP-mapped |\n|---|---|---|---:|---:|---:|\n");
             for (References.Line l : refs.lines) {
                 b.append("| ").append(l.source()).append(" | ").append(l.bench()).append(" | ")
-                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB") : l.slots())
+                        .append(l.pages().isEmpty() ? "4k" : l.pages()).append(" | ").append(l.slots() == 0 ? (l.bench().startsWith("uffd_") ? "64 MiB" : "1 GiB")
+                                : l.bench().startsWith("chase_") ? "512 (" + l.slots() + " nodes)"
+                                : l.bench().equals("lock_unlock") || l.bench().startsWith("dirty_") ? l.slots() + " MiB" : String.valueOf(l.slots()))
                         .append(" | ").append(BenchRunner.fmt(l.nsPerOp())).append(" | ")
                         .append(Double.isNaN(l.thpPercent()) ? "n/a" : BenchRunner.fmt(l.thpPercent()) + "%").append(" |\n");
             }
@@ -321,6 +324,58 @@ final class Report {
         Row touched = row("SparseGuestBench.readU64Touched"), fp = row("SparseGuestBench.followPfn");
         t.add(info("SparseGuestBench.readU64Touched: a read of a written page of the 1 TiB guest vs follow_pfn of one (pagemap)",
                 touched, fp == null ? Double.NaN : fp.ns()));
+
+        // device-shaped: a virtqueue walk and a dependent chase, each against C (flat table per MiB) and
+        // vm-memory on the same chains and nodes, best vs best
+        for (String slots : List.of("8", "512")) {
+            long n = Long.parseLong(slots);
+            t.add(faster("VirtqBench.round " + slots + " slots 4k vs vm-memory virtq walk (4K pages), ns per chain, best vs best",
+                    byBest(row("VirtqBench.round", "vqSlots", slots, "backing", "4k")),
+                    refs.ns(References.VM_MEMORY, "virtq_walk", "4k", n), "vm-memory", 3.0));
+            for (String backing : List.of("4k", "thp")) {
+                t.add(within("VirtqBench.round " + slots + " slots " + backing + " vs C virtq walk (flat table per MiB), ns per chain, best vs best",
+                        byBest(row("VirtqBench.round", "vqSlots", slots, "backing", backing)),
+                        refs.ns(References.LIMIT, "virtq_walk", backing, n), "C limit", 1.5));
+                t.add(info("VirtqBench.round " + slots + " slots " + backing + " vs the C walk recording its writes in a dirty bitmap"
+                                + " as GuestMemory does (fence + atomic OR), ns per chain, best vs best",
+                        byBest(row("VirtqBench.round", "vqSlots", slots, "backing", backing)),
+                        refs.ns(References.LIMIT, "virtq_walk_dirty", backing, n)));
+            }
+        }
+        for (String nodes : List.of("1024", "65536")) {
+            long n = Long.parseLong(nodes);
+            for (String backing : List.of("4k", "thp")) {
+                Row c = byBest(row("ChaseBench.chase", "nodes", nodes, "backing", backing));
+                t.add(info("ChaseBench.chase " + nodes + " nodes " + backing + " vs C chase_gpa (flat table per MiB), per access, best vs best",
+                        c, refs.ns(References.LIMIT, "chase_gpa", backing, n)));
+                t.add(info("ChaseBench.chase " + nodes + " nodes " + backing + " vs C chase_hva (the hardware's dependent load), per access, best vs best",
+                        c, refs.ns(References.LIMIT, "chase_hva", backing, n)));
+            }
+            t.add(info("ChaseBench.chase " + nodes + " nodes 4k vs vm-memory read_obj::<u64> chase, per access, best vs best",
+                    byBest(row("ChaseBench.chase", "nodes", nodes, "backing", "4k")), refs.ns(References.VM_MEMORY, "chase_gpa", "4k", n)));
+        }
+        // pinning: MemslotLock's lock + unlock against C making the same system calls, as GiB/s pinned
+        for (String backing : List.of("4k", "thp")) {
+            Row l = byBest(row("LockBench.lockUnlock256MiB", "backing", backing));
+            double c = refs.ns(References.LIMIT, "lock_unlock", backing, LockBench.SIZE >> 20);
+            double gib = LockBench.SIZE / (double) (1L << 30);
+            t.add(info("LockBench.lockUnlock256MiB " + backing + " vs C making the same calls (maps, MADV_POPULATE_WRITE, io_uring buffer"
+                            + " registration, pagemap pread, unregister), per lock + unlock, best vs best"
+                            + (l == null || Double.isNaN(c) ? "" : " (" + BenchRunner.fmt(gib / (l.ns() / 1e9)) + " vs "
+                            + BenchRunner.fmt(gib / (c / 1e9)) + " GiB/s)"), l, c));
+        }
+        // dirty tracking at scale: collect-and-rearm of 1% of a 4 GiB guest, per tracker, against the C loop of
+        // the same calls (the dirty ring has no C loop: its figure is context beside the bitmap's)
+        long dataMiB = DirtyScaleBench.SIZE >> 20;
+        for (String[] tr : new String[][] {{"kvm-log", "dirty_kvm_log"}, {"kvm-log", "dirty_kvm_clear"}, {"kvm-ring", "dirty_kvm_log"},
+                {"uffd-wp", "dirty_uffd_wp"}, {"vmm", "dirty_kvm_log"}}) {
+            Row r = byBest(row("DirtyScaleBench.round", "tracker", tr[0]));
+            double c = refs.ns(References.LIMIT, tr[1], "4k", dataMiB);
+            t.add(info("DirtyScaleBench.round " + tr[0] + ": collect-and-rearm, 4 GiB guest with 1% dirty, per dirty page"
+                    + (r == null ? "" : " (" + BenchRunner.fmt(1e3 / r.ns()) + " M pages/s")
+                    + (r == null || Double.isNaN(c) ? (r == null ? "" : ")") : " vs " + BenchRunner.fmt(1e3 / c) + " M pages/s)")
+                    + " vs C " + tr[1] + ", best vs best", r, c));
+        }
         return t;
     }
 
