@@ -1509,8 +1509,9 @@ public final class GuestMemory implements AutoCloseable {
         SlotTable old = layout;
         Map<Integer, SlotMapping> next = SlotMapping.remap(set, old != null ? old : SlotTable.closed(geometry, addressSpace),
                 usableRegions(), stale);
-        LAYOUT.setVolatile(this, new SlotTable(set, next::get, policy));
-        if (old != null) old.retire(); // after publication: new accesses use the new table
+        SlotTable t = new SlotTable(set, next::get, policy);
+        LAYOUT.setVolatile(this, t);
+        if (old != null) old.retire(t); // after publication: new accesses use the new table
         closeAll(stale);
     }
 
@@ -1538,8 +1539,9 @@ public final class GuestMemory implements AutoCloseable {
         SlotMapping next = null;
         if (change.updated() != null) next = SlotMapping.remapOne(change.updated(), geometry.shift(), prev, usableRegions(), stale);
         else if (prev != null && prev.view() != null) stale.add(prev.view());
-        LAYOUT.setVolatile(this, old.changed(set, k.id(), next, policy));
-        old.retire(); // after publication: new accesses use the new table
+        SlotTable t = old.changed(set, k.id(), next, policy);
+        LAYOUT.setVolatile(this, t);
+        old.retire(t); // after publication: new accesses use the new table (a create keeps the span: no handshake)
         closeAll(stale);
     }
 
@@ -1593,7 +1595,7 @@ public final class GuestMemory implements AutoCloseable {
                 memslots.removeObserver(observer);
                 SlotTable last = layout;
                 LAYOUT.setVolatile(this, SlotTable.closed(geometry, addressSpace)); // every access: IllegalStateException
-                last.retire();
+                last.retire(null);
                 List<RegionView> views = new ArrayList<>();
                 for (SlotMapping m : last.mappings()) if (m.view() != null) views.add(m.view());
                 detach = List.copyOf(regions);

@@ -1,7 +1,7 @@
 package io.guestmem.access;
 
+import io.guestmem.host.HostRegion;
 import io.guestmem.host.HostSpan;
-import io.guestmem.host.RegionView;
 import io.guestmem.memslot.Memslot;
 import io.guestmem.memslot.MemslotSet;
 import io.guestmem.memslot.PageGeometry;
@@ -10,8 +10,11 @@ import io.guestmem.sys.UseAfterClose;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
+import java.util.IdentityHashMap;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntFunction;
 
@@ -23,8 +26,8 @@ import java.util.function.IntFunction;
  *       (slow) path, the {@link ChunkWalk}, slices and channel I/O use these.</li>
  *   <li>The fast path: guest-physical space from {@code fastBase} cut into equal power-of-two buckets; per
  *       bucket that lies wholly in one plain RAM slot, the offset that turns a gpa into an offset of
- *       {@code all}, one segment from the lowest to the highest hva of those slots (a {@link HostSpan} of this
- *       table's own), or {@link #NONE} for any other bucket: a hole, a slot boundary inside it, GUEST_MEMFD,
+ *       {@code all}, one segment from the lowest to the highest hva of the regions backing those slots (a
+ *       {@link HostSpan}), or {@link #NONE} for any other bucket: a hole, a slot boundary inside it, GUEST_MEMFD,
  *       unbacked, and for writes READONLY. An access that fits in its bucket is then a subtraction, a shift,
  *       one load from a dense long[] and one access through a segment every access shares: the metadata it
  *       touches is a few cache lines, which keeps a random read at a bare load's cost (measured: per-slot or
@@ -33,7 +36,8 @@ import java.util.function.IntFunction;
  * </ul>
  * {@code all} spans memory between the slots that is not guest RAM: it is only ever accessed inside a bucket
  * found here, i.e. inside a slot of an open registered region. Its span is closed right after a newer table
- * is published (every change, {@link GuestMemory#close()}), and before a region it covers unmaps (its close
+ * is published (every change but a create the span already covers, which takes nothing away;
+ * {@link GuestMemory#close()}), and before a region it covers unmaps (its close
  * hook rebuilds first), so a thread still holding this table gets IllegalStateException, never unmapped
  * memory; the accessors then retry on the new table.
  *
@@ -43,8 +47,9 @@ import java.util.function.IntFunction;
  * {@link #changed} copies the top-level arrays, one chunk of slots and the bucket chunks the changed slot
  * covers, and shares the rest with this table. The bucket geometry is kept across such changes, with room
  * to grow: a full build allocates up to twice the buckets its slots need (at most {@link #MAX_BUCKETS}), and
- * {@code all} only ever grows (a successor's span is this span renewed, extended to a new slot's view). A
- * change is built whole (O(slots)) only when it does not fit: a slot outside the buckets or below the span,
+ * {@code all} only ever grows (it covers the whole regions of the served slots: a create inside it keeps it,
+ * with no handshake; any other change renews it, extended to a new slot's region, so that this table's can
+ * be closed). A change is built whole (O(slots)) only when it does not fit: a slot outside the buckets or below the span,
  * a slot aligned more finely than the buckets while they are not capped, a table without buckets (no plain
  * slot at its whole build), or the slot count fallen to a quarter of the last full build's; every such build at least doubles
  * what fits or halves what is wasted, so the cost is amortized over the changes that needed it.
@@ -142,7 +147,7 @@ final class SlotTable {
         int maxId = -1;
         for (Memslot s : set.slots()) maxId = Math.max(maxId, s.id());
         Entry[][] es = new Entry[(maxId >>> E_BITS) + 1][];
-        List<RegionView> plain = new ArrayList<>();
+        Set<HostRegion> plain = Collections.newSetFromMap(new IdentityHashMap<>());
         List<Entry> served = new ArrayList<>();
         long align = 0, lo = Long.MAX_VALUE, hi = 0, loHva = Long.MAX_VALUE;
         for (Memslot s : set.slots()) {
@@ -153,8 +158,7 @@ final class SlotTable {
                 align |= e.base | e.size;
                 lo = Math.min(lo, e.base);
                 hi = Math.max(hi, e.base + e.size);
-                loHva = Math.min(loHva, e.read.address());
-                plain.add(e.mapping.view());
+                if (plain.add(e.mapping.region())) loHva = Math.min(loHva, e.mapping.region().address());
                 served.add(e);
             }
         }
@@ -212,9 +216,13 @@ final class SlotTable {
         boolean[] copied = new boolean[readOffs.length];
         if (old != null && old.read != null) unserve(old, copied);
         boolean serves = now != null && now.read != null && wholeBuckets(now);
-        // the span is renewed (grow-only); the first slot served makes one over its own view
-        span = prev.span != null ? prev.span.renewed(serves ? now.mapping.view() : null)
-                : serves ? HostSpan.covering(List.of(now.mapping.view())) : null;
+        // A create inside the span keeps it: the previous table reaches nothing that went away, so it needs no
+        // closing (retire(successor) then only drains its read-modify-writes). Any other change renews the span
+        // (grow-only) so that the previous table's can be closed; the first slot served makes one over its region.
+        HostRegion r = serves ? now.mapping.region() : null;
+        if (prev.span == null) span = r == null ? null : HostSpan.covering(List.of(r));
+        else if (old == null && (r == null || prev.span.covers(r))) span = prev.span;
+        else span = prev.span.renewed(r);
         all = span == null ? MemorySegment.NULL : span.segment();
         if (serves) serve(now, span.address(), copied);
     }
@@ -228,7 +236,7 @@ final class SlotTable {
         Entry old = entryOrNull(id), now = mapping == null ? null : new Entry(mapping, shift, policy);
         boolean whole = next.isEmpty() || next.size() < builtFor / 4;
         if (!whole && now != null && now.read != null) {
-            whole = buckets == 0 || (span != null && now.read.address() < span.address())
+            whole = buckets == 0 || (span != null && now.mapping.region().address() < span.address())
                     || now.base < fastBase || now.base + now.size - fastBase > (long) buckets << fastShift
                     || (!fastCapped && Long.numberOfTrailingZeros(now.base | now.size) < fastShift);
         }
@@ -365,14 +373,17 @@ final class SlotTable {
     }
 
     /**
-     * Closes the span of {@code all}: threads still holding this table get IllegalStateException. Waits first
-     * for the read-modify-writes under way: the JDK's close handshake may deliver its exception to a thread
-     * just after its access completed, and a retried add or compare-and-set would then apply twice.
+     * Closes the span of {@code all} unless {@code successor} (the table published in this one's place; null
+     * for none) kept it: threads still holding this table get IllegalStateException. Waits first for the
+     * read-modify-writes under way, and makes later ones go to the successor: the JDK's close handshake may
+     * deliver its exception to a thread just after its access completed, and a retried add or compare-and-set
+     * would then apply twice. A kept span is closed by the retirement of the last table holding it, after
+     * this one's read-modify-writes drained here.
      */
-    void retire() {
+    void retire(SlotTable successor) {
         retiring = true;
         while (rmwInFlight.get() != 0) Thread.onSpinWait();
-        if (span != null) span.close();
+        if (span != null && (successor == null || successor.span != span)) span.close();
     }
 
     // ------------------------------------------------------------------ the checked path
