@@ -125,7 +125,7 @@ final class Report {
                     .append(" by a small margin.\n");
         }
         if (args.quick()) {
-            b.append("\n> --quick: 1 fork, 2 x 400 ms warmup, 3 x 400 ms measurement, slots 1 and 512 only; errors are wide. The full run")
+            b.append("\n> --quick: 1 fork, 2 x 350 ms warmup, 3 x 350 ms measurement, slots 1 and 512 only, random lookups only; errors are wide. The full run")
                     .append(" (`./guestmem bench`) uses 2 forks, 3 x 1 s warmup, 5 x 2 s measurement.\n");
         }
 
