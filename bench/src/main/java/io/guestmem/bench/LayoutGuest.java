@@ -1,6 +1,8 @@
 package io.guestmem.bench;
 
+import io.guestmem.access.DirtyLogging;
 import io.guestmem.access.GuestMemory;
+import io.guestmem.access.PageAccessPolicy;
 import io.guestmem.host.HostRegion;
 import io.guestmem.memslot.Memslots;
 import java.util.ArrayList;
@@ -14,11 +16,16 @@ import java.util.List;
  */
 final class LayoutGuest implements AutoCloseable {
     private final Memslots memslots = new Memslots();
-    private final GuestMemory memory = new GuestMemory(memslots);
+    private final GuestMemory memory;
     private final List<HostRegion> regions = new ArrayList<>();
     private final long[] gpas;
 
     LayoutGuest(int slots, String backing) {
+        this(slots, backing, DirtyLogging.ON);
+    }
+
+    LayoutGuest(int slots, String backing, DirtyLogging logging) {
+        memory = new GuestMemory(memslots, 0, PageAccessPolicy.ALLOW_ALL, logging);
         try {
             for (int i = 0; i < slots; i++) {
                 HostRegion r = Regions.populatedQuiet(backing, Layout.SLOT);

@@ -9,7 +9,7 @@ import org.openjdk.jmh.annotations.*;
  * model's hot loop, on the reference layout. One round: the driver adds 256 to avail.idx (release); the device,
  * per chain, reads avail.idx (acquire), the ring entry, the chain's descriptors (16 bytes each: two u64 reads,
  * next < 256 checked, at most 256 per chain), reads each device-readable buffer into a 4 KiB device buffer and
- * writes each device-writable one from it (tracked: the pages are marked dirty), then the used element (id,
+ * writes each device-writable one from it (with {@code dirtyLog=on} the pages are marked dirty), then the used element (id,
  * len) and used.idx (release). ns per chain. Compare with the C limit's {@code virtq_walk} (gpa -> hva through
  * a flat table with one entry per MiB) and vm-memory's of the same run, on the same chains.
  *
@@ -26,6 +26,10 @@ public class VirtqBench {
     @Param({"4k", "thp"})
     public String backing;
 
+    /** The VMM's dirty log: {@code on} (every device write marked, as the C walk with a bitmap) or {@code off} (as vm-memory's {@code GuestMemoryMmap<()>} and the plain C walk). */
+    @Param({"on", "off"})
+    public String dirtyLog;
+
     private LayoutGuest guest;
     private GuestMemory mem;
     private final byte[] devBuf = new byte[4096];
@@ -34,7 +38,7 @@ public class VirtqBench {
 
     @Setup
     public void setup() {
-        guest = new LayoutGuest(vqSlots, backing);
+        guest = new LayoutGuest(vqSlots, backing, dirtyLog.equals("off") ? io.guestmem.access.DirtyLogging.OFF : io.guestmem.access.DirtyLogging.ON);
         mem = guest.memory();
         Virtq.Chains c = Virtq.build(vqSlots);
         Virtq.install(mem, c);

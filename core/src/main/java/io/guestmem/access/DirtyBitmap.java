@@ -37,9 +37,24 @@ public final class DirtyBitmap {
     private final int nwords;
     private final long[][] chunks;
     private final long[] summary; // bit c: chunk c may hold marks
+    private final boolean records;  // false: the log of a GuestMemory built with DirtyLogging.OFF
 
     /** A clean bitmap of {@code npages} pages. */
     public DirtyBitmap(long npages) {
+        this(npages, true);
+    }
+
+    /**
+     * The log of a slot of a {@link GuestMemory} built with {@link DirtyLogging#OFF}: marks cost a bounds check
+     * and nothing else (no fence, no store), and every question about the marks is an IllegalStateException,
+     * since the answer would be a lie.
+     */
+    static DirtyBitmap off(long npages) {
+        return new DirtyBitmap(npages, false);
+    }
+
+    private DirtyBitmap(long npages, boolean records) {
+        this.records = records;
         if (npages <= 0 || npages > (long) Integer.MAX_VALUE * 64)
             throw new IllegalArgumentException("npages " + npages);
         this.npages = npages;
@@ -61,6 +76,7 @@ public final class DirtyBitmap {
     /** Marks page {@code page} (call after the write it records). */
     public void mark(long page) {
         if (Long.compareUnsigned(page, npages) >= 0) throw new IndexOutOfBoundsException("page " + page + " of " + npages);
+        if (!records) return;
         VarHandle.fullFence();
         setBits((int) (page >>> 6), 1L << page);
     }
@@ -70,6 +86,7 @@ public final class DirtyBitmap {
         if (count <= 0) return;
         if (first < 0 || count > npages - first)
             throw new IndexOutOfBoundsException("pages " + first + "+" + count + " of " + npages);
+        if (!records) return;
         VarHandle.fullFence();
         long last = first + count - 1;
         int w0 = (int) (first >>> 6), w1 = (int) (last >>> 6);
@@ -105,14 +122,25 @@ public final class DirtyBitmap {
         return chunk == null ? 0 : (long) WORD.getVolatile(chunk, w & (CHUNK_WORDS - 1));
     }
 
+    /** False for the log of a {@link DirtyLogging#OFF} memory, which records nothing. */
+    public boolean records() {
+        return records;
+    }
+
+    private void requireRecords(String op) {
+        if (!records) throw new IllegalStateException(op + ": dirty logging is off (GuestMemory built with DirtyLogging.OFF): this log records no write");
+    }
+
     /** Whether page {@code page} is marked (a snapshot). */
     public boolean isDirty(long page) {
         if (Long.compareUnsigned(page, npages) >= 0) throw new IndexOutOfBoundsException("page " + page + " of " + npages);
+        requireRecords("isDirty");
         return (word((int) (page >>> 6)) & (1L << page)) != 0;
     }
 
     /** Marked pages now (a snapshot; concurrent marks may or may not be counted). */
     public long count() {
+        requireRecords("count");
         long n = 0;
         for (int c = 0; c < chunks.length; c++) {
             long[] chunk = (long[]) CHUNK.getAcquire(chunks, c);
@@ -141,6 +169,7 @@ public final class DirtyBitmap {
      * allocation-free; returns the number of pages collected. Words of chunks with no mark are zeroed.
      */
     public long getAndClear(long[] into) {
+        requireRecords("getAndClear");
         if (into.length < nwords) throw new IllegalArgumentException("bitmap of " + into.length + " words < " + nwords);
         java.util.Arrays.fill(into, 0, nwords, 0L);
         return harvest(into, null);
@@ -151,6 +180,7 @@ public final class DirtyBitmap {
      * written since the last harvest, not the slot's size.
      */
     public SparseWords collect() {
+        requireRecords("collect");
         SparseWords.Builder b = new SparseWords.Builder();
         harvest(null, b);
         return b.build();
@@ -184,6 +214,7 @@ public final class DirtyBitmap {
 
     @Override
     public String toString() {
+        if (!records) return "DirtyBitmap[off, " + npages + " pages]";
         return "DirtyBitmap[" + count() + " of " + npages + " pages dirty, " + chunksAllocated() + "/" + chunks.length + " chunks]";
     }
 }

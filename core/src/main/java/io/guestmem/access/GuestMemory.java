@@ -175,6 +175,7 @@ public final class GuestMemory implements AutoCloseable {
     private final List<HostRegion> regions = new ArrayList<>();       // guarded by this
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private final PageAccessPolicy policy;                            // given at construction
+    private final DirtyLogging dirtyLogging;                          // given at construction
     private final List<HostRegion> closingRegions = new ArrayList<>(); // guarded by this: no new views from these
     private final Map<HostRegion, LayoutGate.Barrier> regionBarriers = new HashMap<>(); // guarded by this
     private final LayoutGate gate = new LayoutGate();
@@ -229,6 +230,16 @@ public final class GuestMemory implements AutoCloseable {
      * about every page of a slot it {@linkplain PageAccessPolicy#governs governs} before it is touched.
      */
     public GuestMemory(Memslots memslots, int addressSpace, PageAccessPolicy policy) {
+        this(memslots, addressSpace, policy, DirtyLogging.ON);
+    }
+
+    /**
+     * Like {@link #GuestMemory(Memslots, int, PageAccessPolicy)}, with the VMM's dirty log {@code dirtyLogging}
+     * for the life of this memory: {@link DirtyLogging#OFF} makes a write cost no fence and no mark, and the
+     * dirty-log queries ({@link #collectDirty}, {@link #pagesToSend}, a {@link DirtyBitmap}'s) throw.
+     */
+    public GuestMemory(Memslots memslots, int addressSpace, PageAccessPolicy policy, DirtyLogging dirtyLogging) {
+        this.dirtyLogging = Objects.requireNonNull(dirtyLogging, "dirtyLogging");
         this.memslots = Objects.requireNonNull(memslots, "memslots");
         if (addressSpace < 0 || addressSpace >= memslots.addressSpaces())
             throw new IllegalArgumentException("address space " + addressSpace + " of " + memslots.addressSpaces());
@@ -1508,7 +1519,7 @@ public final class GuestMemory implements AutoCloseable {
         List<RegionView> stale = new ArrayList<>();
         SlotTable old = layout;
         Map<Integer, SlotMapping> next = SlotMapping.remap(set, old != null ? old : SlotTable.closed(geometry, addressSpace),
-                usableRegions(), stale);
+                usableRegions(), stale, dirtyLogging);
         SlotTable t = new SlotTable(set, next::get, policy);
         LAYOUT.setVolatile(this, t);
         if (old != null) old.retire(t); // after publication: new accesses use the new table
@@ -1537,7 +1548,7 @@ public final class GuestMemory implements AutoCloseable {
         List<RegionView> stale = new ArrayList<>();
         SlotMapping prev = old.mappingOrNull(k.id());
         SlotMapping next = null;
-        if (change.updated() != null) next = SlotMapping.remapOne(change.updated(), geometry.shift(), prev, usableRegions(), stale);
+        if (change.updated() != null) next = SlotMapping.remapOne(change.updated(), geometry.shift(), prev, usableRegions(), stale, dirtyLogging);
         else if (prev != null && prev.view() != null) stale.add(prev.view());
         SlotTable t = old.changed(set, k.id(), next, policy);
         LAYOUT.setVolatile(this, t);

@@ -29,10 +29,10 @@ record SlotMapping(Memslot slot, HostRegion region, RegionView view, DirtyBitmap
      * published. O(slots): for a whole rebuild; one memslot change uses {@link #remapOne}.
      */
     static Map<Integer, SlotMapping> remap(MemslotSet set, SlotTable previous, List<HostRegion> regions,
-                                           List<RegionView> stale) {
+                                           List<RegionView> stale, DirtyLogging logging) {
         int shift = set.geometry().shift();
         Map<Integer, SlotMapping> next = new HashMap<>();
-        for (Memslot s : set.slots()) next.put(s.id(), remapOne(s, shift, previous.mappingOrNull(s.id()), regions, stale));
+        for (Memslot s : set.slots()) next.put(s.id(), remapOne(s, shift, previous.mappingOrNull(s.id()), regions, stale, logging));
         for (SlotMapping m : previous.mappings()) {
             if (!next.containsKey(m.slot().id()) && m.view() != null) stale.add(m.view());
         }
@@ -40,7 +40,8 @@ record SlotMapping(Memslot slot, HostRegion region, RegionView view, DirtyBitmap
     }
 
     /** The mapping of slot {@code s} given its previous one ({@code old}, null for a new slot), as {@link #remap} says. */
-    static SlotMapping remapOne(Memslot s, int shift, SlotMapping old, List<HostRegion> regions, List<RegionView> stale) {
+    static SlotMapping remapOne(Memslot s, int shift, SlotMapping old, List<HostRegion> regions, List<RegionView> stale,
+                                DirtyLogging logging) {
         if (old != null && old.view() != null && old.sameRangeAs(s) && old.region().isOpen()) {
             return new SlotMapping(s, old.region(), old.view(), old.dirty(), old.hold());
         }
@@ -55,7 +56,8 @@ record SlotMapping(Memslot slot, HostRegion region, RegionView view, DirtyBitmap
         }
         RegionView v = r == null ? null : r.view(s.userspaceAddr() - r.address(), len);
         // A MOVE keeps the dirty log (same memory, as KVM keeps the slot's bitmap); a new slot starts clean.
-        DirtyBitmap d = old != null && old.slot().npages() == s.npages() ? old.dirty() : new DirtyBitmap(s.npages());
+        DirtyBitmap d = old != null && old.slot().npages() == s.npages() ? old.dirty()
+                : logging == DirtyLogging.ON ? new DirtyBitmap(s.npages()) : DirtyBitmap.off(s.npages());
         return new SlotMapping(s, r, v, d, new SlotHold());
     }
 }
