@@ -1526,6 +1526,11 @@ public final class GuestMemory implements AutoCloseable {
         closeAll(stale);
     }
 
+    /** Whether {@code [gpa, gpa + len)} is served by the fast path now (tests of the bucket geometry, in this package). */
+    boolean servedFast(long gpa, long len, boolean forWrite) {
+        return current().bucket(gpa, len, forWrite) >= 0;
+    }
+
     private List<HostRegion> usableRegions() {
         List<HostRegion> usable = new ArrayList<>(regions);
         usable.removeAll(closingRegions);
