@@ -81,6 +81,7 @@ public final class MmuNotifier {
     private final Condition noActiveHva = lock.newCondition();
     private final List<Invalidation> activeHva = new ArrayList<>(); // guarded by lock
     private final List<InvalidationListener> listeners = new CopyOnWriteArrayList<>();
+    private HvaIndex[] indexes = new HvaIndex[0]; // per address space, of its current set; guarded by lock
 
     /** Creates the notifier of {@code memslots} and makes memslot changes go through it. */
     public MmuNotifier(Memslots memslots) {
@@ -164,7 +165,7 @@ public final class MmuNotifier {
             int shift = geometry.shift();
             for (int as = 0; as < memslots.addressSpaces(); as++) {
                 MemslotSet set = memslots.current(as);
-                for (Memslot m : set.slots()) {
+                for (Memslot m : slotsTouching(as, set, hvaStart, hvaEnd)) {
                     long u = m.userspaceAddr();
                     long uEnd = u + (m.npages() << shift);
                     long s = Math.max(hvaStart, u), e = Math.min(hvaEnd, uEnd);
@@ -180,6 +181,69 @@ public final class MmuNotifier {
             return inv;
         } finally {
             lock.unlock();
+        }
+    }
+
+    /**
+     * The slots of {@code set} whose hvas meet {@code [hvaStart, hvaEnd)}, in gfn order. KVM finds them in its
+     * per-address-space hva interval tree; here a set is walked whole until it has answered about log2(n)
+     * invalidations, then indexed by hva ({@link HvaIndex}, O(n log n) once per set), so a VMM that changes
+     * slots between every invalidation pays at most twice the walk, and one that does not pays O(log n + k).
+     */
+    private List<Memslot> slotsTouching(int as, MemslotSet set, long hvaStart, long hvaEnd) {
+        if (indexes.length <= as) indexes = java.util.Arrays.copyOf(indexes, memslots.addressSpaces());
+        HvaIndex x = indexes[as];
+        if (x == null || x.set != set) indexes[as] = x = new HvaIndex(set);
+        return x.touching(hvaStart, hvaEnd, geometry.shift());
+    }
+
+    /** One set's slots by hva, built once the set has been walked log2(n) times; guarded by the notifier's lock. */
+    private static final class HvaIndex {
+        final MemslotSet set;
+        private int walks;
+        private Memslot[] byHva;   // sorted by userspaceAddr
+        private long[] start, maxEnd; // maxEnd[i]: the highest hva end among byHva[0..i]
+
+        HvaIndex(MemslotSet set) {
+            this.set = set;
+        }
+
+        List<Memslot> touching(long s, long e, int shift) {
+            List<Memslot> out = new ArrayList<>();
+            int n = set.size();
+            if (byHva == null && ++walks <= 32 - Integer.numberOfLeadingZeros(n)) {
+                for (Memslot m : set.slots()) {
+                    long u = m.userspaceAddr();
+                    if (u < e && u + (m.npages() << shift) > s) out.add(m);
+                }
+                return out;
+            }
+            if (byHva == null) build(shift);
+            int lo = 0, hi = n; // the first slot starting at or after e
+            while (lo < hi) {
+                int mid = (lo + hi) >>> 1;
+                if (start[mid] < e) lo = mid + 1;
+                else hi = mid;
+            }
+            for (int i = lo - 1; i >= 0 && maxEnd[i] > s; i--) {
+                Memslot m = byHva[i];
+                if (m.userspaceAddr() + (m.npages() << shift) > s) out.add(m);
+            }
+            if (out.size() > 1) out.sort(java.util.Comparator.comparingLong(Memslot::baseGfn));
+            return out;
+        }
+
+        private void build(int shift) {
+            byHva = set.slots().toArray(new Memslot[0]);
+            java.util.Arrays.sort(byHva, java.util.Comparator.comparingLong(Memslot::userspaceAddr));
+            start = new long[byHva.length];
+            maxEnd = new long[byHva.length];
+            long max = Long.MIN_VALUE;
+            for (int i = 0; i < byHva.length; i++) {
+                start[i] = byHva[i].userspaceAddr();
+                max = Math.max(max, start[i] + (byHva[i].npages() << shift));
+                maxEnd[i] = max;
+            }
         }
     }
 
