@@ -71,7 +71,7 @@ public final class PostCopy implements AutoCloseable {
         server = UffdPageServer.start(lazy.uffd(), pageSize, lazy.ranges(), new Peer(runs), pull, lazy.canPoison(),
                 "guestmem-postcopy");
         policy.attach((slot, gfn, write) -> {
-            if (server.complete() && server.lastFailure() == null) policy.complete();
+            if (server.completeWithoutFailures()) policy.complete();
             else server.serveAccess(slot, gfn); // a block that failed throws: never a touch of a poisoned page
         });
         watcher = Thread.ofPlatform().daemon().name("guestmem-postcopy-result").start(this::awaitPages);

@@ -77,7 +77,8 @@ public final class LazyRestore implements AutoCloseable {
         server = UffdPageServer.start(l.uffd, m.pageSize(), l.ranges(), new SnapshotPages(chain, m.pageSize()), prefetch,
                 l.canPoison(), "guestmem-lazy-restore");
         policy.attach((slot, gfn, write) -> {
-            if (server.complete()) policy.complete();
+            // a failed block stays poisoned after completion: the accessors keep asking, so it throws, not SIGBUS
+            if (server.completeWithoutFailures()) policy.complete();
             else server.serveAccess(slot, gfn);
         });
     }

@@ -40,6 +40,7 @@ public final class RemoteLazyRestore implements AutoCloseable {
     private final AtomicLong accessorFetches = new AtomicLong();
     private volatile LazyRestoreStats handlerStats;
     private volatile String failure;
+    private volatile boolean complete; // the handler reported COMPLETE (every block served or poisoned)
     private volatile boolean ended, closed;
 
     /**
@@ -130,7 +131,10 @@ public final class RemoteLazyRestore implements AutoCloseable {
                 if (r.kind() == UffdHandoff.POISONED) failure = r.value() + " blocks could not be served: " + r.text();
                 if (r.kind() == UffdHandoff.COMPLETE) {
                     handlerStats = UffdHandoff.decodeStats(r.payload());
-                    policy.complete();
+                    complete = true;
+                    // poisoned blocks stay poisoned: the accessors keep populating first, so they get an error
+                    // where a direct touch would be a SIGBUS
+                    if (failure == null) policy.complete();
                     return;
                 }
             }
@@ -172,7 +176,7 @@ public final class RemoteLazyRestore implements AutoCloseable {
     /** Waits until the handler reported COMPLETE (true) or went away (false), or the timeout (false). */
     public boolean awaitComplete(Duration timeout) throws InterruptedException {
         watcher.join(timeout);
-        return policy.isComplete();
+        return complete;
     }
 
     /** The handler's statistics at COMPLETE (its faults, prefetched blocks, bytes read), null before. */

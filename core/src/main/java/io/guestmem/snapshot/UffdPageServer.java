@@ -175,7 +175,12 @@ public final class UffdPageServer implements AutoCloseable {
     public void serveAccess(int slotId, long gfn) {
         Blocks bs = bySlotId[slotId];
         int b = (int) ((gfn - bs.range.baseGfn()) * pageSize / bs.block);
-        if (bs.state.get(b) != SERVED) serve(bs, b, Who.ACCESS);
+        int s = bs.state.get(b);
+        if (s == SERVED) return;
+        // once complete the ranges are unregistered: a block never asked for faults as fresh memory, but a failed
+        // one stays poisoned, and touching it from Java would be a SIGBUS (an InternalError), so it is refused here
+        if (complete && s != FAILED) return;
+        serve(bs, b, Who.ACCESS);
     }
 
     /** From now on the background prefetcher brings what has not been asked for (a no-op when it already does). */
@@ -186,6 +191,11 @@ public final class UffdPageServer implements AutoCloseable {
     /** Whether every data block has arrived and the ranges are unregistered. */
     public boolean complete() {
         return complete;
+    }
+
+    /** Whether every data block arrived whole: complete, and none failed (so none is poisoned). */
+    public boolean completeWithoutFailures() {
+        return complete && failures.get() == 0;
     }
 
     /** Waits until every data block has arrived or the server stopped (or the timeout); true when complete. */

@@ -109,6 +109,39 @@ class RemoteLazyRestoreTest {
     }
 
     @Test
+    void aCorruptRecordStaysRefusedAfterTheHandlerReportsComplete() throws Exception {
+        Path file = LazyRestoreGuestTest.snapshotOfAGuest(dir.resolve("guest.snap"));
+        Path sock = dir.resolve("uffd.sock");
+        SnapshotManifest layout;
+        long at, badGpa;
+        try (Snapshot s = Snapshot.open(file)) {
+            layout = s.manifest();
+            Snapshot.Run run = s.runs().stream().filter(r -> !r.zero() && r.slotIndex() == 1).findFirst().orElseThrow();
+            at = run.dataOffset();
+            badGpa = ANON_GPA + run.firstPage() * layout.pageSize(); // slot 1 (manifest order) is the anon slot
+        }
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+            f.seek(at + 5);
+            int b = f.read();
+            f.seek(at + 5);
+            f.write(b ^ 2);
+        }
+        try (UnixSocket server = UnixSocket.listen(sock.toString()); KvmVm vm = KvmVm.open()) {
+            Handler h = handler(sock, file, true);
+            try (RemoteLazyRestore lazy = RemoteLazyRestore.start(layout, vm, server.accept(Duration.ofSeconds(60)), Duration.ofSeconds(60))) {
+                assertTrue(lazy.awaitComplete(Duration.ofSeconds(60)), "the handler reported COMPLETE: " + lazy.failure());
+                assertNotNull(lazy.failure(), "the handler reported the block it poisoned");
+                // complete, yet the poisoned block is refused by the accessor (a touch would be a SIGBUS)
+                LazyRestoreException e = assertThrows(LazyRestoreException.class, () -> lazy.memory().memory().readU64(badGpa));
+                System.out.println("after COMPLETE with a poisoned block: " + e.getMessage());
+                long last = MEMFD_GPA + DATA - GuestCpu.GUEST_PAGE;
+                assertEquals(GuestCpu.pageValue(last >>> 12, T1), lazy.memory().memory().readU64(last), "the other slot is whole");
+            }
+            h.waitForOutput();
+        }
+    }
+
+    @Test
     void aHandlerKilledMidRestoreLeavesMissingPagesFailingNotHanging() throws Exception {
         Path file = LazyRestoreGuestTest.snapshotOfAGuest(dir.resolve("guest.snap"));
         Path sock = dir.resolve("uffd.sock");
