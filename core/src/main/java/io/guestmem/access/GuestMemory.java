@@ -176,6 +176,7 @@ public final class GuestMemory implements AutoCloseable {
     private SlotTable layout; // read plainly on the fast paths (see current()), published with LAYOUT
     private final PageAccessPolicy policy;                            // given at construction
     private final DirtyLogging dirtyLogging;                          // given at construction
+    private final boolean logging;                                    // dirtyLogging == ON: the fast writes mark
     private final List<HostRegion> closingRegions = new ArrayList<>(); // guarded by this: no new views from these
     private final Map<HostRegion, LayoutGate.Barrier> regionBarriers = new HashMap<>(); // guarded by this
     private final LayoutGate gate = new LayoutGate();
@@ -240,6 +241,7 @@ public final class GuestMemory implements AutoCloseable {
      */
     public GuestMemory(Memslots memslots, int addressSpace, PageAccessPolicy policy, DirtyLogging dirtyLogging) {
         this.dirtyLogging = Objects.requireNonNull(dirtyLogging, "dirtyLogging");
+        this.logging = dirtyLogging == DirtyLogging.ON;
         this.memslots = Objects.requireNonNull(memslots, "memslots");
         if (addressSpace < 0 || addressSpace >= memslots.addressSpaces())
             throw new IllegalArgumentException("address space " + addressSpace + " of " + memslots.addressSpaces());
@@ -332,10 +334,10 @@ public final class GuestMemory implements AutoCloseable {
             return;
         }
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, len, false);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, len, false);
+        if (o != SlotTable.NONE) {
             try {
-                MemorySegment.copy(l.all, ValueLayout.JAVA_BYTE, gpa + l.readOff(b), dst, off, len);
+                MemorySegment.copy(l.all, ValueLayout.JAVA_BYTE, gpa + o, dst, off, len);
                 return;
             } catch (IllegalStateException e) {
                 retired(l, e); // the table changed under us: go again on the new one
@@ -369,16 +371,16 @@ public final class GuestMemory implements AutoCloseable {
             return;
         }
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, len, true);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, len, true);
+        if (o != SlotTable.NONE) {
             try {
-                MemorySegment.copy(src, off, l.all, ValueLayout.JAVA_BYTE, gpa + l.writeOff(b), len);
+                MemorySegment.copy(src, off, l.all, ValueLayout.JAVA_BYTE, gpa + o, len);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 write(gpa, src, off, len);
                 return;
             }
-            l.markFast(b, gpa, len);
+            if (logging) l.markFast(gpa, len);
             return;
         }
         copy(current(), gpa, MemorySegment.ofArray(src).asSlice(off, len), true, "write");
@@ -451,10 +453,10 @@ public final class GuestMemory implements AutoCloseable {
     /** The byte at {@code gpa}, zero-extended. */
     public int readU8(long gpa) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 1, false);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 1, false);
+        if (o != SlotTable.NONE) {
             try {
-                return Byte.toUnsignedInt(l.all.get(ValueLayout.JAVA_BYTE, gpa + l.readOff(b)));
+                return Byte.toUnsignedInt(l.all.get(ValueLayout.JAVA_BYTE, gpa + o));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU8(gpa);
@@ -466,10 +468,10 @@ public final class GuestMemory implements AutoCloseable {
     /** The little-endian u16 at {@code gpa} (any alignment), zero-extended. */
     public int readU16(long gpa) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 2, false);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 2, false);
+        if (o != SlotTable.NONE) {
             try {
-                return Short.toUnsignedInt(l.all.get(U16, gpa + l.readOff(b)));
+                return Short.toUnsignedInt(l.all.get(U16, gpa + o));
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU16(gpa);
@@ -481,10 +483,10 @@ public final class GuestMemory implements AutoCloseable {
     /** The little-endian u32 at {@code gpa} (any alignment), as an int's bits. */
     public int readU32(long gpa) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 4, false);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 4, false);
+        if (o != SlotTable.NONE) {
             try {
-                return l.all.get(U32, gpa + l.readOff(b));
+                return l.all.get(U32, gpa + o);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU32(gpa);
@@ -496,10 +498,10 @@ public final class GuestMemory implements AutoCloseable {
     /** The little-endian u64 at {@code gpa} (any alignment). */
     public long readU64(long gpa) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 8, false);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 8, false);
+        if (o != SlotTable.NONE) {
             try {
-                return l.all.get(U64, gpa + l.readOff(b));
+                return l.all.get(U64, gpa + o);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 return readU64(gpa);
@@ -511,16 +513,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes the low byte of {@code value} at {@code gpa}. */
     public void writeU8(long gpa, int value) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 1, true);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 1, true);
+        if (o != SlotTable.NONE) {
             try {
-                l.all.set(ValueLayout.JAVA_BYTE, gpa + l.writeOff(b), (byte) value);
+                l.all.set(ValueLayout.JAVA_BYTE, gpa + o, (byte) value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU8(gpa, value);
                 return;
             }
-            l.markFast(b, gpa, 1);
+            if (logging) l.markFast(gpa, 1);
             return;
         }
         writeSlow(gpa, 1, value, "writeU8");
@@ -529,16 +531,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes the low 16 bits of {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU16(long gpa, int value) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 2, true);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 2, true);
+        if (o != SlotTable.NONE) {
             try {
-                l.all.set(U16, gpa + l.writeOff(b), (short) value);
+                l.all.set(U16, gpa + o, (short) value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU16(gpa, value);
                 return;
             }
-            l.markFast(b, gpa, 2);
+            if (logging) l.markFast(gpa, 2);
             return;
         }
         writeSlow(gpa, 2, value, "writeU16");
@@ -547,16 +549,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU32(long gpa, int value) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 4, true);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 4, true);
+        if (o != SlotTable.NONE) {
             try {
-                l.all.set(U32, gpa + l.writeOff(b), value);
+                l.all.set(U32, gpa + o, value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU32(gpa, value);
                 return;
             }
-            l.markFast(b, gpa, 4);
+            if (logging) l.markFast(gpa, 4);
             return;
         }
         writeSlow(gpa, 4, value, "writeU32");
@@ -565,16 +567,16 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes {@code value}, little-endian, at {@code gpa} (any alignment). */
     public void writeU64(long gpa, long value) {
         final SlotTable l = layout;
-        final int b = l.bucket(gpa, 8, true);
-        if (b >= 0) {
+        final long o = l.fastOff(gpa, 8, true);
+        if (o != SlotTable.NONE) {
             try {
-                l.all.set(U64, gpa + l.writeOff(b), value);
+                l.all.set(U64, gpa + o, value);
             } catch (IllegalStateException e) {
                 retired(l, e);
                 writeU64(gpa, value);
                 return;
             }
-            l.markFast(b, gpa, 8);
+            if (logging) l.markFast(gpa, 8);
             return;
         }
         writeSlow(gpa, 8, value, "writeU64");

@@ -377,6 +377,18 @@ final class SlotTable {
     }
 
     /**
+     * {@link #readOff} (for a write {@link #writeOff}) of the bucket of {@code [gpa, gpa + len)} when the access
+     * fits in one served bucket, else NONE: the plain accessors' fast path, one table load per access (the
+     * offset is the answer, so no second lookup follows). {@code len >= 1}.
+     */
+    long fastOff(long gpa, long len, boolean forWrite) {
+        final long r = gpa - fastBase;
+        final long b = r >>> fastShift;
+        return b < buckets && (r & fastMask) <= fastMask - (len - 1)
+                ? (forWrite ? writeOffs : readOffs)[(int) (b >>> F_BITS)][(int) b & F_MASK] : NONE;
+    }
+
+    /**
      * Closes the span of {@code all} unless {@code successor} (the table published in this one's place; null
      * for none) kept it: threads still holding this table get IllegalStateException. Waits first for the
      * read-modify-writes under way, and makes later ones go to the successor: the JDK's close handshake may
@@ -456,9 +468,10 @@ final class SlotTable {
         entry(i).dirty.markRange(first, ((o + len - 1) >>> shift) - first + 1);
     }
 
-    /** Marks the pages of {@code len} bytes written at {@code gpa} through fast bucket {@code b}. */
-    void markFast(int b, long gpa, long len) {
-        long o = (gpa - fastBase) & fastMask;
+    /** Marks the pages of {@code len} bytes written at {@code gpa} through the fast path ({@link #fastOff}). */
+    void markFast(long gpa, long len) {
+        long r = gpa - fastBase, o = r & fastMask;
+        int b = (int) (r >>> fastShift);
         long first = o >>> shift;
         fastDirtys[b >>> F_BITS][b & F_MASK].markRange(fastPages[b >>> F_BITS][b & F_MASK] + first, ((o + len - 1) >>> shift) - first + 1);
     }
