@@ -207,11 +207,13 @@ public final class GuestMemory implements AutoCloseable {
      * RAM, read-only, private) or that goes through a slot's own view, so that it never refuses or serves
      * on a table a finished memslot change replaced.
      *
-     * <p>The plain typed and byte[] fast paths instead read {@code layout} plainly, so that the JIT can keep
-     * it (and the bucket table and segment it holds) in registers across a device model's loop: a read then
-     * costs the arithmetic, one table load and the access itself. That is sound because a fast path only ever
-     * serves a bucket through the table's span, and a table's span is closed as soon as the next one is
-     * published: a thread still using an old table gets IllegalStateException from the closed span (the
+     * <p>The fast paths of the typed (plain, volatile, acquire/release) and byte[] accessors instead read
+     * {@code layout} plainly, so that the JIT can keep it (and the bucket table and segment it holds) in
+     * registers across a device model's loop: a read then costs the arithmetic, one table load and the access
+     * itself. That is sound because a fast path only ever serves a bucket through the table's span, and a
+     * table's span is closed as soon as the next one is published, unless the next one only added a slot (then
+     * the old table reaches nothing that went away, and misses the new slot into the checked path): a thread
+     * still using an old table gets IllegalStateException from the closed span (the
      * JDK's close handshake deoptimizes compiled frames that hoisted the liveness check), goes to
      * {@link #retired}, which re-reads here, and retries; and a fast-path miss goes to a slow path that
      * starts from here.
@@ -617,6 +619,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The byte at {@code gpa} with opaque ordering, zero-extended. */
     public int readU8Volatile(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = f.fastOff(gpa, 1, false);
+        if (o != SlotTable.NONE) {
+            try {
+                return Byte.toUnsignedInt((byte) A8.getOpaque(f.all, gpa + o));
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU8VolatileChecked(gpa);
+    }
+
+    private int readU8VolatileChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 1, false, "readU8Volatile");
         try {
@@ -629,6 +644,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u16 at {@code gpa} (2-byte aligned) with opaque ordering, zero-extended. */
     public int readU16Volatile(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return Short.toUnsignedInt((short) A16.getOpaque(f.all, gpa + o));
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU16VolatileChecked(gpa);
+    }
+
+    private int readU16VolatileChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 2, false, "readU16Volatile");
         try {
@@ -641,6 +669,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u32 at {@code gpa} (4-byte aligned) with opaque ordering. */
     public int readU32Volatile(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return (int) A32.getOpaque(f.all, gpa + o);
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU32VolatileChecked(gpa);
+    }
+
+    private int readU32VolatileChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 4, false, "readU32Volatile");
         try {
@@ -653,6 +694,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u64 at {@code gpa} (8-byte aligned) with opaque ordering. */
     public long readU64Volatile(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return (long) A64.getOpaque(f.all, gpa + o);
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU64VolatileChecked(gpa);
+    }
+
+    private long readU64VolatileChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 8, false, "readU64Volatile");
         try {
@@ -665,6 +719,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a byte with opaque ordering. */
     public void writeU8Volatile(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = f.fastOff(gpa, 1, true);
+        if (o == SlotTable.NONE) {
+            writeU8VolatileChecked(gpa, value);
+            return;
+        }
+        try {
+            A8.setOpaque(f.all, gpa + o, (byte) value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU8VolatileChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 1);
+    }
+
+    private void writeU8VolatileChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 1, true, "writeU8Volatile");
         try {
@@ -679,6 +750,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u16 (2-byte aligned) with opaque ordering. */
     public void writeU16Volatile(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU16VolatileChecked(gpa, value);
+            return;
+        }
+        try {
+            A16.setOpaque(f.all, gpa + o, (short) value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU16VolatileChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 2);
+    }
+
+    private void writeU16VolatileChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 2, true, "writeU16Volatile");
         try {
@@ -693,6 +781,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u32 (4-byte aligned) with opaque ordering. */
     public void writeU32Volatile(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU32VolatileChecked(gpa, value);
+            return;
+        }
+        try {
+            A32.setOpaque(f.all, gpa + o, value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU32VolatileChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 4);
+    }
+
+    private void writeU32VolatileChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 4, true, "writeU32Volatile");
         try {
@@ -707,6 +812,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u64 (8-byte aligned) with opaque ordering. */
     public void writeU64Volatile(long gpa, long value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU64VolatileChecked(gpa, value);
+            return;
+        }
+        try {
+            A64.setOpaque(f.all, gpa + o, value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU64VolatileChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 8);
+    }
+
+    private void writeU64VolatileChecked(long gpa, long value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 8, true, "writeU64Volatile");
         try {
@@ -723,6 +845,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The byte at {@code gpa} with acquire ordering (no later access moves before it), zero-extended. */
     public int readU8Acquire(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = f.fastOff(gpa, 1, false);
+        if (o != SlotTable.NONE) {
+            try {
+                return Byte.toUnsignedInt((byte) A8.getAcquire(f.all, gpa + o));
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU8AcquireChecked(gpa);
+    }
+
+    private int readU8AcquireChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 1, false, "readU8Acquire");
         try {
@@ -735,6 +870,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u16 at {@code gpa} (2-byte aligned) with acquire ordering, zero-extended. */
     public int readU16Acquire(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return Short.toUnsignedInt((short) A16.getAcquire(f.all, gpa + o));
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU16AcquireChecked(gpa);
+    }
+
+    private int readU16AcquireChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 2, false, "readU16Acquire");
         try {
@@ -747,6 +895,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u32 at {@code gpa} (4-byte aligned) with acquire ordering. */
     public int readU32Acquire(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return (int) A32.getAcquire(f.all, gpa + o);
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU32AcquireChecked(gpa);
+    }
+
+    private int readU32AcquireChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 4, false, "readU32Acquire");
         try {
@@ -759,6 +920,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** The u64 at {@code gpa} (8-byte aligned) with acquire ordering. */
     public long readU64Acquire(long gpa) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, false) : SlotTable.NONE;
+        if (o != SlotTable.NONE) {
+            try {
+                return (long) A64.getAcquire(f.all, gpa + o);
+            } catch (IllegalStateException e) {
+                retired(f, e);
+            }
+        }
+        return readU64AcquireChecked(gpa);
+    }
+
+    private long readU64AcquireChecked(long gpa) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 8, false, "readU64Acquire");
         try {
@@ -771,6 +945,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a byte with release ordering (no earlier access moves after it). */
     public void writeU8Release(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = f.fastOff(gpa, 1, true);
+        if (o == SlotTable.NONE) {
+            writeU8ReleaseChecked(gpa, value);
+            return;
+        }
+        try {
+            A8.setRelease(f.all, gpa + o, (byte) value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU8ReleaseChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 1);
+    }
+
+    private void writeU8ReleaseChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 1, true, "writeU8Release");
         try {
@@ -785,6 +976,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u16 (2-byte aligned) with release ordering. */
     public void writeU16Release(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU16ReleaseChecked(gpa, value);
+            return;
+        }
+        try {
+            A16.setRelease(f.all, gpa + o, (short) value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU16ReleaseChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 2);
+    }
+
+    private void writeU16ReleaseChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 2, true, "writeU16Release");
         try {
@@ -799,6 +1007,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u32 (4-byte aligned) with release ordering. */
     public void writeU32Release(long gpa, int value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU32ReleaseChecked(gpa, value);
+            return;
+        }
+        try {
+            A32.setRelease(f.all, gpa + o, value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU32ReleaseChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 4);
+    }
+
+    private void writeU32ReleaseChecked(long gpa, int value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 4, true, "writeU32Release");
         try {
@@ -813,6 +1038,23 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Writes a u64 (8-byte aligned) with release ordering. */
     public void writeU64Release(long gpa, long value) {
+        final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
+        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, true) : SlotTable.NONE;
+        if (o == SlotTable.NONE) {
+            writeU64ReleaseChecked(gpa, value);
+            return;
+        }
+        try {
+            A64.setRelease(f.all, gpa + o, value);
+        } catch (IllegalStateException e) {
+            retired(f, e);
+            writeU64ReleaseChecked(gpa, value);
+            return;
+        }
+        if (logging) f.markFast(gpa, 8);
+    }
+
+    private void writeU64ReleaseChecked(long gpa, long value) {
         final SlotTable l = current();
         final int h = l.aligned(policy, gpa, 8, true, "writeU64Release");
         try {
