@@ -620,7 +620,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The byte at {@code gpa} with opaque ordering, zero-extended. */
     public int readU8Volatile(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = f.fastOff(gpa, 1, false);
+        final long o = f.fastOffAligned(gpa, 1, false);
         if (o != SlotTable.NONE) {
             try {
                 return Byte.toUnsignedInt((byte) A8.getOpaque(f.all, gpa + o));
@@ -645,7 +645,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u16 at {@code gpa} (2-byte aligned) with opaque ordering, zero-extended. */
     public int readU16Volatile(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 2, false);
         if (o != SlotTable.NONE) {
             try {
                 return Short.toUnsignedInt((short) A16.getOpaque(f.all, gpa + o));
@@ -670,7 +670,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u32 at {@code gpa} (4-byte aligned) with opaque ordering. */
     public int readU32Volatile(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 4, false);
         if (o != SlotTable.NONE) {
             try {
                 return (int) A32.getOpaque(f.all, gpa + o);
@@ -695,7 +695,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u64 at {@code gpa} (8-byte aligned) with opaque ordering. */
     public long readU64Volatile(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 8, false);
         if (o != SlotTable.NONE) {
             try {
                 return (long) A64.getOpaque(f.all, gpa + o);
@@ -720,7 +720,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a byte with opaque ordering. */
     public void writeU8Volatile(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = f.fastOff(gpa, 1, true);
+        final long o = f.fastOffAligned(gpa, 1, true);
         if (o == SlotTable.NONE) {
             writeU8VolatileChecked(gpa, value);
             return;
@@ -751,7 +751,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u16 (2-byte aligned) with opaque ordering. */
     public void writeU16Volatile(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 2, true);
         if (o == SlotTable.NONE) {
             writeU16VolatileChecked(gpa, value);
             return;
@@ -782,7 +782,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u32 (4-byte aligned) with opaque ordering. */
     public void writeU32Volatile(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 4, true);
         if (o == SlotTable.NONE) {
             writeU32VolatileChecked(gpa, value);
             return;
@@ -813,7 +813,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u64 (8-byte aligned) with opaque ordering. */
     public void writeU64Volatile(long gpa, long value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 8, true);
         if (o == SlotTable.NONE) {
             writeU64VolatileChecked(gpa, value);
             return;
@@ -846,7 +846,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The byte at {@code gpa} with acquire ordering (no later access moves before it), zero-extended. */
     public int readU8Acquire(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = f.fastOff(gpa, 1, false);
+        final long o = f.fastOffAligned(gpa, 1, false);
         if (o != SlotTable.NONE) {
             try {
                 return Byte.toUnsignedInt((byte) A8.getAcquire(f.all, gpa + o));
@@ -871,7 +871,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u16 at {@code gpa} (2-byte aligned) with acquire ordering, zero-extended. */
     public int readU16Acquire(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 2, false);
         if (o != SlotTable.NONE) {
             try {
                 return Short.toUnsignedInt((short) A16.getAcquire(f.all, gpa + o));
@@ -896,7 +896,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u32 at {@code gpa} (4-byte aligned) with acquire ordering. */
     public int readU32Acquire(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 4, false);
         if (o != SlotTable.NONE) {
             try {
                 return (int) A32.getAcquire(f.all, gpa + o);
@@ -921,7 +921,7 @@ public final class GuestMemory implements AutoCloseable {
     /** The u64 at {@code gpa} (8-byte aligned) with acquire ordering. */
     public long readU64Acquire(long gpa) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, false) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 8, false);
         if (o != SlotTable.NONE) {
             try {
                 return (long) A64.getAcquire(f.all, gpa + o);
@@ -946,7 +946,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a byte with release ordering (no earlier access moves after it). */
     public void writeU8Release(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = f.fastOff(gpa, 1, true);
+        final long o = f.fastOffAligned(gpa, 1, true);
         if (o == SlotTable.NONE) {
             writeU8ReleaseChecked(gpa, value);
             return;
@@ -977,7 +977,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u16 (2-byte aligned) with release ordering. */
     public void writeU16Release(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 1) == 0 ? f.fastOff(gpa, 2, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 2, true);
         if (o == SlotTable.NONE) {
             writeU16ReleaseChecked(gpa, value);
             return;
@@ -1008,7 +1008,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u32 (4-byte aligned) with release ordering. */
     public void writeU32Release(long gpa, int value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 3) == 0 ? f.fastOff(gpa, 4, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 4, true);
         if (o == SlotTable.NONE) {
             writeU32ReleaseChecked(gpa, value);
             return;
@@ -1039,7 +1039,7 @@ public final class GuestMemory implements AutoCloseable {
     /** Writes a u64 (8-byte aligned) with release ordering. */
     public void writeU64Release(long gpa, long value) {
         final SlotTable f = layout; // the plain fast path (see current()); anything else goes to the checked one
-        final long o = (gpa & 7) == 0 ? f.fastOff(gpa, 8, true) : SlotTable.NONE;
+        final long o = f.fastOffAligned(gpa, 8, true);
         if (o == SlotTable.NONE) {
             writeU64ReleaseChecked(gpa, value);
             return;

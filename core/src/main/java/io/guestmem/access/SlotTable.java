@@ -468,6 +468,11 @@ final class SlotTable {
         entry(i).dirty.markRange(first, ((o + len - 1) >>> shift) - first + 1);
     }
 
+    /** {@link #fastOff} of a naturally aligned {@code size}-byte access; NONE when {@code gpa} is misaligned. */
+    long fastOffAligned(long gpa, int size, boolean forWrite) {
+        return (gpa & (size - 1)) == 0 ? fastOff(gpa, size, forWrite) : NONE;
+    }
+
     /** Marks the pages of {@code len} bytes written at {@code gpa} through the fast path ({@link #fastOff}). */
     void markFast(long gpa, long len) {
         long r = gpa - fastBase, o = r & fastMask;
