@@ -49,7 +49,7 @@ public final class BenchRunner {
         }
         if (args == null) {
             System.out.println(USAGE);
-            System.out.println("  --quick         one fork, short warmup/measurement, slots 1 and 512, random lookups (under 5 minutes with the references)");
+            System.out.println("  --quick         one fork, short warmup/measurement, the parameter points the targets name (under 5 minutes with the references)");
             System.out.println("  --only REGEX    only JMH benchmarks matching REGEX (e.g. 'GfnLookup|Pagemap')");
             System.out.println("  --no-reference  skip the vm-memory and C reference programs (ratios against them: unavailable)");
             System.out.println("results: bench/results/latest.json (JMH JSON) and bench/results/latest.md");
@@ -121,26 +121,76 @@ public final class BenchRunner {
         return a.toArray(new String[0]);
     }
 
-    private static Collection<RunResult> runJmh(Args args, Path json) throws RunnerException {
-        ChainedOptionsBuilder o = new OptionsBuilder()
-                .include(args.only() != null ? args.only() : "io\\.guestmem\\.bench\\..*Bench\\.")
+    /**
+     * One JMH pass of the quick run: the benchmarks matching {@code include} with these parameter values. The
+     * quick run measures what the targets name and nothing else: the 1-slot point only where a target compares
+     * against it (the gpa -> slot step, the 1-slot lookup), 32764 slots for the KVM-limit rows (lookups and
+     * memslot changes), and none of the accessors that are context only (atomic, volatile, the load floor).
+     */
+    record Pass(String include, String[]... params) {}
+
+    static final List<Pass> QUICK = List.of(
+            new Pass("\\.(?!AccessBench|GfnLookupBench|MemslotUpdateBench)\\w+Bench\\."),
+            new Pass("\\.AccessBench\\.gpaToSlot$", new String[] {"slots", "1", "512"}),
+            new Pass("\\.AccessBench\\.(readU64|readU64Loop|write4k|sliceWrite4k|sliceWrite4kRaw|pwritev3|pwritev3Raw)$",
+                    new String[] {"slots", "512"}),
+            new Pass("\\.GfnLookupBench\\.", new String[] {"slots", "1", "512", "32764"}, new String[] {"pattern", "random"}),
+            new Pass("\\.MemslotUpdateBench\\.", new String[] {"slots", "512", "32764"}));
+
+    private static Collection<RunResult> runJmh(Args args, Path json) throws RunnerException, IOException {
+        String only = args.only() != null ? args.only() : "io\\.guestmem\\.bench\\..*Bench\\.";
+        if (!args.quick()) {
+            // 2 forks, 3 x 1 s warmup, 5 x 2 s measurement, every parameter point
+            return new Runner(options(only, json).forks(2).warmupIterations(3).warmupTime(TimeValue.seconds(1))
+                    .measurementIterations(5).measurementTime(TimeValue.seconds(2)).build()).run();
+        }
+        List<RunResult> all = new ArrayList<>();
+        List<String> jsons = new ArrayList<>();
+        Path part = json.resolveSibling("latest.part.json");
+        for (Pass pass : QUICK) {
+            // Warmup long enough for C2 to have compiled the hot path even with the cores shared; SingleShot
+            // benches (prefault) count iterations as invocations: 2 warmup + 3 measured maps of 1 GiB.
+            ChainedOptionsBuilder o = options(only, part).include(pass.include())
+                    .forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(350))
+                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(350));
+            for (String[] p : pass.params()) o.param(p[0], java.util.Arrays.copyOfRange(p, 1, p.length));
+            try {
+                all.addAll(new Runner(o.build()).run());
+            } catch (org.openjdk.jmh.runner.NoBenchmarksException e) {
+                continue; // --only left nothing of this pass
+            }
+            jsons.add(Files.readString(part).strip());
+        }
+        Files.deleteIfExists(part);
+        Files.writeString(json, joinJsonArrays(jsons));
+        return all;
+    }
+
+    /**
+     * The JMH options every run shares: benchmarks matching both {@code only} and each later include (JMH ORs
+     * its includes, so {@code only} becomes an exclude of what it does not match).
+     */
+    private static ChainedOptionsBuilder options(String only, Path json) {
+        return new OptionsBuilder()
+                .exclude("^(?!.*(?:" + only + "))")
                 .jvmArgsAppend(forkJvmArgs())
                 .addProfiler(GCProfiler.class)
                 .shouldFailOnError(false)
                 .result(json.toString())
                 .resultFormat(ResultFormatType.JSON);
-        if (args.quick()) {
-            // Warmup long enough for C2 to have compiled the hot path even with the cores shared; SingleShot
-            // benches (prefault) count iterations as invocations: 2 warmup + 3 measured maps of 1 GiB.
-            // The reduced param set: slot counts 1 and 512 only, random lookups only (what the targets name).
-            o.forks(1).warmupIterations(2).warmupTime(TimeValue.milliseconds(350))
-                    .measurementIterations(3).measurementTime(TimeValue.milliseconds(350))
-                    .param("slots", "1", "512").param("pattern", "random");
-        } else {
-            o.forks(2).warmupIterations(3).warmupTime(TimeValue.seconds(1))
-                    .measurementIterations(5).measurementTime(TimeValue.seconds(2));
+    }
+
+    /** JMH's JSON arrays of several passes as one array. */
+    static String joinJsonArrays(List<String> arrays) {
+        StringBuilder b = new StringBuilder("[");
+        for (String a : arrays) {
+            if (!a.startsWith("[") || !a.endsWith("]")) throw new IllegalStateException("not a JMH JSON array: " + a.substring(0, Math.min(40, a.length())));
+            String inner = a.substring(1, a.length() - 1).strip();
+            if (inner.isEmpty()) continue;
+            if (b.length() > 1) b.append(",");
+            b.append("\n").append(inner);
         }
-        return new Runner(o.build()).run();
+        return b.append("\n]\n").toString();
     }
 
     static String fmt(double v) {
