@@ -11,6 +11,7 @@ import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -98,6 +99,9 @@ public final class UffdPageServer implements AutoCloseable {
             failures = new AtomicLong(), dataServed = new AtomicLong();
     private volatile long firstFaultNanos = -1, completeNanos = -1;
     private volatile Throwable lastFailure;
+    /** Why each failed block failed, by its address: an access that finds a block failed by the prefetcher (or by
+     *  a fault) says the same reason the first one saw. Failures are rare, so a map is enough. */
+    private final ConcurrentHashMap<Long, Throwable> failedBlocks = new ConcurrentHashMap<>();
     private volatile boolean complete, stop;
 
     /** The block states of one range. */
@@ -291,8 +295,7 @@ public final class UffdPageServer implements AutoCloseable {
                 return;
             }
             if (from == FAILED) {
-                if (who == Who.ACCESS) throw new LazyRestoreException("the page at " + hex(addr) + " of slot "
-                        + r.slotId() + " could not be restored", lastFailure);
+                if (who == Who.ACCESS) throw notRestored(r, addr, failedBlocks.get(addr));
                 return;
             }
             if (from == SERVING) {
@@ -326,6 +329,7 @@ public final class UffdPageServer implements AutoCloseable {
                 }
             }
         } catch (IOException | RuntimeException e) {
+            failedBlocks.put(addr, e); // before the state, so whoever sees FAILED finds the reason
             bs.state.set(b, FAILED);
             failures.incrementAndGet();
             lastFailure = e;
@@ -337,10 +341,13 @@ public final class UffdPageServer implements AutoCloseable {
                     e.addSuppressed(pe);
                 }
             }
-            if (who == Who.ACCESS)
-                throw new LazyRestoreException("the page at " + hex(addr) + " of slot " + r.slotId()
-                        + " could not be restored: " + e.getMessage(), e);
+            if (who == Who.ACCESS) throw notRestored(r, addr, e);
         }
+    }
+
+    private static LazyRestoreException notRestored(Range r, long addr, Throwable why) {
+        return new LazyRestoreException("the page at " + hex(addr) + " of slot " + r.slotId() + " could not be restored"
+                + (why == null ? "" : ": " + why.getMessage()), why);
     }
 
     /** Puts the block's bytes in place and wakes whoever waits on it. */
