@@ -16,8 +16,10 @@ import java.lang.invoke.VarHandle;
  *
  * <h2>Why marking is race-free against a harvest</h2>
  * A writer stores its data, then {@link #mark}s: a full fence, a plain read of the word, and an atomic OR
- * only when the bit is clear (so writers hammering one page do not bounce the word's cache line), then the
- * same for the chunk's summary bit. The collector clears a summary bit with an atomic exchange, then each word
+ * only when the bit is clear (so writers hammering one page do not bounce the word's cache line), then,
+ * after an OR only, the same for the chunk's summary bit (a word bit found set needs no look at the summary:
+ * whoever set it sets the summary bit after, or a collector that cleared the summary bit is about to take the
+ * word). The collector clears a summary bit with an atomic exchange, then each word
  * of the chunk with one, and copies the pages after. With a fence on both sides, "the writer saw the bit still
  * set (and skipped the OR)" and "the collector's copy missed the writer's data" cannot both happen (the
  * store-buffering pattern), so a write is never lost: it is either in the copy of this round or its bit is set
@@ -62,6 +64,27 @@ public final class DirtyBitmap {
         int nchunks = (nwords + CHUNK_WORDS - 1) >>> CHUNK_SHIFT;
         this.chunks = new long[nchunks][];
         this.summary = new long[(nchunks + 63) >>> 6];
+        // one chunk only (a slot up to 128 MiB of 4 KiB pages): allocated now and only as long as the slot
+        // needs, so the fast path can keep its words next to the bucket (oneChunk)
+        if (records && nchunks == 1) chunks[0] = new long[nwords];
+    }
+
+    /** The words of a log that has one chunk only (they never move), else null. */
+    long[] oneChunk() {
+        return chunks.length == 1 ? chunks[0] : null;
+    }
+
+    /**
+     * The accessors' fast path of {@link #markRange}: the writer's fence, then true when pages
+     * {@code [first, last]} are marked already in {@code words} (a {@link #oneChunk}; null answers false), as a
+     * page written again before the next harvest is. Three loads from the bucket, not six: on false the caller
+     * marks through the bitmap (whose second fence costs only that rarer path).
+     */
+    static boolean alreadyMarked(long[] words, long first, long last) {
+        VarHandle.fullFence();
+        if (words == null || (first >>> 6) != (last >>> 6)) return false;
+        long bits = (-1L << first) & (-1L >>> (63 - (last & 63)));
+        return ((long) WORD.getOpaque(words, (int) (first >>> 6)) & bits) == bits;
     }
 
     /** Words of a bitmap of {@code npages} pages ({@code ceil(npages / 64)}). */
@@ -75,7 +98,7 @@ public final class DirtyBitmap {
 
     /** Marks page {@code page} (call after the write it records). */
     public void mark(long page) {
-        if (Long.compareUnsigned(page, npages) >= 0) throw new IndexOutOfBoundsException("page " + page + " of " + npages);
+        if (Long.compareUnsigned(page, npages) >= 0) throw outside(page, 1);
         if (!records) return;
         VarHandle.fullFence();
         setBits((int) (page >>> 6), 1L << page);
@@ -84,28 +107,43 @@ public final class DirtyBitmap {
     /** Marks pages {@code [first, first + count)} with one fence (call after the write they record). */
     public void markRange(long first, long count) {
         if (count <= 0) return;
-        if (first < 0 || count > npages - first)
-            throw new IndexOutOfBoundsException("pages " + first + "+" + count + " of " + npages);
+        if (first < 0 || count > npages - first) throw outside(first, count);
         if (!records) return;
         VarHandle.fullFence();
         long last = first + count - 1;
-        int w0 = (int) (first >>> 6), w1 = (int) (last >>> 6);
-        long head = -1L << first, tail = -1L >>> (63 - (last & 63));
-        if (w0 == w1) {
-            setBits(w0, head & tail);
-            return;
-        }
-        setBits(w0, head);
-        for (int w = w0 + 1; w < w1; w++) setBits(w, -1L);
-        setBits(w1, tail);
+        int w0 = (int) (first >>> 6);
+        if (w0 == (int) (last >>> 6)) setBits(w0, (-1L << first) & (-1L >>> (63 - (last & 63))));
+        else setWords(w0, (int) (last >>> 6), first, last);
     }
 
+    /** A range across words: out of line, so the accessors that inline the one-word case stay small. */
+    private void setWords(int w0, int w1, long first, long last) {
+        setBits(w0, -1L << first);
+        for (int w = w0 + 1; w < w1; w++) setBits(w, -1L);
+        setBits(w1, -1L >>> (63 - (last & 63)));
+    }
+
+    private IndexOutOfBoundsException outside(long first, long count) {
+        return new IndexOutOfBoundsException((count == 1 ? "page " + first : "pages " + first + "+" + count) + " of " + npages);
+    }
+
+    /**
+     * Sets {@code bits} in word {@code w}. The inlined part is the steady state of a page written again before
+     * the next harvest: two loads and nothing stored. It must stay small: every typed store and copy of a
+     * dirty-logged memory inlines it, and a caller that inlines several (a device's loop) otherwise reaches
+     * C2's node budget and stops inlining the accessors themselves.
+     */
     private void setBits(int w, long bits) {
+        long[] chunk = (long[]) CHUNK.getAcquire(chunks, w >>> CHUNK_SHIFT);
+        if (chunk == null || ((long) WORD.getOpaque(chunk, w & (CHUNK_WORDS - 1)) & bits) != bits) orBits(w, bits);
+    }
+
+    /** The first mark of these pages since a harvest: the word's OR, then the summary's. */
+    private void orBits(int w, long bits) {
         int c = w >>> CHUNK_SHIFT;
         long[] chunk = (long[]) CHUNK.getAcquire(chunks, c);
         if (chunk == null) chunk = allocate(c);
-        int i = w & (CHUNK_WORDS - 1);
-        if (((long) WORD.getOpaque(chunk, i) & bits) != bits) WORD.getAndBitwiseOr(chunk, i, bits);
+        WORD.getAndBitwiseOr(chunk, w & (CHUNK_WORDS - 1), bits);
         long s = 1L << c; // (a volatile read: it must not pass the word's OR above, see the class comment)
         if (((long) WORD.getVolatile(summary, c >>> 6) & s) == 0) WORD.getAndBitwiseOr(summary, c >>> 6, s);
     }
@@ -145,7 +183,7 @@ public final class DirtyBitmap {
         for (int c = 0; c < chunks.length; c++) {
             long[] chunk = (long[]) CHUNK.getAcquire(chunks, c);
             if (chunk == null) continue;
-            for (int i = 0; i < CHUNK_WORDS; i++) n += Long.bitCount((long) WORD.getVolatile(chunk, i));
+            for (int i = 0; i < chunk.length; i++) n += Long.bitCount((long) WORD.getVolatile(chunk, i));
         }
         return n;
     }

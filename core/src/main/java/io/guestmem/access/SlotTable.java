@@ -80,6 +80,7 @@ final class SlotTable {
     // Chunks of unserved buckets, shared by every table: never written (a change copies a chunk first).
     private static final long[] NONE_CHUNK = new long[F_CHUNK], ZERO_CHUNK = new long[F_CHUNK];
     private static final DirtyBitmap[] NULL_CHUNK = new DirtyBitmap[F_CHUNK];
+    private static final long[][] NULL_WORDS = new long[F_CHUNK][];
     static {
         Arrays.fill(NONE_CHUNK, NONE);
     }
@@ -125,6 +126,7 @@ final class SlotTable {
     private final long[][] writeOffs;       // the same when the bucket may be written, or NONE
     private final DirtyBitmap[][] fastDirtys; // the dirty log of bucket b's slot
     private final long[][] fastPages;       // page index in that slot of bucket b's first byte
+    private final long[][][] fastWords;     // that log's words when it has one chunk only, else null
     private final boolean fastCapped;       // fastShift was raised past the slots' alignment to stay under MAX_BUCKETS
     private final int builtFor;             // slots at the last full build
 
@@ -184,6 +186,8 @@ final class SlotTable {
         fastPages = filled(new long[chunks][], ZERO_CHUNK);
         fastDirtys = new DirtyBitmap[chunks][];
         Arrays.fill(fastDirtys, NULL_CHUNK);
+        fastWords = new long[chunks][][];
+        Arrays.fill(fastWords, NULL_WORDS);
         boolean[] copied = new boolean[chunks];
         boolean any = false;
         for (Entry e : served) any |= serve(e, loHva, copied);
@@ -217,6 +221,7 @@ final class SlotTable {
         writeOffs = prev.writeOffs.clone();
         fastPages = prev.fastPages.clone();
         fastDirtys = prev.fastDirtys.clone();
+        fastWords = prev.fastWords.clone();
         boolean[] copied = new boolean[readOffs.length];
         if (old != null && old.read != null) unserve(old, copied);
         boolean serves = now != null && now.read != null && wholeBuckets(now);
@@ -262,6 +267,7 @@ final class SlotTable {
             readOffs[c][i] = off;
             writeOffs[c][i] = e.writable ? off : NONE;
             fastDirtys[c][i] = e.dirty;
+            fastWords[c][i] = e.dirty.oneChunk();
             fastPages[c][i] = ((fastBase + (b << fastShift)) - e.base) >>> shift;
         }
         return first < end;
@@ -277,6 +283,7 @@ final class SlotTable {
             readOffs[c][i] = NONE;
             writeOffs[c][i] = NONE;
             fastDirtys[c][i] = null;
+            fastWords[c][i] = null;
             fastPages[c][i] = 0;
         }
     }
@@ -289,6 +296,7 @@ final class SlotTable {
             writeOffs[c] = writeOffs[c].clone();
             fastPages[c] = fastPages[c].clone();
             fastDirtys[c] = fastDirtys[c].clone();
+            fastWords[c] = fastWords[c].clone();
             copied[c] = true;
         }
         return c;
@@ -476,9 +484,9 @@ final class SlotTable {
     /** Marks the pages of {@code len} bytes written at {@code gpa} through the fast path ({@link #fastOff}). */
     void markFast(long gpa, long len) {
         long r = gpa - fastBase, o = r & fastMask;
-        int b = (int) (r >>> fastShift);
-        long first = o >>> shift;
-        fastDirtys[b >>> F_BITS][b & F_MASK].markRange(fastPages[b >>> F_BITS][b & F_MASK] + first, ((o + len - 1) >>> shift) - first + 1);
+        int b = (int) (r >>> fastShift), c = b >>> F_BITS, i = b & F_MASK;
+        long page0 = fastPages[c][i], first = page0 + (o >>> shift), last = page0 + ((o + len - 1) >>> shift);
+        if (!DirtyBitmap.alreadyMarked(fastWords[c][i], first, last)) fastDirtys[c][i].markRange(first, last - first + 1);
     }
 
     // ------------------------------------------------------------------ handles (volatile and atomic flavours)
@@ -518,7 +526,9 @@ final class SlotTable {
     /** Marks the page of an aligned access (which never crosses a page). */
     void mark(int h, long gpa) {
         if (h >= 0) {
-            fastDirtys[h >>> F_BITS][h & F_MASK].mark(fastPages[h >>> F_BITS][h & F_MASK] + (((gpa - fastBase) & fastMask) >>> shift));
+            int c = h >>> F_BITS, i = h & F_MASK;
+            long page = fastPages[c][i] + (((gpa - fastBase) & fastMask) >>> shift);
+            if (!DirtyBitmap.alreadyMarked(fastWords[c][i], page, page)) fastDirtys[c][i].mark(page);
         } else {
             Entry e = entry(~h);
             e.dirty.mark((gpa - e.base) >>> shift);
