@@ -125,7 +125,8 @@ public final class BenchRunner {
      * One JMH pass of the quick run: the benchmarks matching {@code include} with these parameter values. The
      * quick run measures what the targets name and nothing else: the 1-slot point only where a target compares
      * against it (the gpa -> slot step, the 1-slot lookup), 32764 slots for the KVM-limit rows (lookups and
-     * memslot changes), and none of the accessors that are context only (atomic, volatile, the load floor).
+     * memslot changes), and none of the accessors that are context only (atomic, volatile, the load floor), nor a
+     * build of all the slots with a follower.
      */
     record Pass(String include, String[]... params) {}
 
@@ -135,7 +136,10 @@ public final class BenchRunner {
             new Pass("\\.AccessBench\\.(readU64|readU64Loop|write4k|sliceWrite4k|sliceWrite4kRaw|pwritev3|pwritev3Raw)$",
                     new String[] {"slots", "512"}),
             new Pass("\\.GfnLookupBench\\.", new String[] {"slots", "1", "512", "32764"}, new String[] {"pattern", "random"}),
-            new Pass("\\.MemslotUpdateBench\\.", new String[] {"slots", "512", "32764"}));
+            new Pass("\\.MemslotUpdateBench\\.(createDelete|moveAndBack)$", new String[] {"slots", "512", "32764"}),
+            // building all the slots with a GuestMemory following is context only, and at 32764 the longest
+            // single shot of the pass (32764 follower updates, five times)
+            new Pass("\\.MemslotUpdateBench\\.buildAll$", new String[] {"slots", "512", "32764"}, new String[] {"follower", "none"}));
 
     private static Collection<RunResult> runJmh(Args args, Path json) throws RunnerException, IOException {
         String only = args.only() != null ? args.only() : "io\\.guestmem\\.bench\\..*Bench\\.";
