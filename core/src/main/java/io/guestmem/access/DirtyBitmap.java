@@ -75,14 +75,16 @@ public final class DirtyBitmap {
     }
 
     /**
-     * The accessors' fast path of {@link #markRange}: the writer's fence, then true when pages
-     * {@code [first, last]} are marked already in {@code words} (a {@link #oneChunk}; null answers false), as a
-     * page written again before the next harvest is. Three loads from the bucket, not six: on false the caller
-     * marks through the bitmap (whose second fence costs only that rarer path).
+     * The accessors' fast path of {@link #markRange}, from a fast bucket that keeps {@code words}, the log's
+     * {@link #oneChunk} (null when it has more chunks or records nothing): true when pages {@code [first, last]}
+     * are marked already, as a page written again before the next harvest is, for the fence and three loads from
+     * the bucket. On false the caller marks through the log, which fences itself: a second fence on a page's
+     * first mark since a harvest, and none at all for a log that records nothing. Kept apart from the log's
+     * path because a device loop inlines one of these per write (see {@link #setBits}).
      */
     static boolean alreadyMarked(long[] words, long first, long last) {
-        VarHandle.fullFence();
         if (words == null || (first >>> 6) != (last >>> 6)) return false;
+        VarHandle.fullFence();
         long bits = (-1L << first) & (-1L >>> (63 - (last & 63)));
         return ((long) WORD.getOpaque(words, (int) (first >>> 6)) & bits) == bits;
     }

@@ -526,9 +526,7 @@ final class SlotTable {
     /** Marks the page of an aligned access (which never crosses a page). */
     void mark(int h, long gpa) {
         if (h >= 0) {
-            int c = h >>> F_BITS, i = h & F_MASK;
-            long page = fastPages[c][i] + (((gpa - fastBase) & fastMask) >>> shift);
-            if (!DirtyBitmap.alreadyMarked(fastWords[c][i], page, page)) fastDirtys[c][i].mark(page);
+            markFast(gpa, 1);
         } else {
             Entry e = entry(~h);
             e.dirty.mark((gpa - e.base) >>> shift);
