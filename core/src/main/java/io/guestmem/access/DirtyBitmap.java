@@ -77,16 +77,24 @@ public final class DirtyBitmap {
     /**
      * The accessors' fast path of {@link #markRange}, from a fast bucket that keeps {@code words}, the log's
      * {@link #oneChunk} (null when it has more chunks or records nothing): true when pages {@code [first, last]}
-     * are marked already, as a page written again before the next harvest is, for the fence and three loads from
-     * the bucket. On false the caller marks through the log, which fences itself: a second fence on a page's
+     * are marked already, as a page written again before the next harvest is, for the fence and the load of one
+     * word. On false the caller marks through the log, which fences itself: a second fence on a page's
      * first mark since a harvest, and none at all for a log that records nothing. Kept apart from the log's
      * path because a device loop inlines one of these per write (see {@link #setBits}).
      */
     static boolean alreadyMarked(long[] words, long first, long last) {
         if (words == null || (first >>> 6) != (last >>> 6)) return false;
         VarHandle.fullFence();
-        long bits = (-1L << first) & (-1L >>> (63 - (last & 63)));
+        long bits = bitsOf(first, last);
         return ((long) WORD.getOpaque(words, (int) (first >>> 6)) & bits) == bits;
+    }
+
+    /**
+     * The bits of pages {@code [first, last]} within their one word: 2^(l+1) - 2^f, with Java's shifts taking
+     * the count mod 64 (for l = 63 the first term wraps to 0, and 0 - 2^f is bits f..63).
+     */
+    private static long bitsOf(long first, long last) {
+        return (2L << last) - (1L << first);
     }
 
     /** Words of a bitmap of {@code npages} pages ({@code ceil(npages / 64)}). */
@@ -114,7 +122,7 @@ public final class DirtyBitmap {
         VarHandle.fullFence();
         long last = first + count - 1;
         int w0 = (int) (first >>> 6);
-        if (w0 == (int) (last >>> 6)) setBits(w0, (-1L << first) & (-1L >>> (63 - (last & 63))));
+        if (w0 == (int) (last >>> 6)) setBits(w0, bitsOf(first, last));
         else setWords(w0, (int) (last >>> 6), first, last);
     }
 

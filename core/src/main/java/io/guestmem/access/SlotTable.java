@@ -78,9 +78,8 @@ final class SlotTable {
     private static final int E_BITS = 8, E_CHUNK = 1 << E_BITS, E_MASK = E_CHUNK - 1;
     private static final int F_BITS = 10, F_CHUNK = 1 << F_BITS, F_MASK = F_CHUNK - 1;
     // Chunks of unserved buckets, shared by every table: never written (a change copies a chunk first).
-    private static final long[] NONE_CHUNK = new long[F_CHUNK], ZERO_CHUNK = new long[F_CHUNK];
-    private static final DirtyBitmap[] NULL_CHUNK = new DirtyBitmap[F_CHUNK];
-    private static final long[][] NULL_WORDS = new long[F_CHUNK][];
+    private static final long[] NONE_CHUNK = new long[F_CHUNK];
+    private static final Entry[] NULL_CHUNK = new Entry[F_CHUNK];
     static {
         Arrays.fill(NONE_CHUNK, NONE);
     }
@@ -95,6 +94,7 @@ final class SlotTable {
         final boolean governed;      // the access policy is asked about every page (GUEST_MEMFD, a stand-in's slot)
         final boolean writable;      // read != null, not READONLY, not a read-only mapping
         final DirtyBitmap dirty;
+        final long[] words;          // dirty's words when it has one chunk only (DirtyBitmap.oneChunk), else null
 
         Entry(SlotMapping m, int shift, PageAccessPolicy policy) {
             Memslot s = m.slot();
@@ -102,6 +102,7 @@ final class SlotTable {
             base = s.baseGfn() << shift;
             size = s.npages() << shift;
             dirty = m.dirty();
+            words = dirty.oneChunk();
             any = m.view() == null ? null : m.view().segment();
             governed = policy.governs(s);
             read = any == null || governed ? null : any;
@@ -124,9 +125,11 @@ final class SlotTable {
     final int buckets;             // buckets in the arrays below
     private final long[][] readOffs;        // offset in all = gpa + readOff(b), or NONE
     private final long[][] writeOffs;       // the same when the bucket may be written, or NONE
-    private final DirtyBitmap[][] fastDirtys; // the dirty log of bucket b's slot
-    private final long[][] fastPages;       // page index in that slot of bucket b's first byte
-    private final long[][][] fastWords;     // that log's words when it has one chunk only, else null
+    private final Entry[][] fastEntries;    // the slot of a served bucket (its dirty log), else null
+    // Chunk 0 of each of those: after the fence of a dirty mark every load starts again, and an access
+    // to the first F_CHUNK buckets then waits for one load fewer
+    private final long[] readHead, writeHead;
+    private final Entry[] entryHead;
     private final boolean fastCapped;       // fastShift was raised past the slots' alignment to stay under MAX_BUCKETS
     private final int builtFor;             // slots at the last full build
 
@@ -183,16 +186,16 @@ final class SlotTable {
         int chunks = (buckets + F_MASK) >>> F_BITS;
         readOffs = filled(new long[chunks][], NONE_CHUNK);
         writeOffs = filled(new long[chunks][], NONE_CHUNK);
-        fastPages = filled(new long[chunks][], ZERO_CHUNK);
-        fastDirtys = new DirtyBitmap[chunks][];
-        Arrays.fill(fastDirtys, NULL_CHUNK);
-        fastWords = new long[chunks][][];
-        Arrays.fill(fastWords, NULL_WORDS);
+        fastEntries = new Entry[chunks][];
+        Arrays.fill(fastEntries, NULL_CHUNK);
         boolean[] copied = new boolean[chunks];
         boolean any = false;
         for (Entry e : served) any |= serve(e, loHva, copied);
         span = any ? HostSpan.covering(plain) : null;
         all = any ? span.segment() : MemorySegment.NULL;
+        readHead = readOffs.length == 0 ? NONE_CHUNK : readOffs[0];
+        writeHead = writeOffs.length == 0 ? NONE_CHUNK : writeOffs[0];
+        entryHead = fastEntries.length == 0 ? NULL_CHUNK : fastEntries[0];
     }
 
     private static long[][] filled(long[][] a, long[] chunk) {
@@ -219,9 +222,7 @@ final class SlotTable {
         buckets = prev.buckets;
         readOffs = prev.readOffs.clone();
         writeOffs = prev.writeOffs.clone();
-        fastPages = prev.fastPages.clone();
-        fastDirtys = prev.fastDirtys.clone();
-        fastWords = prev.fastWords.clone();
+        fastEntries = prev.fastEntries.clone();
         boolean[] copied = new boolean[readOffs.length];
         if (old != null && old.read != null) unserve(old, copied);
         boolean serves = now != null && now.read != null && wholeBuckets(now);
@@ -234,6 +235,9 @@ final class SlotTable {
         else span = prev.span.renewed(r);
         all = span == null ? MemorySegment.NULL : span.segment();
         if (serves) serve(now, span.address(), copied);
+        readHead = readOffs.length == 0 ? NONE_CHUNK : readOffs[0];
+        writeHead = writeOffs.length == 0 ? NONE_CHUNK : writeOffs[0];
+        entryHead = fastEntries.length == 0 ? NULL_CHUNK : fastEntries[0];
     }
 
     /**
@@ -266,9 +270,7 @@ final class SlotTable {
             int c = own((int) b, copied), i = (int) b & F_MASK;
             readOffs[c][i] = off;
             writeOffs[c][i] = e.writable ? off : NONE;
-            fastDirtys[c][i] = e.dirty;
-            fastWords[c][i] = e.dirty.oneChunk();
-            fastPages[c][i] = ((fastBase + (b << fastShift)) - e.base) >>> shift;
+            fastEntries[c][i] = e;
         }
         return first < end;
     }
@@ -282,9 +284,7 @@ final class SlotTable {
             int c = own((int) b, copied), i = (int) b & F_MASK;
             readOffs[c][i] = NONE;
             writeOffs[c][i] = NONE;
-            fastDirtys[c][i] = null;
-            fastWords[c][i] = null;
-            fastPages[c][i] = 0;
+            fastEntries[c][i] = null;
         }
     }
 
@@ -294,9 +294,7 @@ final class SlotTable {
         if (!copied[c]) {
             readOffs[c] = readOffs[c].clone();
             writeOffs[c] = writeOffs[c].clone();
-            fastPages[c] = fastPages[c].clone();
-            fastDirtys[c] = fastDirtys[c].clone();
-            fastWords[c] = fastWords[c].clone();
+            fastEntries[c] = fastEntries[c].clone();
             copied[c] = true;
         }
         return c;
@@ -365,12 +363,17 @@ final class SlotTable {
 
     /** The offset in {@link #all} of gpa 0 in bucket {@code b}'s slot, or NONE. */
     long readOff(int b) {
-        return readOffs[b >>> F_BITS][b & F_MASK];
+        return at(readHead, readOffs, b);
+    }
+
+    /** Bucket {@code b}'s entry of a bucket array: chunk 0 from its head, the rest through the chunks. */
+    private static long at(long[] head, long[][] chunks, int b) {
+        return b < F_CHUNK ? head[b] : chunks[b >>> F_BITS][b & F_MASK];
     }
 
     /** {@link #readOff} when the bucket may be written, else NONE. */
     long writeOff(int b) {
-        return writeOffs[b >>> F_BITS][b & F_MASK];
+        return at(writeHead, writeOffs, b);
     }
 
     /**
@@ -381,7 +384,7 @@ final class SlotTable {
         final long r = gpa - fastBase;
         final long b = r >>> fastShift; // a gpa below fastBase gives a huge b
         return b < buckets && (r & fastMask) <= fastMask - (len - 1)
-                && (forWrite ? writeOffs : readOffs)[(int) (b >>> F_BITS)][(int) b & F_MASK] != NONE ? (int) b : -1;
+                && (forWrite ? writeOff((int) b) : readOff((int) b)) != NONE ? (int) b : -1;
     }
 
     /**
@@ -392,8 +395,8 @@ final class SlotTable {
     long fastOff(long gpa, long len, boolean forWrite) {
         final long r = gpa - fastBase;
         final long b = r >>> fastShift;
-        return b < buckets && (r & fastMask) <= fastMask - (len - 1)
-                ? (forWrite ? writeOffs : readOffs)[(int) (b >>> F_BITS)][(int) b & F_MASK] : NONE;
+        if (b >= buckets || (r & fastMask) > fastMask - (len - 1)) return NONE;
+        return forWrite ? at(writeHead, writeOffs, (int) b) : at(readHead, readOffs, (int) b);
     }
 
     /**
@@ -483,10 +486,10 @@ final class SlotTable {
 
     /** Marks the pages of {@code len} bytes written at {@code gpa} through the fast path ({@link #fastOff}). */
     void markFast(long gpa, long len) {
-        long r = gpa - fastBase, o = r & fastMask;
-        int b = (int) (r >>> fastShift), c = b >>> F_BITS, i = b & F_MASK;
-        long page0 = fastPages[c][i], first = page0 + (o >>> shift), last = page0 + ((o + len - 1) >>> shift);
-        if (!DirtyBitmap.alreadyMarked(fastWords[c][i], first, last)) fastDirtys[c][i].markRange(first, last - first + 1);
+        int b = (int) ((gpa - fastBase) >>> fastShift);
+        Entry e = b < F_CHUNK ? entryHead[b] : fastEntries[b >>> F_BITS][b & F_MASK];
+        long first = (gpa - e.base) >>> shift, last = (gpa + len - 1 - e.base) >>> shift;
+        if (!DirtyBitmap.alreadyMarked(e.words, first, last)) e.dirty.markRange(first, last - first + 1);
     }
 
     // ------------------------------------------------------------------ handles (volatile and atomic flavours)

@@ -53,6 +53,8 @@ class FastPathModelTest {
                 gpa += size;
             }
             if (seed == 6) slots.add(addSlot(gm, rnd, n, 1L << 40, 3 * PAGE, false)); // far away: coarse buckets
+            // past the first 1024 page-sized buckets: SlotTable serves those from a head array, the rest from chunks
+            if (seed == 3) slots.add(addSlot(gm, rnd, n, gpa + 1100 * PAGE, 3 * PAGE, false));
             for (int op = 0; op < OPS; op++) step(gm, slots, rnd, op);
             for (Slot s : slots) {
                 assertArrayEquals(s.bytes(), s.region().segment().asSlice(0, s.size()).toArray(ValueLayout.JAVA_BYTE),
