@@ -183,7 +183,7 @@ final class SlotTable {
         fastBase = align == 0 ? 0 : lo & ~fastMask;
         long needed = align == 0 ? 0 : ((hi - fastBase - 1) >>> k) + 1;
         buckets = (int) Math.min(MAX_BUCKETS, 2 * needed); // room for slots created above these
-        int chunks = (buckets + F_MASK) >>> F_BITS;
+        int chunks = Math.max(1, (buckets + F_MASK) >>> F_BITS); // at least one, so chunk 0 is the head
         readOffs = filled(new long[chunks][], NONE_CHUNK);
         writeOffs = filled(new long[chunks][], NONE_CHUNK);
         fastEntries = new Entry[chunks][];
@@ -193,9 +193,9 @@ final class SlotTable {
         for (Entry e : served) any |= serve(e, loHva, copied);
         span = any ? HostSpan.covering(plain) : null;
         all = any ? span.segment() : MemorySegment.NULL;
-        readHead = readOffs.length == 0 ? NONE_CHUNK : readOffs[0];
-        writeHead = writeOffs.length == 0 ? NONE_CHUNK : writeOffs[0];
-        entryHead = fastEntries.length == 0 ? NULL_CHUNK : fastEntries[0];
+        readHead = readOffs[0];
+        writeHead = writeOffs[0];
+        entryHead = fastEntries[0];
     }
 
     private static long[][] filled(long[][] a, long[] chunk) {
@@ -235,9 +235,9 @@ final class SlotTable {
         else span = prev.span.renewed(r);
         all = span == null ? MemorySegment.NULL : span.segment();
         if (serves) serve(now, span.address(), copied);
-        readHead = readOffs.length == 0 ? NONE_CHUNK : readOffs[0];
-        writeHead = writeOffs.length == 0 ? NONE_CHUNK : writeOffs[0];
-        entryHead = fastEntries.length == 0 ? NULL_CHUNK : fastEntries[0];
+        readHead = readOffs[0];
+        writeHead = writeOffs[0];
+        entryHead = fastEntries[0];
     }
 
     /**
@@ -371,6 +371,11 @@ final class SlotTable {
         return b < F_CHUNK ? head[b] : chunks[b >>> F_BITS][b & F_MASK];
     }
 
+    /** {@link #at(long[], long[][], int)} of the entry array. */
+    private static Entry at(Entry[] head, Entry[][] chunks, int b) {
+        return b < F_CHUNK ? head[b] : chunks[b >>> F_BITS][b & F_MASK];
+    }
+
     /** {@link #readOff} when the bucket may be written, else NONE. */
     long writeOff(int b) {
         return at(writeHead, writeOffs, b);
@@ -487,7 +492,7 @@ final class SlotTable {
     /** Marks the pages of {@code len} bytes written at {@code gpa} through the fast path ({@link #fastOff}). */
     void markFast(long gpa, long len) {
         int b = (int) ((gpa - fastBase) >>> fastShift);
-        Entry e = b < F_CHUNK ? entryHead[b] : fastEntries[b >>> F_BITS][b & F_MASK];
+        Entry e = at(entryHead, fastEntries, b);
         long first = (gpa - e.base) >>> shift, last = (gpa + len - 1 - e.base) >>> shift;
         if (!DirtyBitmap.alreadyMarked(e.words, first, last)) e.dirty.markRange(first, last - first + 1);
     }
